@@ -1,0 +1,67 @@
+#pragma once
+// Building blocks the public awaiters need inline; not part of the API.
+
+#include <atomic>
+#include <coroutine>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+struct event;
+
+namespace evco::detail {
+
+// A coroutine waiting to be resumed from the loop's ready list. The list is intrusive, so
+// scheduling allocates nothing, and an awaiter whose frame is destroyed while queued takes
+// itself off the list (loop::unschedule) before its memory goes away.
+struct waiter {
+  std::coroutine_handle<> handle;
+  waiter* prev = nullptr;
+  waiter* next = nullptr;
+  bool queued = false;
+};
+
+// Something the loop owns until it finishes, and destroys with itself if it never does.
+struct owned {
+  owned* prev = nullptr;
+  owned* next = nullptr;
+  void (*destroy)(owned*) noexcept = nullptr;
+};
+
+// std::stop_callback body: may run on any thread, so it only sets a flag and activates a
+// libevent event (thread-safe once evthread_use_pthreads ran); the event's callback, on the
+// loop thread, finishes the operation. The stop_callback is destroyed before the event, so
+// no activation can reach a freed event.
+struct cancel_fn {
+  event* ev;
+  std::atomic<bool>* flag;
+  void operator()() const noexcept;
+};
+
+// A move-only type-erased void() callable, for loop::post.
+class unique_function {
+ public:
+  unique_function() noexcept = default;
+  template <class F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, unique_function> &&
+             std::is_invocable_v<std::decay_t<F>&>)
+  unique_function(F&& f) : p_(std::make_unique<model<std::decay_t<F>>>(std::forward<F>(f))) {}
+  void operator()() { p_->call(); }
+  explicit operator bool() const noexcept { return static_cast<bool>(p_); }
+
+ private:
+  struct concept_t {
+    virtual ~concept_t() = default;
+    virtual void call() = 0;
+  };
+  template <class F>
+  struct model final : concept_t {
+    explicit model(F&& f) : f_(std::move(f)) {}
+    explicit model(const F& f) : f_(f) {}
+    void call() override { f_(); }
+    F f_;
+  };
+  std::unique_ptr<concept_t> p_;
+};
+
+}  // namespace evco::detail

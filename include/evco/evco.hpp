@@ -1,0 +1,11 @@
+#pragma once
+// evco: C++20 coroutines over libevent. Includes every public header.
+
+#include "evco/connect.hpp"
+#include "evco/endpoint.hpp"
+#include "evco/error.hpp"
+#include "evco/listener.hpp"
+#include "evco/loop.hpp"
+#include "evco/stream.hpp"
+#include "evco/task.hpp"
+#include "evco/timer.hpp"

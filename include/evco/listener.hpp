@@ -1,0 +1,77 @@
+#pragma once
+// listener: a bound, listening TCP socket whose accept() is awaitable.
+
+#include <optional>
+#include <stop_token>
+
+#include "evco/detail/waiter.hpp"
+#include "evco/endpoint.hpp"
+#include "evco/error.hpp"
+#include "evco/stream.hpp"
+
+namespace evco {
+
+class loop;
+
+struct listen_options {
+  int backlog = 1024;
+  bool reuse_address = true;  ///< SO_REUSEADDR: rebind while old connections sit in TIME_WAIT
+  bool reuse_port = false;    ///< SO_REUSEPORT: one listener per loop/thread on the same port
+  bool v6_only = false;       ///< IPV6_V6ONLY for an IPv6 endpoint
+};
+
+namespace detail {
+
+struct listener_state;
+
+struct [[nodiscard]] accept_op : waiter {
+  accept_op(listener_state* st, op_options o) noexcept
+      : s(st), timeout(o.timeout), stop(std::move(o.stop)) {}
+  accept_op(const accept_op&) = delete;
+  accept_op& operator=(const accept_op&) = delete;
+  ~accept_op();
+
+  bool await_ready();
+  void await_suspend(std::coroutine_handle<> h);
+  result<stream> await_resume();
+
+  listener_state* s;
+  loop* lp = nullptr;
+  bool parked = false;
+  int fd = -1;
+  duration timeout;
+  std::stop_token stop;
+  std::error_code ec;
+  std::atomic<bool> stop_requested{false};
+  std::optional<std::stop_callback<cancel_fn>> on_stop;
+};
+
+}  // namespace detail
+
+class listener {
+ public:
+  listener() noexcept = default;
+  listener(listener&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  listener& operator=(listener&& o) noexcept;
+  ~listener() { close(); }
+
+  /// Binds and listens; port 0 picks a free port (read it back with local_endpoint()).
+  static result<listener> bind(loop& lp, const endpoint& ep, listen_options o = {});
+
+  /// Completes with the next connection. When the process is out of file descriptors
+  /// (EMFILE, ENFILE) it reports that errno once and the next accept() waits a short
+  /// back-off before trying again, so a server loop that retries does not spin.
+  detail::accept_op accept(op_options o = {}) { return {s_, std::move(o)}; }
+
+  /// Resumes a pending accept with errc::closed and closes the socket.
+  void close() noexcept;
+
+  bool is_open() const noexcept { return s_ != nullptr; }
+  result<endpoint> local_endpoint() const;
+  int native_handle() const noexcept;
+
+ private:
+  detail::listener_state* s_ = nullptr;
+};
+
+}  // namespace evco

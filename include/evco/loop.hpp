@@ -1,0 +1,86 @@
+#pragma once
+// loop: one event_base, driven on one thread; runs, spawns and resumes coroutines.
+
+#include <coroutine>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <system_error>
+
+#include "evco/detail/waiter.hpp"
+#include "evco/error.hpp"
+#include "evco/task.hpp"
+
+struct event_base;
+
+namespace evco {
+
+struct loop_options {
+  /// Set SIGPIPE to SIG_IGN when it is still SIG_DFL, so that writing to a closed peer is an
+  /// EPIPE value rather than the death of the process (libevent writes with writev, which has
+  /// no MSG_NOSIGNAL). A handler the application installed itself is left alone.
+  bool ignore_sigpipe = true;
+};
+
+/// One loop per thread, one thread per loop. Every coroutine parked on evco is resumed from
+/// the loop that owns the operation; post() is the only member that other threads may call.
+class loop {
+ public:
+  loop() : loop(loop_options{}) {}
+  explicit loop(loop_options opts);
+  /// Destroys every spawned frame still parked here (and so every frame they await), then
+  /// every stream still closing in the background; no callback runs afterwards.
+  ~loop();
+  loop(const loop&) = delete;
+  loop& operator=(const loop&) = delete;
+
+  /// Drives the loop until `t` finishes; returns its value or rethrows its exception.
+  /// Spawned tasks keep running while it does, and stay parked when it returns.
+  template <class T>
+  T run(task<T> t);
+
+  /// Starts `t` detached (from the loop, not inline). An exception escaping it goes to
+  /// `on_exception`; there is no overload without a sink, so failures are never dropped.
+  void spawn(task<void> t, std::function<void(std::exception_ptr)> on_exception);
+  /// Starts `t` detached; a failed result goes to `on_error`. An exception escaping `t` is a
+  /// bug: it is printed and std::terminate is called, as for an exception leaving a thread.
+  void spawn(task<result<void>> t, std::function<void(std::error_code)> on_error);
+
+  /// Runs `f` on the loop's thread during a later loop turn. Thread-safe; wakes the loop.
+  void post(detail::unique_function f);
+
+  event_base* native_handle() const noexcept { return base_; }
+
+  // Internal: resume `w` from the loop during the current or next turn.
+  void schedule(detail::waiter& w) noexcept;
+  // Internal: take `w` off the ready list if it is queued.
+  void unschedule(detail::waiter& w) noexcept;
+  // Internal: things the loop owns until they finish (spawned frames, streams closing in the
+  // background); ~loop destroys those still there.
+  void adopt(detail::owned& o) noexcept;
+  void release(detail::owned& o) noexcept;
+
+ private:
+  struct impl;
+  void run_until_done(std::coroutine_handle<> done);
+  static std::coroutine_handle<> make_done_signal(loop& lp);
+
+  event_base* base_;  // cached from impl_ for native_handle()
+  std::unique_ptr<impl> impl_;
+};
+
+template <class T>
+T loop::run(task<T> t) {
+  auto h = t.handle();
+  if (!h) throw std::invalid_argument("evco::loop::run: empty task");
+  if (!h.done()) {
+    struct signal {
+      std::coroutine_handle<> h;
+      ~signal() { h.destroy(); }
+    } done{make_done_signal(*this)};
+    if (h.promise().start(h, done.h)) run_until_done(done.h);
+  }
+  return h.promise().take();
+}
+
+}  // namespace evco

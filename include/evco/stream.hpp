@@ -1,0 +1,188 @@
+#pragma once
+// stream: a byte stream over one libevent bufferevent (TCP now; TLS and pairs use the same type).
+
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <string_view>
+
+#include "evco/detail/waiter.hpp"
+#include "evco/endpoint.hpp"
+#include "evco/error.hpp"
+#include "evco/timer.hpp"
+
+struct bufferevent;
+
+namespace evco {
+
+class loop;
+
+/// Per-operation limits, accepted by every awaitable op: `co_await s.read_some(buf, {.timeout = 2s})`.
+struct op_options {
+  duration timeout{};        ///< deadline for this op, from its start; zero means none
+  std::stop_token stop{};    ///< request_stop() completes the op with errc::cancelled
+};
+
+namespace detail {
+
+struct stream_state;
+
+enum class op_kind : unsigned char { read_some, read_exactly, read_until, write, drain, shutdown };
+
+// The one awaiter behind every stream op. It lives in the awaiting coroutine's frame, so a
+// steady-state read or write allocates nothing; the stream keeps a pointer to it while it is
+// parked, and its destructor takes it back out if the frame dies first.
+struct stream_op : waiter {
+  stream_op(stream_state* st, op_kind k, std::byte* p, std::size_t n, op_options o) noexcept
+      : s(st), kind(k), data(p), size(n), timeout(o.timeout), stop(std::move(o.stop)) {}
+  stream_op(stream_state* st, std::string* out, std::string_view d, std::size_t m,
+            op_options o) noexcept
+      : s(st), kind(op_kind::read_until), data(nullptr), size(0), line(out), delim(d), max(m),
+        timeout(o.timeout), stop(std::move(o.stop)) {}
+  stream_op(const stream_op&) = delete;
+  stream_op& operator=(const stream_op&) = delete;
+  ~stream_op();
+
+  bool await_ready();
+  void await_suspend(std::coroutine_handle<> h);
+
+  stream_state* s;
+  loop* lp = nullptr;  // set while parked or queued
+  op_kind kind;
+  bool parked = false;
+  std::byte* data;
+  std::size_t size;
+  std::size_t done = 0;  // bytes moved so far
+  std::string* line = nullptr;
+  std::string_view delim;
+  std::size_t max = 0;
+  std::size_t scanned = 0;  // read_until: bytes already searched for the delimiter
+  duration timeout;
+  std::stop_token stop;
+  std::error_code ec;
+  std::atomic<bool> stop_requested{false};
+  std::optional<std::stop_callback<cancel_fn>> on_stop;
+};
+
+struct [[nodiscard]] read_some_op : stream_op {
+  using stream_op::stream_op;
+  result<std::size_t> await_resume() const noexcept {
+    if (ec) return ec;
+    return done;
+  }
+};
+struct [[nodiscard]] read_until_op : stream_op {
+  using stream_op::stream_op;
+  result<std::size_t> await_resume() const noexcept {
+    if (ec) return ec;
+    return done;
+  }
+};
+// read_exactly, write, drain and shutdown report only success or an error.
+struct [[nodiscard]] void_op : stream_op {
+  using stream_op::stream_op;
+  result<void> await_resume() const noexcept {
+    if (ec) return ec;
+    return success();
+  }
+};
+using read_exactly_op = void_op;
+using write_op = void_op;
+using drain_op = void_op;
+using shutdown_op = void_op;
+
+}  // namespace detail
+
+/// A connected byte stream. Move-only; destroying it closes it (see close()). At most one
+/// read and one write may be pending at a time (a second gets errc::busy). All ops must be
+/// started on the loop's thread. A buffer passed to an op is borrowed until the op completes.
+class stream {
+ public:
+  stream() noexcept = default;
+  stream(stream&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  stream& operator=(stream&& o) noexcept;
+  ~stream() { close(); }
+
+  /// Takes ownership of a bufferevent (of any kind: socket, TLS, pair) built on `lp`'s base.
+  static stream from_bufferevent(loop& lp, bufferevent* bev);
+  /// Takes ownership of a connected, non-blocking socket.
+  static result<stream> from_socket(loop& lp, int fd);
+
+  bool is_open() const noexcept { return s_ != nullptr; }
+
+  /// Completes with >= 1 byte once any is available; errc::eof once the peer ended the
+  /// stream and everything before the end was read.
+  detail::read_some_op read_some(std::span<std::byte> buf, op_options o = {}) {
+    return {s_, detail::op_kind::read_some, buf.data(), buf.size(), std::move(o)};
+  }
+  detail::read_some_op read_some(std::span<char> buf, op_options o = {}) {
+    return read_some(std::as_writable_bytes(buf), std::move(o));
+  }
+
+  /// Completes when `buf` is full. If the stream ends, times out or is cancelled first, the
+  /// error is reported and the bytes received so far stay readable by the next read.
+  detail::read_exactly_op read_exactly(std::span<std::byte> buf, op_options o = {}) {
+    return {s_, detail::op_kind::read_exactly, buf.data(), buf.size(), std::move(o)};
+  }
+  detail::read_exactly_op read_exactly(std::span<char> buf, op_options o = {}) {
+    return read_exactly(std::as_writable_bytes(buf), std::move(o));
+  }
+
+  /// Appends everything up to and including the first `delim` to `out` and returns how many
+  /// bytes that was. errc::limit_exceeded when `max` bytes arrived without a complete
+  /// delimiter within them; errc::eof when the stream ends first. Either way nothing is lost:
+  /// the bytes stay buffered for the next read.
+  detail::read_until_op read_until(std::string& out, std::string_view delim, std::size_t max,
+                                   op_options o = {}) {
+    return {s_, &out, delim, max, std::move(o)};
+  }
+
+  /// Completes once the bytes are queued, which waits while the output buffer is above its
+  /// high watermark (until it drains to the low one). Errors of earlier writes (EPIPE,
+  /// ECONNRESET, ...) are reported here or by drain().
+  detail::write_op write(std::span<const std::byte> data, op_options o = {}) {
+    return {s_, detail::op_kind::write, const_cast<std::byte*>(data.data()), data.size(),
+            std::move(o)};
+  }
+  detail::write_op write(std::string_view data, op_options o = {}) {
+    return write(std::as_bytes(std::span(data)), std::move(o));
+  }
+
+  /// Completes when the output buffer is empty (everything handed to the kernel).
+  detail::drain_op drain(op_options o = {}) {
+    return {s_, detail::op_kind::drain, nullptr, 0, std::move(o)};
+  }
+
+  /// Half-close: flushes the output, then sends FIN. Reading goes on until the peer's eof;
+  /// writes afterwards fail with errc::closed.
+  detail::shutdown_op shutdown(op_options o = {}) {
+    return {s_, detail::op_kind::shutdown, nullptr, 0, std::move(o)};
+  }
+
+  /// Resumes pending ops with errc::closed (from the loop). Queued output is still sent in
+  /// the background, followed by FIN; unread input is drained before the socket closes, so
+  /// the peer sees a clean end rather than RST. The loop owns that tail end (bounded by a
+  /// linger timeout) and ends it at the latest when the loop is destroyed.
+  void close() noexcept;
+
+  /// Idle timeouts (libevent's): a read or write op fails with errc::timed_out when no byte
+  /// moves in that direction for this long. Re-armed by every partial progress; zero = none.
+  void set_timeouts(duration read, duration write);
+  /// The input buffer stops reading from the socket at `high` bytes (zero = unlimited).
+  void set_read_limit(std::size_t high);
+  /// write() waits while more than `high` bytes are queued, until they drain to `low`.
+  void set_write_watermarks(std::size_t low, std::size_t high);
+
+  std::size_t buffered_input() const noexcept;
+  std::size_t buffered_output() const noexcept;
+  result<endpoint> local_endpoint() const;
+  result<endpoint> remote_endpoint() const;
+  bufferevent* native_handle() const noexcept;
+
+ private:
+  detail::stream_state* s_ = nullptr;
+};
+
+}  // namespace evco

@@ -1,0 +1,146 @@
+#pragma once
+// task<T>: a lazy, move-only coroutine that starts when awaited.
+
+#include <coroutine>
+#include <exception>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace evco {
+
+template <class T = void>
+class task;
+
+namespace detail {
+
+// How a finished task hands control back to its awaiter.
+//
+// g++ 12 does not compile symmetric transfer as a tail call at -O0..-O1 or under ASan, so a
+// loop of awaits of tasks that finish synchronously would grow the stack by one frame each
+// time. The awaiter therefore starts the child inline from a bool await_suspend; if the child
+// finishes before returning, its final suspend goes nowhere and await_suspend returns false,
+// so the awaiter continues on its own stack. Only a child that really suspended transfers
+// control back symmetrically when it finishes later, from the loop.
+class task_promise_base {
+ public:
+  std::suspend_always initial_suspend() noexcept { return {}; }
+
+  struct final_awaiter {
+    bool await_ready() noexcept { return false; }
+    template <class Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) noexcept {
+      task_promise_base& p = h.promise();
+      if (p.starting_inline_) {
+        p.finished_inline_ = true;
+        return std::noop_coroutine();
+      }
+      return p.continuation_ ? p.continuation_ : std::noop_coroutine();
+    }
+    void await_resume() noexcept {}
+  };
+  final_awaiter final_suspend() noexcept { return {}; }
+
+  // Starts the task on this stack; true if it suspended rather than finished.
+  bool start(std::coroutine_handle<> self, std::coroutine_handle<> continuation) {
+    continuation_ = continuation;
+    starting_inline_ = true;
+    finished_inline_ = false;
+    self.resume();
+    starting_inline_ = false;
+    return !finished_inline_;
+  }
+
+ private:
+  std::coroutine_handle<> continuation_;
+  bool starting_inline_ = false;
+  bool finished_inline_ = false;
+};
+
+template <class T>
+class task_promise final : public task_promise_base {
+ public:
+  task<T> get_return_object() noexcept;
+  void unhandled_exception() noexcept { value_.template emplace<2>(std::current_exception()); }
+  template <class U = T>
+    requires std::is_convertible_v<U&&, T>
+  void return_value(U&& v) {
+    value_.template emplace<1>(std::forward<U>(v));
+  }
+  T take() {
+    if (value_.index() == 2) std::rethrow_exception(std::get<2>(value_));
+    return std::move(std::get<1>(value_));
+  }
+
+ private:
+  std::variant<std::monostate, T, std::exception_ptr> value_;
+};
+
+template <>
+class task_promise<void> final : public task_promise_base {
+ public:
+  task<void> get_return_object() noexcept;
+  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+  void return_void() noexcept {}
+  void take() {
+    if (exception_) std::rethrow_exception(exception_);
+  }
+
+ private:
+  std::exception_ptr exception_;
+};
+
+}  // namespace detail
+
+/// A lazy coroutine: nothing runs until it is awaited (or handed to loop::run / loop::spawn).
+/// Awaiting yields its value or rethrows its exception. Destroying a task that has not
+/// finished destroys its frame, and with it every frame it is awaiting.
+template <class T>
+class [[nodiscard]] task {
+ public:
+  using promise_type = detail::task_promise<T>;
+  using value_type = T;
+
+  task() noexcept = default;
+  task(task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  task& operator=(task&& o) noexcept {
+    if (this != &o) {
+      if (h_) h_.destroy();
+      h_ = std::exchange(o.h_, {});
+    }
+    return *this;
+  }
+  ~task() {
+    if (h_) h_.destroy();
+  }
+
+  bool valid() const noexcept { return static_cast<bool>(h_); }
+
+  struct awaiter {
+    std::coroutine_handle<promise_type> h;
+    bool await_ready() const noexcept { return h.done(); }
+    bool await_suspend(std::coroutine_handle<> awaiting) { return h.promise().start(h, awaiting); }
+    T await_resume() { return h.promise().take(); }
+  };
+  awaiter operator co_await() && noexcept { return awaiter{h_}; }
+
+  // For loop::run / loop::spawn: the raw handle (the task keeps ownership).
+  std::coroutine_handle<promise_type> handle() const noexcept { return h_; }
+
+ private:
+  friend promise_type;
+  explicit task(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+  std::coroutine_handle<promise_type> h_;
+};
+
+namespace detail {
+template <class T>
+task<T> task_promise<T>::get_return_object() noexcept {
+  return task<T>{std::coroutine_handle<task_promise<T>>::from_promise(*this)};
+}
+inline task<void> task_promise<void>::get_return_object() noexcept {
+  return task<void>{std::coroutine_handle<task_promise<void>>::from_promise(*this)};
+}
+}  // namespace detail
+
+}  // namespace evco

@@ -1,0 +1,134 @@
+#include "evco/endpoint.hpp"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace evco {
+
+endpoint::endpoint() noexcept {
+  std::memset(&addr_, 0, sizeof addr_);
+  addr_.ss_family = AF_INET;
+}
+
+endpoint endpoint::v4_loopback(std::uint16_t port) noexcept {
+  endpoint e;
+  auto& sin = reinterpret_cast<sockaddr_in&>(e.addr_);
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sin.sin_port = htons(port);
+  return e;
+}
+
+endpoint endpoint::v6_loopback(std::uint16_t port) noexcept {
+  endpoint e;
+  auto& sin6 = reinterpret_cast<sockaddr_in6&>(e.addr_);
+  sin6.sin6_family = AF_INET6;
+  sin6.sin6_addr = in6addr_loopback;
+  sin6.sin6_port = htons(port);
+  return e;
+}
+
+result<endpoint> endpoint::parse(std::string_view address, std::uint16_t port) {
+  if (address.size() >= 2 && address.front() == '[' && address.back() == ']') {
+    address = address.substr(1, address.size() - 2);
+  }
+  char buf[INET6_ADDRSTRLEN + 1];
+  if (address.empty() || address.size() >= sizeof buf) {
+    return std::make_error_code(std::errc::invalid_argument);
+  }
+  std::memcpy(buf, address.data(), address.size());
+  buf[address.size()] = '\0';
+  endpoint e;
+  auto& sin = reinterpret_cast<sockaddr_in&>(e.addr_);
+  auto& sin6 = reinterpret_cast<sockaddr_in6&>(e.addr_);
+  if (inet_pton(AF_INET, buf, &sin.sin_addr) == 1) {
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(port);
+    return e;
+  }
+  std::memset(&e.addr_, 0, sizeof e.addr_);
+  if (inet_pton(AF_INET6, buf, &sin6.sin6_addr) == 1) {
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(port);
+    return e;
+  }
+  return std::make_error_code(std::errc::invalid_argument);
+}
+
+result<endpoint> endpoint::parse(std::string_view text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return std::make_error_code(std::errc::invalid_argument);
+  std::string_view host = text.substr(0, colon);
+  const std::string_view port_text = text.substr(colon + 1);
+  // An IPv6 address with a port must be bracketed: "::1:80" is ambiguous.
+  if (host.find(':') != std::string_view::npos &&
+      !(host.size() >= 2 && host.front() == '[' && host.back() == ']')) {
+    return std::make_error_code(std::errc::invalid_argument);
+  }
+  unsigned port = 0;
+  const auto [end, ec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535 ||
+      port_text.empty()) {
+    return std::make_error_code(std::errc::invalid_argument);
+  }
+  return parse(host, static_cast<std::uint16_t>(port));
+}
+
+result<endpoint> endpoint::from_sockaddr(const sockaddr* sa, socklen_t len) {
+  endpoint e;
+  if (sa->sa_family == AF_INET && len >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
+    std::memcpy(&e.addr_, sa, sizeof(sockaddr_in));
+    return e;
+  }
+  if (sa->sa_family == AF_INET6 && len >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
+    std::memcpy(&e.addr_, sa, sizeof(sockaddr_in6));
+    return e;
+  }
+  return std::make_error_code(std::errc::address_family_not_supported);
+}
+
+std::uint16_t endpoint::port() const noexcept {
+  if (is_v6()) return ntohs(reinterpret_cast<const sockaddr_in6&>(addr_).sin6_port);
+  return ntohs(reinterpret_cast<const sockaddr_in&>(addr_).sin_port);
+}
+
+void endpoint::set_port(std::uint16_t p) noexcept {
+  if (is_v6()) {
+    reinterpret_cast<sockaddr_in6&>(addr_).sin6_port = htons(p);
+  } else {
+    reinterpret_cast<sockaddr_in&>(addr_).sin_port = htons(p);
+  }
+}
+
+socklen_t endpoint::size() const noexcept {
+  return is_v6() ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+}
+
+std::string endpoint::address() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (is_v6()) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(addr_).sin6_addr, buf, sizeof buf);
+  } else {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(addr_).sin_addr, buf, sizeof buf);
+  }
+  return buf;
+}
+
+std::string endpoint::to_string() const {
+  std::string s = is_v6() ? "[" + address() + "]" : address();
+  return s + ":" + std::to_string(port());
+}
+
+bool operator==(const endpoint& a, const endpoint& b) noexcept { return (a <=> b) == 0; }
+
+std::strong_ordering operator<=>(const endpoint& a, const endpoint& b) noexcept {
+  if (auto c = a.family() <=> b.family(); c != 0) return c;
+  const int c = std::memcmp(a.data(), b.data(), a.size());
+  if (c != 0) return c < 0 ? std::strong_ordering::less : std::strong_ordering::greater;
+  return std::strong_ordering::equal;
+}
+
+}  // namespace evco

@@ -1,0 +1,233 @@
+#include "evco/loop.hpp"
+
+#include <csignal>
+#include <cstdio>
+#include <mutex>
+#include <stdexcept>
+#include <vector>
+
+#include <event2/thread.h>
+
+#include "libevent.hpp"
+
+namespace evco {
+
+namespace detail {
+void cancel_fn::operator()() const noexcept {
+  flag->store(true, std::memory_order_release);
+  event_active(ev, EV_TIMEOUT, 0);
+}
+}  // namespace detail
+
+struct loop::impl {
+  detail::base_ptr base;  // declared first: destroyed last, every event below needs it
+  detail::event_ptr wake;
+  detail::waiter* ready_head = nullptr;
+  detail::waiter* ready_tail = nullptr;
+  detail::owned* owned_head = nullptr;
+  std::mutex posted_mutex;
+  std::vector<detail::unique_function> posted;  // guarded by posted_mutex
+  bool running = false;
+};
+
+namespace {
+
+void enable_threads() {
+  static const int rc = evthread_use_pthreads();
+  if (rc != 0) throw std::runtime_error("evco: evthread_use_pthreads failed");
+}
+
+// A spawned task's frame: started from the ready list, owned by the loop until it ends.
+struct detached {
+  struct promise_type {
+    template <class... Args>
+    explicit promise_type(loop& lp, Args&...) noexcept : lp(lp) {
+      node.frame = std::coroutine_handle<promise_type>::from_promise(*this);
+      node.destroy = [](detail::owned* o) noexcept { static_cast<frame_node*>(o)->frame.destroy(); };
+      lp.adopt(node);
+    }
+    ~promise_type() {
+      lp.unschedule(start);
+      lp.release(node);
+    }
+    detached get_return_object() noexcept {
+      return {std::coroutine_handle<promise_type>::from_promise(*this)};
+    }
+    std::suspend_always initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept {
+      try {
+        throw;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "evco: exception escaped a spawned task: %s\n", e.what());
+      } catch (...) {
+        std::fprintf(stderr, "evco: exception escaped a spawned task\n");
+      }
+      std::terminate();
+    }
+
+    struct frame_node : detail::owned {
+      std::coroutine_handle<> frame;
+    };
+    loop& lp;
+    frame_node node;
+    detail::waiter start;
+  };
+  std::coroutine_handle<promise_type> h;
+};
+
+detached run_detached(loop&, task<void> t, std::function<void(std::exception_ptr)> sink) {
+  try {
+    co_await std::move(t);
+  } catch (...) {
+    sink(std::current_exception());
+  }
+}
+
+detached run_detached(loop&, task<result<void>> t, std::function<void(std::error_code)> sink) {
+  if (auto r = co_await std::move(t); !r) sink(r.error());
+}
+
+void start_detached(loop& lp, detached d) {
+  d.h.promise().start.handle = d.h;
+  lp.schedule(d.h.promise().start);
+}
+
+// The continuation of loop::run's task: marks it finished and stops the base.
+struct done_signal {
+  struct promise_type {
+    done_signal get_return_object() noexcept {
+      return {std::coroutine_handle<promise_type>::from_promise(*this)};
+    }
+    std::suspend_always initial_suspend() noexcept { return {}; }
+    std::suspend_always final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+  std::coroutine_handle<promise_type> h;
+};
+
+done_signal make_signal(event_base* base) {
+  event_base_loopbreak(base);
+  co_return;
+}
+
+}  // namespace
+
+loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) {
+  enable_threads();
+  if (opts.ignore_sigpipe) {
+    struct sigaction old {};
+    if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
+      std::signal(SIGPIPE, SIG_IGN);
+    }
+  }
+  impl_->base.reset(event_base_new());
+  if (!impl_->base) throw std::runtime_error("evco: event_base_new failed");
+  base_ = impl_->base.get();
+  impl_->wake.reset(event_new(
+      base_, -1, 0,
+      [](evutil_socket_t, short, void* arg) {
+        auto& self = *static_cast<loop*>(arg);
+        auto& im = *self.impl_;
+        std::vector<detail::unique_function> posted;
+        {
+          std::lock_guard lock(im.posted_mutex);
+          posted.swap(im.posted);
+        }
+        for (auto& f : posted) f();
+        // Only what is queued now runs this turn; whatever those resumptions schedule waits
+        // for the next turn, so a coroutine that keeps rescheduling itself cannot starve I/O.
+        std::size_t n = 0;
+        for (auto* w = im.ready_head; w; w = w->next) ++n;
+        while (n-- > 0 && im.ready_head) {
+          detail::waiter* w = im.ready_head;
+          self.unschedule(*w);
+          w->handle.resume();
+        }
+        if (im.ready_head) event_active(im.wake.get(), EV_TIMEOUT, 0);
+      },
+      this));
+  if (!impl_->wake) throw std::runtime_error("evco: event_new failed");
+}
+
+loop::~loop() {
+  // Destroying an owned frame may close streams, which the loop then adopts: repeat until
+  // nothing is left. Frames go first, while the base and its events are all still alive.
+  while (detail::owned* o = impl_->owned_head) o->destroy(o);
+  impl_->ready_head = impl_->ready_tail = nullptr;
+}
+
+void loop::spawn(task<void> t, std::function<void(std::exception_ptr)> on_exception) {
+  if (!on_exception) throw std::invalid_argument("evco::loop::spawn: empty error sink");
+  start_detached(*this, run_detached(*this, std::move(t), std::move(on_exception)));
+}
+
+void loop::spawn(task<result<void>> t, std::function<void(std::error_code)> on_error) {
+  if (!on_error) throw std::invalid_argument("evco::loop::spawn: empty error sink");
+  start_detached(*this, run_detached(*this, std::move(t), std::move(on_error)));
+}
+
+void loop::post(detail::unique_function f) {
+  bool first;
+  {
+    std::lock_guard lock(impl_->posted_mutex);
+    first = impl_->posted.empty();
+    impl_->posted.push_back(std::move(f));
+  }
+  if (first) event_active(impl_->wake.get(), EV_TIMEOUT, 0);
+}
+
+void loop::schedule(detail::waiter& w) noexcept {
+  if (w.queued) return;
+  w.queued = true;
+  w.next = nullptr;
+  w.prev = impl_->ready_tail;
+  if (impl_->ready_tail) {
+    impl_->ready_tail->next = &w;
+  } else {
+    impl_->ready_head = &w;
+    event_active(impl_->wake.get(), EV_TIMEOUT, 0);
+  }
+  impl_->ready_tail = &w;
+}
+
+void loop::unschedule(detail::waiter& w) noexcept {
+  if (!w.queued) return;
+  w.queued = false;
+  (w.prev ? w.prev->next : impl_->ready_head) = w.next;
+  (w.next ? w.next->prev : impl_->ready_tail) = w.prev;
+  w.prev = w.next = nullptr;
+}
+
+void loop::adopt(detail::owned& o) noexcept {
+  o.prev = nullptr;
+  o.next = impl_->owned_head;
+  if (o.next) o.next->prev = &o;
+  impl_->owned_head = &o;
+}
+
+void loop::release(detail::owned& o) noexcept {
+  (o.prev ? o.prev->next : impl_->owned_head) = o.next;
+  if (o.next) o.next->prev = o.prev;
+  o.prev = o.next = nullptr;
+}
+
+std::coroutine_handle<> loop::make_done_signal(loop& lp) { return make_signal(lp.base_).h; }
+
+void loop::run_until_done(std::coroutine_handle<> done) {
+  if (impl_->running) throw std::logic_error("evco::loop::run: already running (nested run)");
+  impl_->running = true;
+  struct reset {
+    bool& b;
+    ~reset() { b = false; }
+  } r{impl_->running};
+  while (!done.done()) {
+    if (event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY) < 0) {
+      throw std::runtime_error("evco: event_base_loop failed");
+    }
+  }
+}
+
+}  // namespace evco

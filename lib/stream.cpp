@@ -1,0 +1,445 @@
+#include "evco/stream.hpp"
+
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "stream_state.hpp"
+
+namespace evco {
+namespace detail {
+namespace {
+
+constexpr auto linger_timeout = std::chrono::seconds(5);
+
+bool is_read(op_kind k) noexcept { return k <= op_kind::read_until; }
+evbuffer* input(stream_state& s) noexcept { return bufferevent_get_input(s.bev); }
+evbuffer* output(stream_state& s) noexcept { return bufferevent_get_output(s.bev); }
+std::error_code system_error(int e) noexcept { return {e, std::system_category()}; }
+
+// A read that stops early gives back what read_exactly already took, so no byte is lost.
+void fail_read(stream_state& s, stream_op& op, std::error_code ec) noexcept {
+  if (op.kind == op_kind::read_exactly && op.done > 0) {
+    evbuffer_prepend(input(s), op.data, op.done);
+    op.done = 0;
+  }
+  op.ec = ec;
+}
+
+// Completes a read from the input buffer or the sticky read error, if it can; true if done.
+bool try_read(stream_state& s, stream_op& op) noexcept {
+  evbuffer* in = input(s);
+  const std::size_t len = evbuffer_get_length(in);
+  switch (op.kind) {
+    case op_kind::read_some:
+      if (len > 0 || op.size == 0) {
+        const int n = evbuffer_remove(in, op.data, std::min(len, op.size));
+        op.done = n > 0 ? static_cast<std::size_t>(n) : 0;
+        return true;
+      }
+      break;
+    case op_kind::read_exactly:
+      if (len > 0 && op.done < op.size) {
+        const int n = evbuffer_remove(in, op.data + op.done, std::min(len, op.size - op.done));
+        if (n > 0) op.done += static_cast<std::size_t>(n);
+      }
+      if (op.done == op.size) return true;
+      break;
+    case op_kind::read_until: {
+      const std::size_t dlen = op.delim.size();
+      if (len >= dlen && len > op.scanned) {
+        evbuffer_ptr start;
+        evbuffer_ptr_set(in, &start, op.scanned, EVBUFFER_PTR_SET);
+        const evbuffer_ptr found = evbuffer_search(in, op.delim.data(), dlen, &start);
+        if (found.pos >= 0) {
+          const std::size_t n = static_cast<std::size_t>(found.pos) + dlen;
+          if (n > op.max) {
+            op.ec = errc::limit_exceeded;
+            return true;
+          }
+          const std::size_t old = op.line->size();
+          op.line->resize(old + n);
+          evbuffer_remove(in, op.line->data() + old, n);
+          op.done = n;
+          return true;
+        }
+        op.scanned = len - dlen + 1;
+      }
+      if (len >= op.max) {
+        op.ec = errc::limit_exceeded;
+        return true;
+      }
+      break;
+    }
+    default: break;
+  }
+  if (s.read_error) {
+    fail_read(s, op, s.read_error);
+    return true;
+  }
+  return false;
+}
+
+// Completes a write-side op if the output buffer allows it; true if done.
+bool try_write(stream_state& s, stream_op& op) noexcept {
+  if (s.write_error) {
+    op.ec = s.write_error;
+    return true;
+  }
+  if (s.write_shut) {
+    op.ec = errc::closed;
+    return true;
+  }
+  evbuffer* out = output(s);
+  const std::size_t len = evbuffer_get_length(out);
+  switch (op.kind) {
+    case op_kind::write:
+      if (s.write_high != 0 && len > s.write_high) return false;
+      if (op.size > 0 && evbuffer_add(out, op.data, op.size) != 0) {
+        op.ec = std::make_error_code(std::errc::not_enough_memory);
+      } else {
+        op.done = op.size;
+      }
+      return true;
+    case op_kind::drain: return len == 0;
+    case op_kind::shutdown:
+      if (len != 0) return false;
+      if (::shutdown(bufferevent_getfd(s.bev), SHUT_WR) != 0) op.ec = system_error(errno);
+      s.write_shut = true;
+      return true;
+    default: return true;
+  }
+}
+
+bool try_complete(stream_state& s, stream_op& op) noexcept {
+  return is_read(op.kind) ? try_read(s, op) : try_write(s, op);
+}
+
+void unpark(stream_state& s, stream_op& op) noexcept {
+  const bool reading = is_read(op.kind);
+  (reading ? s.reader : s.writer) = nullptr;
+  op.parked = false;
+  const bool armed = op.timeout.count() > 0 || op.on_stop;
+  op.on_stop.reset();  // first: blocks while a stop callback runs on another thread
+  if (armed) event_del((reading ? s.read_timer : s.write_timer).get());
+  if (op.kind == op_kind::read_until && s.read_high != 0 && op.max > s.read_high) {
+    bufferevent_setwatermark(s.bev, EV_READ, 0, s.read_high);
+  } else if (op.kind == op_kind::drain || op.kind == op_kind::shutdown) {
+    bufferevent_setwatermark(s.bev, EV_WRITE, s.write_low, 0);
+  }
+}
+
+// Hot path (data callbacks): resume at once, as the callback's last action.
+void finish_now(stream_state& s, stream_op& op) noexcept {
+  unpark(s, op);
+  op.handle.resume();
+}
+
+// Error and close paths may complete both directions; the first resumption could destroy the
+// stream or the other frame, so both go through the loop's ready list instead.
+void finish_later(stream_state& s, stream_op& op) noexcept {
+  unpark(s, op);
+  op.lp->schedule(op);
+}
+
+void on_read(bufferevent*, void* arg) {
+  auto& s = *static_cast<stream_state*>(arg);
+  if (stream_op* op = s.reader; op && try_read(s, *op)) finish_now(s, *op);
+}
+
+void on_write(bufferevent*, void* arg) {
+  auto& s = *static_cast<stream_state*>(arg);
+  if (stream_op* op = s.writer; op && try_write(s, *op)) finish_now(s, *op);
+}
+
+void on_event(bufferevent* bev, short what, void* arg) {
+  const int err = EVUTIL_SOCKET_ERROR();  // first: anything below may overwrite it
+  auto& s = *static_cast<stream_state*>(arg);
+  if (what & BEV_EVENT_TIMEOUT) {
+    // libevent disabled the direction that timed out; the stream stays usable.
+    if (what & BEV_EVENT_READING) {
+      bufferevent_enable(bev, EV_READ);
+      if (stream_op* op = s.reader) {
+        fail_read(s, *op, errc::timed_out);
+        finish_later(s, *op);
+      }
+    }
+    if (what & BEV_EVENT_WRITING) {
+      bufferevent_enable(bev, EV_WRITE);
+      if (stream_op* op = s.writer) {
+        op->ec = errc::timed_out;
+        finish_later(s, *op);
+      }
+    }
+    return;
+  }
+  if ((what & BEV_EVENT_EOF) && !s.read_error) s.read_error = errc::eof;
+  if (what & BEV_EVENT_ERROR) {
+    const std::error_code ec = system_error(err != 0 ? err : EIO);
+    if (what & BEV_EVENT_READING) {
+      // A failed receive (ECONNRESET) kills the socket both ways.
+      s.read_error = ec;
+      if (!s.write_error) s.write_error = ec;
+    } else if (!s.write_error) {
+      s.write_error = ec;
+    }
+  }
+  if (stream_op* op = s.reader; op && try_read(s, *op)) finish_later(s, *op);
+  if (stream_op* op = s.writer; op && try_write(s, *op)) finish_later(s, *op);
+}
+
+void on_timer(stream_state& s, stream_op* op) noexcept {
+  if (!op) return;
+  const std::error_code ec = op->stop_requested.load(std::memory_order_acquire)
+                                 ? make_error_code(errc::cancelled)
+                                 : make_error_code(errc::timed_out);
+  if (is_read(op->kind)) {
+    fail_read(s, *op, ec);
+  } else {
+    op->ec = ec;
+  }
+  finish_now(s, *op);
+}
+
+void park(stream_state& s, stream_op& op) {
+  const bool reading = is_read(op.kind);
+  op.lp = s.lp;
+  op.parked = true;
+  (reading ? s.reader : s.writer) = &op;
+  if (op.timeout.count() > 0 || op.stop.stop_possible()) {
+    event_ptr& timer = reading ? s.read_timer : s.write_timer;
+    if (!timer) {
+      timer.reset(event_new(
+          s.lp->native_handle(), -1, 0,
+          reading ? +[](evutil_socket_t, short, void* a) {
+            auto& st = *static_cast<stream_state*>(a);
+            on_timer(st, st.reader);
+          }
+                  : +[](evutil_socket_t, short, void* a) {
+                      auto& st = *static_cast<stream_state*>(a);
+                      on_timer(st, st.writer);
+                    },
+          &s));
+      if (!timer) throw std::bad_alloc();
+    }
+    if (op.timeout.count() > 0) {
+      const timeval tv = to_timeval(op.timeout);
+      event_add(timer.get(), &tv);
+    }
+    if (op.stop.stop_possible()) op.on_stop.emplace(op.stop, cancel_fn{timer.get(), &op.stop_requested});
+  }
+  if (reading) {
+    // A framed read may need more than the read limit holds; it has its own maximum.
+    if (op.kind == op_kind::read_until && s.read_high != 0 && op.max > s.read_high) {
+      bufferevent_setwatermark(s.bev, EV_READ, 0, op.max);
+    }
+  } else if (op.kind == op_kind::drain || op.kind == op_kind::shutdown) {
+    bufferevent_setwatermark(s.bev, EV_WRITE, 0, 0);  // write callback only once empty
+  }
+}
+
+// --- graceful close -------------------------------------------------------------------------
+
+void linger_done(stream_state* s) noexcept {
+  s->lp->release(s->lingering);
+  delete s;
+}
+
+void linger_check(stream_state* s) noexcept {
+  if (s->write_shut && s->peer_eof) linger_done(s);
+}
+
+void linger_read(bufferevent* bev, void* arg) {
+  evbuffer* in = bufferevent_get_input(bev);
+  evbuffer_drain(in, evbuffer_get_length(in));
+  (void)arg;
+}
+
+void linger_write(bufferevent* bev, void* arg) {
+  auto* s = static_cast<stream_state*>(arg);
+  if (!s->write_shut && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+    ::shutdown(bufferevent_getfd(bev), SHUT_WR);
+    s->write_shut = true;
+  }
+  linger_check(s);
+}
+
+void linger_event(bufferevent* bev, short what, void* arg) {
+  auto* s = static_cast<stream_state*>(arg);
+  if (what & BEV_EVENT_EOF) {
+    s->peer_eof = true;
+    bufferevent_disable(bev, EV_READ);
+    linger_check(s);
+    return;
+  }
+  linger_done(s);  // error or linger timeout: give up on the peer
+}
+
+void close_state(stream_state* s) noexcept {
+  for (stream_op* op : {s->reader, s->writer}) {
+    if (op) {
+      op->ec = errc::closed;
+      finish_later(*s, *op);
+    }
+  }
+  s->read_timer.reset();
+  s->write_timer.reset();
+  if (!s->bev) {
+    delete s;
+    return;
+  }
+  const int fd = bufferevent_getfd(s->bev);
+  int unread = 0;
+  if (fd >= 0 && ioctl(fd, FIONREAD, &unread) != 0) unread = 0;
+  const bool queued = evbuffer_get_length(output(*s)) > 0;
+  // Closing with unread bytes in the kernel makes it send RST, which can destroy data the
+  // peer has not read yet; so does closing before the output is flushed. Only the common
+  // case, nothing pending either way, closes at once.
+  if (fd < 0 || s->write_error || (!queued && unread == 0)) {
+    delete s;
+    return;
+  }
+  s->lingering.state = s;
+  s->lingering.destroy = [](owned* o) noexcept {
+    delete static_cast<stream_state::linger_node*>(o)->state;
+  };
+  s->lp->adopt(s->lingering);
+  bufferevent_setcb(s->bev, linger_read, linger_write, linger_event, s);
+  bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
+  bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+  const timeval tv = to_timeval(linger_timeout);
+  bufferevent_set_timeouts(s->bev, &tv, &tv);
+  if (s->read_error) s->peer_eof = true;
+  evbuffer_drain(input(*s), evbuffer_get_length(input(*s)));
+  bufferevent_enable(s->bev, s->peer_eof ? EV_WRITE : EV_READ | EV_WRITE);
+  if (!queued && !s->write_shut) {
+    ::shutdown(fd, SHUT_WR);
+    s->write_shut = true;
+  }
+}
+
+}  // namespace
+
+stream_state::~stream_state() {
+  if (bev) bufferevent_free(bev);
+}
+
+stream_op::~stream_op() {
+  if (parked) {
+    unpark(*s, *this);
+  } else if (queued) {
+    lp->unschedule(*this);
+  }
+}
+
+bool stream_op::await_ready() {
+  if (stop.stop_requested()) {
+    ec = errc::cancelled;
+    return true;
+  }
+  if (!s) {
+    ec = errc::closed;
+    return true;
+  }
+  if (kind == op_kind::read_until && delim.empty()) {
+    ec = std::make_error_code(std::errc::invalid_argument);
+    return true;
+  }
+  if ((is_read(kind) ? s->reader : s->writer) != nullptr) {
+    ec = errc::busy;
+    return true;
+  }
+  return try_complete(*s, *this);
+}
+
+void stream_op::await_suspend(std::coroutine_handle<> h) {
+  handle = h;
+  park(*s, *this);
+}
+
+result<stream> make_socket_stream(loop& lp, int fd) {
+  bufferevent* bev =
+      bufferevent_socket_new(lp.native_handle(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+  if (!bev) {
+    ::close(fd);
+    return std::make_error_code(std::errc::not_enough_memory);
+  }
+  return stream::from_bufferevent(lp, bev);
+}
+
+}  // namespace detail
+
+stream& stream::operator=(stream&& o) noexcept {
+  if (this != &o) {
+    close();
+    s_ = std::exchange(o.s_, nullptr);
+  }
+  return *this;
+}
+
+stream stream::from_bufferevent(loop& lp, bufferevent* bev) {
+  stream st;
+  st.s_ = new detail::stream_state(lp, bev);
+  bufferevent_setcb(bev, detail::on_read, detail::on_write, detail::on_event, st.s_);
+  bufferevent_setwatermark(bev, EV_READ, 0, st.s_->read_high);
+  bufferevent_setwatermark(bev, EV_WRITE, st.s_->write_low, 0);
+  bufferevent_enable(bev, EV_READ | EV_WRITE);
+  return st;
+}
+
+result<stream> stream::from_socket(loop& lp, int fd) { return detail::make_socket_stream(lp, fd); }
+
+void stream::close() noexcept {
+  if (s_) detail::close_state(std::exchange(s_, nullptr));
+}
+
+void stream::set_timeouts(duration read, duration write) {
+  if (!s_) return;
+  const timeval r = detail::to_timeval(read), w = detail::to_timeval(write);
+  bufferevent_set_timeouts(s_->bev, read.count() > 0 ? &r : nullptr,
+                           write.count() > 0 ? &w : nullptr);
+}
+
+void stream::set_read_limit(std::size_t high) {
+  if (!s_) return;
+  s_->read_high = high;
+  bufferevent_setwatermark(s_->bev, EV_READ, 0, high);
+}
+
+void stream::set_write_watermarks(std::size_t low, std::size_t high) {
+  if (!s_) return;
+  s_->write_low = std::min(low, high);
+  s_->write_high = high;
+  bufferevent_setwatermark(s_->bev, EV_WRITE, s_->write_low, 0);
+}
+
+std::size_t stream::buffered_input() const noexcept {
+  return s_ ? evbuffer_get_length(bufferevent_get_input(s_->bev)) : 0;
+}
+
+std::size_t stream::buffered_output() const noexcept {
+  return s_ ? evbuffer_get_length(bufferevent_get_output(s_->bev)) : 0;
+}
+
+namespace {
+result<endpoint> socket_name(detail::stream_state* s, bool peer) {
+  if (!s) return errc::closed;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  const int fd = bufferevent_getfd(s->bev);
+  auto* sa = reinterpret_cast<sockaddr*>(&ss);
+  if ((peer ? getpeername(fd, sa, &len) : getsockname(fd, sa, &len)) != 0) {
+    return std::error_code(errno, std::system_category());
+  }
+  return endpoint::from_sockaddr(sa, len);
+}
+}  // namespace
+
+result<endpoint> stream::local_endpoint() const { return socket_name(s_, false); }
+result<endpoint> stream::remote_endpoint() const { return socket_name(s_, true); }
+bufferevent* stream::native_handle() const noexcept { return s_ ? s_->bev : nullptr; }
+
+}  // namespace evco
