@@ -304,7 +304,7 @@ void close_state(stream_state* s) noexcept {
   }
   s->lingering.state = s;
   s->lingering.destroy = [](owned* o) noexcept {
-    delete static_cast<stream_state::linger_node*>(o)->state;
+    linger_done(static_cast<stream_state::linger_node*>(o)->state);
   };
   s->lp->adopt(s->lingering);
   bufferevent_setcb(s->bev, linger_read, linger_write, linger_event, s);

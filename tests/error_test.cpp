@@ -1,0 +1,56 @@
+#include "evco/error.hpp"
+
+#include <doctest/doctest.h>
+
+#include "evco/loop.hpp"
+#include "support.hpp"
+
+using evco::errc;
+
+TEST_SUITE("error") {
+  TEST_CASE("evco errors have their own category and readable messages") {
+    const std::error_code ec = errc::eof;
+    CHECK(std::string(ec.category().name()) == "evco");
+    CHECK(ec.message() == "end of stream");
+    CHECK(std::error_code(errc::limit_exceeded).message() == "size limit exceeded");
+    CHECK(std::error_code(static_cast<errc>(999)).message().find("999") != std::string::npos);
+  }
+
+  TEST_CASE("every timeout and cancellation compares equal to the standard conditions") {
+    CHECK(std::error_code(errc::timed_out) == std::errc::timed_out);
+    CHECK(std::error_code(errc::connect_timed_out) == std::errc::timed_out);
+    CHECK(std::error_code(errc::cancelled) == std::errc::operation_canceled);
+    CHECK(std::error_code(errc::closed) == std::errc::operation_canceled);
+    CHECK(std::error_code(errc::eof) != std::errc::timed_out);
+    CHECK(std::error_code(errc::timed_out) != std::errc::operation_canceled);
+  }
+
+  TEST_CASE("OS errors stay in the system category") {
+    const std::error_code ec(ECONNREFUSED, std::system_category());
+    CHECK(ec == std::errc::connection_refused);
+    CHECK(ec != errc::eof);
+  }
+
+  TEST_CASE("EVCO_TRY passes values on and co_returns the first failure") {
+    evco::loop lp;
+    int reached = 0;
+    auto ok = [](int v) -> evco::result<int> { return v; };
+    auto bad = []() -> evco::result<int> { return errc::limit_exceeded; };
+    auto body = [&](bool fail) -> evco::task<evco::result<int>> {
+      EVCO_TRY(auto a, ok(20));
+      ++reached;
+      EVCO_TRY(auto b, fail ? bad() : ok(22));
+      ++reached;
+      EVCO_TRYV(evco::result<void>(evco::success()));
+      co_return a + b;
+    };
+    auto r = lp.run(body(false));
+    REQUIRE(r);
+    CHECK(r.value() == 42);
+    CHECK(reached == 2);
+    auto f = lp.run(body(true));
+    REQUIRE(!f);
+    CHECK(f.error() == errc::limit_exceeded);
+    CHECK(reached == 3);
+  }
+}

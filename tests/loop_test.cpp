@@ -1,0 +1,163 @@
+#include "evco/loop.hpp"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+
+#include "evco/timer.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using evco::loop;
+using evco::task;
+
+namespace {
+
+template <class L>
+concept can_spawn_without_sink = requires(L& l, task<void> t) { l.spawn(std::move(t)); };
+static_assert(!can_spawn_without_sink<loop>, "a spawn must name where its failures go");
+
+task<int> answer() { co_return 42; }
+
+task<void> set_flag(bool* flag) {
+  *flag = true;
+  co_return;
+}
+
+task<void> fail_with_exception() {
+  throw std::logic_error("spawned failure");
+  co_return;
+}
+
+task<evco::result<void>> fail_with_error() { co_return evco::errc::limit_exceeded; }
+
+struct counted {
+  int* alive;
+  explicit counted(int* a) : alive(a) { ++*alive; }
+  counted(const counted& o) : alive(o.alive) { ++*alive; }
+  ~counted() { --*alive; }
+};
+
+task<void> sleep_long(loop& lp, counted c) {
+  (void)co_await evco::sleep_for(lp, 1h);
+  (void)c;
+}
+
+task<void> yield_once(loop& lp) { (void)co_await evco::sleep_for(lp, 0ms); }
+
+// Resumed by a callable that another thread posts.
+struct resumed_by_thread {
+  loop& lp;
+  std::thread* th;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    *th = std::thread([this, h] { lp.post([h] { h.resume(); }); });
+  }
+  void await_resume() const noexcept {}
+};
+
+// Counts posted ticks on the loop thread; the waiting coroutine resumes at the target.
+struct counter {
+  int target;
+  int count = 0;
+  std::coroutine_handle<> waiting;
+  void tick() {
+    if (++count == target && waiting) waiting.resume();
+  }
+  bool await_ready() const noexcept { return count >= target; }
+  void await_suspend(std::coroutine_handle<> h) noexcept { waiting = h; }
+  void await_resume() const noexcept {}
+  static task<void> wait(counter* c) { co_await *c; }
+};
+
+task<std::thread::id> hop(loop& lp, std::thread* th) {
+  co_await resumed_by_thread{lp, th};
+  co_return std::this_thread::get_id();
+}
+
+}  // namespace
+
+TEST_SUITE("loop") {
+  TEST_CASE("run returns the task's value or rethrows its exception") {
+    loop lp;
+    CHECK(lp.run(answer()) == 42);
+    CHECK_THROWS_AS(lp.run(fail_with_exception()), std::logic_error);
+  }
+
+  TEST_CASE("spawn starts the task from the loop, not inline") {
+    loop lp;
+    bool ran = false;
+    lp.spawn(set_flag(&ran), [](std::exception_ptr) { FAIL("no failure expected"); });
+    CHECK_FALSE(ran);
+    lp.run(yield_once(lp));
+    CHECK(ran);
+  }
+
+  TEST_CASE("a spawned task's exception or error reaches its sink") {
+    loop lp;
+    std::string what;
+    std::error_code ec;
+    lp.spawn(fail_with_exception(), [&](std::exception_ptr e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        what = x.what();
+      }
+    });
+    lp.spawn(fail_with_error(), [&](std::error_code e) { ec = e; });
+    lp.run(yield_once(lp));
+    CHECK(what == "spawned failure");
+    CHECK(ec == evco::errc::limit_exceeded);
+  }
+
+  TEST_CASE("destroying a loop destroys every spawned frame still parked on it") {
+    int alive = 0;
+    {
+      loop lp;
+      for (int i = 0; i < 10; ++i) {
+        lp.spawn(sleep_long(lp, counted(&alive)), [](std::exception_ptr) {});
+      }
+      lp.run(yield_once(lp));
+      CHECK(alive == 10);
+    }
+    CHECK(alive == 0);
+  }
+
+  TEST_CASE("a spawned frame that was never started is destroyed with the loop") {
+    int alive = 0;
+    {
+      loop lp;
+      lp.spawn(sleep_long(lp, counted(&alive)), [](std::exception_ptr) {});
+      CHECK(alive == 1);
+    }
+    CHECK(alive == 0);
+  }
+
+  TEST_CASE("post from another thread wakes the loop and runs on the loop's thread") {
+    loop lp;
+    std::thread th;
+    const auto id = lp.run(hop(lp, &th));
+    th.join();
+    CHECK(id == std::this_thread::get_id());
+  }
+
+  TEST_CASE("posts from several threads all run, none lost") {
+    loop lp;
+    constexpr int per_thread = 2000;
+    counter c{2 * per_thread, 0, {}};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+      threads.emplace_back([&] {
+        while (!go.load()) std::this_thread::yield();
+        for (int i = 0; i < per_thread; ++i) lp.post([&c] { c.tick(); });
+      });
+    }
+    go = true;
+    lp.run(counter::wait(&c));
+    for (auto& t : threads) t.join();
+    CHECK(c.count == 2 * per_thread);
+  }
+}

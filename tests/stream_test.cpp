@@ -1,0 +1,578 @@
+#include "evco/stream.hpp"
+
+#include <doctest/doctest.h>
+
+#include <event2/bufferevent.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <optional>
+
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using evco::errc;
+using evco::loop;
+using evco::result;
+using evco::stream;
+using evco::task;
+using evco::test::error_of;
+using evco::test::pattern;
+
+// Counts every operator new in this executable, to show steady-state I/O allocates nothing.
+namespace {
+std::atomic<std::size_t> allocations{0};
+}
+void* operator new(std::size_t n) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
+
+std::span<char> span_of(std::string& s) { return {s.data(), s.size()}; }
+
+// Reads until eof; returns everything read, or the error that ended it otherwise.
+task<result<std::string>> read_to_eof(stream* s, std::size_t chunk = 65536) {
+  std::string all, buf(chunk, '\0');
+  for (;;) {
+    auto r = co_await s->read_some(span_of(buf));
+    if (!r) {
+      if (r.error() == errc::eof) co_return all;
+      co_return r.error();
+    }
+    all.append(buf.data(), r.value());
+  }
+}
+
+task<result<void>> write_all(stream* s, std::string data, std::size_t chunk) {
+  for (std::size_t off = 0; off < data.size(); off += chunk) {
+    EVCO_TRYV(co_await s->write(std::string_view(data).substr(off, chunk)));
+  }
+  co_return co_await s->drain();
+}
+
+// ---- 3: timeouts --------------------------------------------------------------------------
+
+task<void> read_times_out_then_reads(loop& lp) {
+  auto p = evco::test::pair(lp);
+  std::string buf(16, '\0');
+  auto r = co_await p.server.read_some(span_of(buf), {.timeout = 20ms});
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::timed_out);
+  CHECK(r.error() == std::errc::timed_out);
+
+  p.server.set_timeouts(20ms, 0ms);  // the idle timeout, libevent's own
+  r = co_await p.server.read_some(span_of(buf));
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == std::errc::timed_out);
+
+  REQUIRE(co_await p.client.write("late"));
+  p.server.set_timeouts(0ms, 0ms);
+  r = co_await p.server.read_some(span_of(buf));
+  REQUIRE(r);
+  CHECK(buf.substr(0, r.value()) == "late");
+}
+
+task<void> trickle(loop& lp, stream* s, int bytes, evco::duration gap) {
+  for (int i = 0; i < bytes; ++i) {
+    (void)co_await evco::sleep_for(lp, gap);
+    REQUIRE(co_await s->write("x"));
+  }
+}
+
+task<void> trickling_peer_never_times_out(loop& lp) {
+  auto p = evco::test::pair(lp);
+  constexpr auto idle = 400ms;
+  p.server.set_timeouts(idle, 0ms);
+  lp.spawn(trickle(lp, &p.client, 8, idle / 4), [](std::exception_ptr) { FAIL("trickle"); });
+  std::string buf(8, '\0');
+  auto r = co_await p.server.read_exactly(span_of(buf));  // takes 2 x idle in all
+  CHECK_MESSAGE(r, error_of(r));
+  CHECK(buf == "xxxxxxxx");
+}
+
+// ---- 4: half-close and eof ------------------------------------------------------------------
+
+task<void> half_close(loop& lp) {
+  auto p = evco::test::pair(lp);
+  const std::string sent = pattern(100000);
+  REQUIRE(co_await write_all(&p.client, sent, 4096));
+  REQUIRE(co_await p.client.shutdown());
+
+  auto got = co_await read_to_eof(&p.server);
+  REQUIRE_MESSAGE(got, error_of(got));
+  CHECK(got.value() == sent);
+  std::string buf(4, '\0');
+  auto again = co_await p.server.read_some(span_of(buf));
+  REQUIRE_FALSE(again);
+  CHECK(again.error() == errc::eof);
+
+  // The other direction is still open.
+  REQUIRE(co_await p.server.write("back"));
+  REQUIRE(co_await p.server.shutdown());
+  auto reply = co_await read_to_eof(&p.client);
+  REQUIRE(reply);
+  CHECK(reply.value() == "back");
+  auto w = co_await p.client.write("more");
+  REQUIRE_FALSE(w);
+  CHECK(w.error() == errc::closed);
+}
+
+task<void> read_exactly_cut_short(loop& lp) {
+  auto p = evco::test::pair(lp);
+  REQUIRE(co_await p.client.write("12345"));
+  REQUIRE(co_await p.client.shutdown());
+  std::string buf(10, '\0');
+  auto r = co_await p.server.read_exactly(span_of(buf));
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::eof);
+  std::string rest(10, '\0');
+  auto n = co_await p.server.read_some(span_of(rest));
+  REQUIRE(n);
+  CHECK(rest.substr(0, n.value()) == "12345");
+}
+
+// ---- 5: framing -----------------------------------------------------------------------------
+
+task<void> read_until_frames(loop& lp) {
+  auto p = evco::test::pair(lp);
+  REQUIRE(co_await p.client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"));
+  std::string line;
+  auto n = co_await p.server.read_until(line, "\r\n", 100);
+  REQUIRE(n);
+  CHECK(line == "GET / HTTP/1.1\r\n");
+  CHECK(n.value() == line.size());
+  line.clear();
+  n = co_await p.server.read_until(line, "\r\n\r\n", 100);
+  REQUIRE(n);
+  CHECK(line == "Host: x\r\n\r\n");
+  std::string rest(4, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(rest)));
+  CHECK(rest == "rest");
+}
+
+task<void> read_until_delimiter_split_across_packets(loop& lp) {
+  auto p = evco::test::pair(lp);
+  std::string line;
+  REQUIRE(co_await p.client.write("abc\r"));
+  REQUIRE(co_await p.client.drain());
+  auto first = co_await p.server.read_until(line, "\r\n", 100, {.timeout = 20ms});
+  REQUIRE_FALSE(first);  // half a delimiter is no delimiter
+  CHECK(first.error() == errc::timed_out);
+  REQUIRE(co_await p.client.write("\ndef\r\n"));
+  auto n = co_await p.server.read_until(line, "\r\n", 100);
+  REQUIRE(n);
+  CHECK(line == "abc\r\n");
+}
+
+task<void> read_until_limit(loop& lp) {
+  auto p = evco::test::pair(lp);
+  const std::string big = pattern(5000, 7);
+  std::string clean = big;
+  for (auto& c : clean) c = c == '\n' ? 'n' : c;
+  REQUIRE(co_await p.client.write(clean));
+  std::string line;
+  auto r = co_await p.server.read_until(line, "\n", 1000);
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::limit_exceeded);
+  CHECK(line.empty());
+  // Nothing was lost: the whole oversized line is still there.
+  std::string all(clean.size(), '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(all)));
+  CHECK(all == clean);
+}
+
+task<void> read_until_limit_above_read_limit(loop& lp) {
+  auto p = evco::test::pair(lp);
+  p.server.set_read_limit(1024);  // the line is longer than the input buffer's limit
+  std::string line_in(200000, 'a');
+  line_in += '\n';
+  lp.spawn(write_all(&p.client, line_in, 65536), [](std::error_code ec) { FAIL(ec); });
+  std::string line;
+  auto r = co_await p.server.read_until(line, "\n", 300000);
+  REQUIRE_MESSAGE(r, error_of(r));
+  CHECK(line == line_in);
+}
+
+// ---- 6 and 7: resets and closed peers -------------------------------------------------------
+
+task<void> reset_by_peer(loop& lp) {
+  auto p = evco::test::pair(lp);
+  const int fd = bufferevent_getfd(p.client.native_handle());
+  const linger lg{1, 0};
+  REQUIRE(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+  p.client.close();  // nothing pending: closes at once, and SO_LINGER 0 turns that into RST
+  std::string buf(16, '\0');
+  auto r = co_await p.server.read_some(span_of(buf));
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == std::errc::connection_reset);
+}
+
+task<void> write_to_closed_peer(loop& lp) {
+  auto p = evco::test::pair(lp);
+  p.client.close();
+  const std::string chunk(65536, 'z');
+  std::error_code ec;
+  for (int i = 0; i < 1000 && !ec; ++i) {
+    if (auto w = co_await p.server.write(chunk); !w) {
+      ec = w.error();
+    } else if (auto d = co_await p.server.drain(); !d) {
+      ec = d.error();
+    }
+  }
+  CAPTURE(ec);
+  CHECK((ec == std::errc::broken_pipe || ec == std::errc::connection_reset));
+}
+
+// ---- 8: bulk transfer and backpressure ------------------------------------------------------
+
+task<void> send_and_count(stream* s, std::string data) {
+  REQUIRE(co_await write_all(s, std::move(data), 65536));
+  REQUIRE(co_await s->shutdown());
+}
+
+task<void> bulk_both_ways(loop& lp, std::size_t size) {
+  auto p = evco::test::pair(lp);
+  const std::string a = pattern(size, 3), b = pattern(size, 4);
+  lp.spawn(send_and_count(&p.client, a), [](std::exception_ptr) { FAIL("client send"); });
+  lp.spawn(send_and_count(&p.server, b), [](std::exception_ptr) { FAIL("server send"); });
+  auto at_server = co_await read_to_eof(&p.server);
+  auto at_client = co_await read_to_eof(&p.client);
+  REQUIRE(at_server);
+  REQUIRE(at_client);
+  CHECK(at_server.value().size() == size);
+  CHECK(at_client.value().size() == size);
+  CHECK((at_server.value() == a));
+  CHECK((at_client.value() == b));
+}
+
+task<void> backpressure(loop& lp) {
+  auto p = evco::test::pair(lp);
+  constexpr std::size_t low = 64 << 10, high = 256 << 10, chunk = 64 << 10;
+  p.client.set_write_watermarks(low, high);
+  p.server.set_read_limit(64 << 10);
+  const std::string data = pattern(64 << 20, 9);
+  std::size_t sent = 0, max_buffered = 0;
+  bool suspended = false;
+  // The peer reads nothing: once the kernel's buffers are full, a write has to wait.
+  while (sent < data.size()) {
+    auto w = co_await p.client.write(std::string_view(data).substr(sent, chunk), {.timeout = 50ms});
+    max_buffered = std::max(max_buffered, p.client.buffered_output());
+    if (!w) {
+      REQUIRE(w.error() == errc::timed_out);
+      suspended = true;
+      break;
+    }
+    sent += chunk;
+  }
+  CHECK(suspended);
+  CHECK(max_buffered <= high + chunk);
+  // Now the peer reads, and the writer goes on where it stopped.
+  struct reader {
+    static task<void> run(stream* s, std::string* out, std::size_t n, evco::test::signal* done) {
+      out->resize(n);
+      REQUIRE(co_await s->read_exactly(std::span<char>(out->data(), n)));
+      done->set();
+    }
+  };
+  std::string received;
+  evco::test::signal done;
+  lp.spawn(reader::run(&p.server, &received, data.size(), &done),
+           [](std::exception_ptr) { FAIL("read"); });
+  while (sent < data.size()) {
+    REQUIRE(co_await p.client.write(std::string_view(data).substr(sent, chunk)));
+    max_buffered = std::max(max_buffered, p.client.buffered_output());
+    sent += chunk;
+  }
+  REQUIRE(co_await p.client.drain());
+  CHECK(max_buffered <= high + chunk);
+  co_await done;
+  CHECK((received == data));
+}
+
+// ---- 9: cancellation ------------------------------------------------------------------------
+
+struct stop_probe {
+  std::stop_source src;
+  bool reader_resumed = false;
+  bool resumed_inside_request_stop = true;
+};
+
+task<void> stop_later(stop_probe* p) {
+  p->src.request_stop();
+  p->resumed_inside_request_stop = p->reader_resumed;
+  co_return;
+}
+
+task<void> cancel_read(loop& lp) {
+  auto p = evco::test::pair(lp);
+  stop_probe probe;
+  lp.spawn(stop_later(&probe), [](std::exception_ptr) {});
+  std::string buf(8, '\0');
+  auto r = co_await p.server.read_some(span_of(buf), {.stop = probe.src.get_token()});
+  probe.reader_resumed = true;
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == std::errc::operation_canceled);
+  CHECK_FALSE(probe.resumed_inside_request_stop);
+  // Still usable.
+  REQUIRE(co_await p.client.write("after"));
+  auto n = co_await p.server.read_some(span_of(buf));
+  REQUIRE(n);
+  CHECK(buf.substr(0, n.value()) == "after");
+}
+
+task<void> send_then_stop(stream* s, std::stop_source* src, std::string msg) {
+  REQUIRE(co_await s->write(msg));
+  REQUIRE(co_await s->drain());
+  src->request_stop();
+}
+
+// Data and cancellation land in the same loop turn: one outcome, and no byte lost.
+task<void> cancel_races_data(loop& lp, int rounds, int* cancelled, int* completed) {
+  auto p = evco::test::pair(lp);
+  std::string got;
+  for (int i = 0; i < rounds; ++i) {
+    std::stop_source src;
+    const std::string msg = "m" + std::to_string(i) + ";";
+    lp.spawn(send_then_stop(&p.client, &src, msg), [](std::exception_ptr) { FAIL("send"); });
+    std::string buf(64, '\0');
+    auto r = co_await p.server.read_until(got, ";", 64, {.stop = src.get_token()});
+    if (r) {
+      ++*completed;
+    } else {
+      REQUIRE(r.error() == errc::cancelled);
+      ++*cancelled;
+      REQUIRE(co_await p.server.read_until(got, ";", 64));
+    }
+    CHECK(got.ends_with(msg));
+  }
+}
+
+// ---- 10: close and destruction while parked ---------------------------------------------
+
+task<result<std::size_t>> park_read(stream* s, bool* resumed) {
+  std::string buf(8, '\0');
+  auto r = co_await s->read_some(span_of(buf));
+  *resumed = true;
+  co_return r;
+}
+
+task<void> close_while_reading(loop& lp) {
+  auto p = evco::test::pair(lp);
+  bool resumed = false;
+  std::error_code ec;
+  struct runner {
+    static task<void> run(stream* s, bool* resumed, std::error_code* ec) {
+      auto r = co_await park_read(s, resumed);
+      *ec = error_of(r);
+    }
+  };
+  lp.spawn(runner::run(&p.server, &resumed, &ec), [](std::exception_ptr) {});
+  (void)co_await evco::sleep_for(lp, 0ms);  // the reader starts and parks
+  CHECK_FALSE(resumed);
+  p.server.close();
+  CHECK_FALSE(resumed);  // close() resumes from the loop, not inline
+  (void)co_await evco::sleep_for(lp, 0ms);
+  CHECK(resumed);
+  CHECK(ec == errc::closed);
+}
+
+task<void> destroy_stream_while_reading(loop& lp) {
+  auto p = evco::test::pair(lp);
+  auto owned = std::make_unique<stream>(std::move(p.server));
+  bool resumed = false;
+  std::error_code ec;
+  struct runner {
+    static task<void> run(stream* s, bool* resumed, std::error_code* ec) {
+      *ec = error_of(co_await park_read(s, resumed));
+    }
+  };
+  lp.spawn(runner::run(owned.get(), &resumed, &ec), [](std::exception_ptr) {});
+  (void)co_await evco::sleep_for(lp, 0ms);
+  owned.reset();
+  (void)co_await evco::sleep_for(lp, 0ms);
+  CHECK(resumed);
+  CHECK(ec == errc::closed);
+}
+
+task<void> destroy_frame_while_reading(loop& lp) {
+  auto p = evco::test::pair(lp);
+  bool resumed = false;
+  {
+    auto t = park_read(&p.server, &resumed);
+    auto h = t.handle();
+    REQUIRE(h.promise().start(h, std::noop_coroutine()));  // parked in read_some
+  }  // the frame is destroyed while parked
+  REQUIRE(co_await p.client.write("still works"));
+  std::string buf(11, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(buf)));
+  CHECK(buf == "still works");
+  CHECK_FALSE(resumed);
+}
+
+// ---- 11: graceful close ---------------------------------------------------------------------
+
+task<void> graceful_close(loop& lp, bool unread_input) {
+  auto p = evco::test::pair(lp);
+  if (unread_input) {
+    // Bytes we never read sit in the kernel; closing over them would send RST.
+    p.server.set_read_limit(1);
+    REQUIRE(co_await write_all(&p.client, pattern(200000, 5), 65536));
+  }
+  const std::string data = pattern(4 << 20, 6);
+  REQUIRE(co_await p.server.write(data));
+  p.server.close();  // no drain: close flushes in the background
+  auto got = co_await read_to_eof(&p.client);
+  REQUIRE_MESSAGE(got, error_of(got));
+  CHECK(got.value().size() == data.size());
+  CHECK((got.value() == data));
+  p.client.close();
+}
+
+// ---- steady state allocates nothing ----------------------------------------------------------
+
+task<void> steady_state_allocations(loop& lp, std::size_t* counted) {
+  auto p = evco::test::pair(lp);
+  std::string msg(64, 'p'), buf(64, '\0');
+  for (int i = 0; i < 10; ++i) {  // warm up
+    REQUIRE(co_await p.client.write(msg));
+    REQUIRE(co_await p.server.read_exactly(span_of(buf)));
+  }
+  const std::size_t before = allocations.load();
+  for (int i = 0; i < 1000; ++i) {
+    REQUIRE(co_await p.client.write(msg));
+    REQUIRE(co_await p.server.read_some(span_of(buf)));
+    REQUIRE(co_await p.server.write(msg));
+    REQUIRE(co_await p.client.read_exactly(span_of(buf)));
+  }
+  *counted = allocations.load() - before;
+}
+
+}  // namespace
+
+TEST_SUITE("stream") {
+  TEST_CASE("a read on a silent peer times out and the stream then reads later data") {
+    loop lp;
+    lp.run(read_times_out_then_reads(lp));
+  }
+
+  TEST_CASE("a peer trickling a byte every quarter of the idle timeout never times out") {
+    loop lp;
+    lp.run(trickling_peer_never_times_out(lp));
+  }
+
+  TEST_CASE("a half-closed peer gives its bytes, then eof every time, and still reads") {
+    loop lp;
+    lp.run(half_close(lp));
+  }
+
+  TEST_CASE("read_exactly cut short by eof reports eof and the bytes stay readable") {
+    loop lp;
+    lp.run(read_exactly_cut_short(lp));
+  }
+
+  TEST_CASE("read_until returns each frame and leaves the rest buffered") {
+    loop lp;
+    lp.run(read_until_frames(lp));
+  }
+
+  TEST_CASE("read_until finds a delimiter split across packets") {
+    loop lp;
+    lp.run(read_until_delimiter_split_across_packets(lp));
+  }
+
+  TEST_CASE("read_until past max without the delimiter reports limit_exceeded and keeps the bytes") {
+    loop lp;
+    lp.run(read_until_limit(lp));
+  }
+
+  TEST_CASE("read_until may need more than the read limit when its max allows it") {
+    loop lp;
+    lp.run(read_until_limit_above_read_limit(lp));
+  }
+
+  TEST_CASE("a peer's reset is reported as connection_reset") {
+    loop lp;
+    lp.run(reset_by_peer(lp));
+  }
+
+  TEST_CASE("writing to a closed peer is EPIPE or ECONNRESET as a value, without SIGPIPE") {
+    loop lp;
+    lp.run(write_to_closed_peer(lp));
+  }
+
+  TEST_CASE("64 MiB each way arrive intact") {
+    loop lp;
+    lp.run(bulk_both_ways(lp, 64 << 20));
+  }
+
+  TEST_CASE("a writer suspends at the high watermark and resumes when the peer reads") {
+    loop lp;
+    lp.run(backpressure(lp));
+  }
+
+  TEST_CASE("a stop request cancels a pending read from the loop and the stream stays usable") {
+    loop lp;
+    lp.run(cancel_read(lp));
+  }
+
+  TEST_CASE("cancellation racing with arriving data gives one outcome and loses no byte") {
+    loop lp;
+    int cancelled = 0, completed = 0;
+    lp.run(cancel_races_data(lp, 200, &cancelled, &completed));
+    CHECK(cancelled + completed == 200);
+    MESSAGE("cancelled ", cancelled, ", completed ", completed);
+  }
+
+  TEST_CASE("close() resumes a pending reader with closed, from the loop") {
+    loop lp;
+    lp.run(close_while_reading(lp));
+  }
+
+  TEST_CASE("destroying a stream while a read is parked resumes the reader with closed") {
+    loop lp;
+    lp.run(destroy_stream_while_reading(lp));
+  }
+
+  TEST_CASE("destroying the reader's frame while parked leaves the stream usable") {
+    loop lp;
+    lp.run(destroy_frame_while_reading(lp));
+  }
+
+  TEST_CASE("close after a 4 MiB write delivers every byte and then eof") {
+    loop lp;
+    SUBCASE("with nothing unread") { lp.run(graceful_close(lp, false)); }
+    SUBCASE("with unread input on the closing side") { lp.run(graceful_close(lp, true)); }
+  }
+
+  TEST_CASE("steady-state reads and writes allocate nothing") {
+    loop lp;
+    std::size_t n = 1;
+    lp.run(steady_state_allocations(lp, &n));
+    CHECK(n == 0);
+  }
+
+  TEST_CASE("ops on a closed or empty stream fail with closed, a second reader with busy") {
+    loop lp;
+    stream empty;
+    std::string buf(4, '\0');
+    struct probe {
+      static task<result<std::size_t>> read(stream* s, std::string* b) {
+        co_return co_await s->read_some(std::span<char>(b->data(), b->size()));
+      }
+    };
+    auto r = lp.run(probe::read(&empty, &buf));
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == errc::closed);
+  }
+}
