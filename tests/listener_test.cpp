@@ -1,1 +1,193 @@
+#include "evco/listener.hpp"
+
 #include <doctest/doctest.h>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "evco/connect.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using evco::endpoint;
+using evco::errc;
+using evco::listener;
+using evco::loop;
+using evco::result;
+using evco::task;
+using evco::test::error_of;
+
+namespace {
+
+task<void> accept_and_talk(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  auto ep = l.value().local_endpoint();
+  REQUIRE(ep);
+  CHECK(ep.value().port() != 0);
+  auto c = co_await evco::connect(lp, ep.value());
+  REQUIRE(c);
+  auto s = co_await l.value().accept();
+  REQUIRE(s);
+  CHECK(s.value().remote_endpoint().value() == c.value().local_endpoint().value());
+  CHECK(s.value().local_endpoint().value() == ep.value());
+  REQUIRE(co_await c.value().write("hi"));
+  std::string buf(2, '\0');
+  REQUIRE(co_await s.value().read_exactly(std::span<char>(buf)));
+  CHECK(buf == "hi");
+}
+
+struct stop_probe {
+  std::stop_source src;
+  bool acceptor_resumed = false;
+  bool resumed_inside_request_stop = true;
+};
+
+task<void> stop_later(stop_probe* p) {
+  p->src.request_stop();
+  p->resumed_inside_request_stop = p->acceptor_resumed;
+  co_return;
+}
+
+task<void> cancel_accept(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  stop_probe probe;
+  lp.spawn(stop_later(&probe), [](std::exception_ptr) {});
+  auto s = co_await l.value().accept({.stop = probe.src.get_token()});
+  probe.acceptor_resumed = true;
+  REQUIRE_FALSE(s);
+  CHECK(s.error() == std::errc::operation_canceled);
+  CHECK_FALSE(probe.resumed_inside_request_stop);
+  // The listener is still usable.
+  auto c = co_await evco::connect(lp, l.value().local_endpoint().value());
+  REQUIRE(c);
+  auto s2 = co_await l.value().accept();
+  CHECK_MESSAGE(s2, error_of(s2));
+}
+
+task<void> accept_timeout(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  auto s = co_await l.value().accept({.timeout = 20ms});
+  REQUIRE_FALSE(s);
+  CHECK(s.error() == std::errc::timed_out);
+}
+
+task<result<evco::stream>> accept_on(listener* l) { co_return co_await l->accept(); }
+
+task<void> close_while_accepting(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  std::error_code ec;
+  struct runner {
+    static task<void> run(listener* l, std::error_code* ec) { *ec = error_of(co_await accept_on(l)); }
+  };
+  lp.spawn(runner::run(&l.value(), &ec), [](std::exception_ptr) {});
+  (void)co_await evco::sleep_for(lp, 0ms);
+  l.value().close();
+  (void)co_await evco::sleep_for(lp, 0ms);
+  CHECK(ec == errc::closed);
+  auto again = co_await l.value().accept();
+  REQUIRE_FALSE(again);
+  CHECK(again.error() == errc::closed);
+}
+
+// Fills the fd table up to a lowered soft limit; restores both on destruction.
+struct fd_exhaustion {
+  rlimit saved{};
+  std::vector<int> fillers;
+  fd_exhaustion() {
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    const rlimit low{evco::test::open_fds() + 16, saved.rlim_max};
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    for (int fd; (fd = dup(0)) >= 0;) fillers.push_back(fd);
+    REQUIRE(errno == EMFILE);
+  }
+  ~fd_exhaustion() {
+    for (int fd : fillers) ::close(fd);
+    setrlimit(RLIMIT_NOFILE, &saved);
+  }
+};
+
+task<void> out_of_fds(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  auto c = co_await evco::connect(lp, l.value().local_endpoint().value());
+  REQUIRE(c);
+  {
+    fd_exhaustion full;
+    auto s = co_await l.value().accept();
+    REQUIRE_FALSE(s);
+    CHECK(s.error() == std::errc::too_many_files_open);
+    // The next accept rests first instead of spinning on the readable socket.
+    auto again = co_await l.value().accept();
+    REQUIRE_FALSE(again);
+    CHECK(again.error() == std::errc::too_many_files_open);
+  }
+  auto s = co_await l.value().accept();  // the queued connection was never lost
+  REQUIRE_MESSAGE(s, error_of(s));
+  REQUIRE(co_await c.value().write("ok"));
+  std::string buf(2, '\0');
+  REQUIRE(co_await s.value().read_exactly(std::span<char>(buf)));
+  CHECK(buf == "ok");
+}
+
+task<void> reuse_port(loop& lp) {
+  auto a = listener::bind(lp, endpoint::v4_loopback(), {.reuse_port = true});
+  REQUIRE(a);
+  auto b = listener::bind(lp, a.value().local_endpoint().value(), {.reuse_port = true});
+  REQUIRE_MESSAGE(b, error_of(b));
+  auto c = listener::bind(lp, a.value().local_endpoint().value());
+  REQUIRE_FALSE(c);
+  CHECK(c.error() == std::errc::address_in_use);
+  co_return;
+}
+
+task<void> ipv6_loopback(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v6_loopback());
+  if (!l) {
+    MESSAGE("no IPv6 loopback here: ", l.error());
+    co_return;
+  }
+  auto c = co_await evco::connect(lp, l.value().local_endpoint().value());
+  REQUIRE(c);
+  auto s = co_await l.value().accept();
+  REQUIRE(s);
+  CHECK(s.value().remote_endpoint().value().is_v6());
+}
+
+}  // namespace
+
+TEST_SUITE("listener") {
+  TEST_CASE("accept returns a connected stream") {
+    loop lp;
+    lp.run(accept_and_talk(lp));
+  }
+  TEST_CASE("a stop request cancels a pending accept from the loop; the listener stays usable") {
+    loop lp;
+    lp.run(cancel_accept(lp));
+  }
+  TEST_CASE("accept with a timeout and no client reports timed_out") {
+    loop lp;
+    lp.run(accept_timeout(lp));
+  }
+  TEST_CASE("closing a listener resumes its pending accept with closed") {
+    loop lp;
+    lp.run(close_while_accepting(lp));
+  }
+  TEST_CASE("out of file descriptors, accept reports EMFILE and later accepts the connection") {
+    loop lp;
+    lp.run(out_of_fds(lp));
+  }
+  TEST_CASE("SO_REUSEPORT lets two listeners share a port, and without it bind fails") {
+    loop lp;
+    lp.run(reuse_port(lp));
+  }
+  TEST_CASE("listeners and connects work over IPv6 loopback") {
+    loop lp;
+    lp.run(ipv6_loopback(lp));
+  }
+}
