@@ -59,8 +59,8 @@ struct connect_wait : detail::event_op {
 
 }  // namespace
 
-task<result<stream>> connect(loop& lp, endpoint ep, connect_options o) {
-  if (o.stop.stop_requested()) co_return errc::cancelled;
+task<result<stream>> connect(loop& lp, endpoint ep, connect_options o, std::stop_token stop) {
+  if (stop.stop_requested()) co_return errc::cancelled;
   socket_guard sock{::socket(ep.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
   if (sock.fd < 0) co_return last_error();
   if (o.no_delay) {
@@ -69,7 +69,7 @@ task<result<stream>> connect(loop& lp, endpoint ep, connect_options o) {
   }
   if (::connect(sock.fd, ep.data(), ep.size()) != 0) {
     if (errno != EINPROGRESS) co_return last_error();
-    EVCO_TRYV(co_await connect_wait{lp, sock.fd, o.timeout, std::move(o.stop)});
+    EVCO_TRYV(co_await connect_wait{lp, sock.fd, o.timeout, std::move(stop)});
   }
   co_return detail::make_socket_stream(lp, sock.release());
 }

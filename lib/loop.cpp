@@ -156,7 +156,13 @@ loop::~loop() {
   // Destroying an owned frame may close streams, which the loop then adopts: repeat until
   // nothing is left. Frames go first, while the base and its events are all still alive.
   while (detail::owned* o = impl_->owned_head) o->destroy(o);
-  impl_->ready_head = impl_->ready_tail = nullptr;
+  // A bufferevent freed while one of its deferred callbacks was still queued is only
+  // finalised when that callback runs; event_base_free() drops queued callbacks without
+  // running them (libevent 2.1.12), which would leak the bufferevent. So let the queued
+  // callbacks run once: bufferevent_free() already unhooked ours, and with the wake event
+  // removed no coroutine is resumed here.
+  event_del(impl_->wake.get());
+  event_base_loop(base_, EVLOOP_NONBLOCK);
 }
 
 void loop::spawn(task<void> t, std::function<void(std::exception_ptr)> on_exception) {
@@ -216,13 +222,14 @@ void loop::release(detail::owned& o) noexcept {
 
 std::coroutine_handle<> loop::make_done_signal(loop& lp) { return make_signal(lp.base_).h; }
 
+loop::running_guard::running_guard(loop& l) : lp(l) {
+  if (lp.impl_->running) throw std::logic_error("evco::loop::run: already running (nested run)");
+  lp.impl_->running = true;
+}
+
+loop::running_guard::~running_guard() { lp.impl_->running = false; }
+
 void loop::run_until_done(std::coroutine_handle<> done) {
-  if (impl_->running) throw std::logic_error("evco::loop::run: already running (nested run)");
-  impl_->running = true;
-  struct reset {
-    bool& b;
-    ~reset() { b = false; }
-  } r{impl_->running};
   while (!done.done()) {
     if (event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY) < 0) {
       throw std::runtime_error("evco: event_base_loop failed");

@@ -91,7 +91,7 @@ task<void> cancelled_connect(loop& lp) {
     }
   };
   lp.spawn(stopper::run(&src), [](std::exception_ptr) {});
-  auto c = co_await evco::connect(lp, fb.ep, {.stop = src.get_token()});
+  auto c = co_await evco::connect(lp, fb.ep, {}, src.get_token());
   REQUIRE_FALSE(c);
   CHECK(c.error() == std::errc::operation_canceled);
 }
@@ -140,7 +140,7 @@ task<void> cycles(loop& lp, int n, cycle_counts* counts) {
     } else if (i % 100 == 3) {
       std::stop_source src;
       src.request_stop();
-      auto c = co_await evco::connect(lp, ep, {.stop = src.get_token()});
+      auto c = co_await evco::connect(lp, ep, {}, src.get_token());
       REQUIRE(c.error() == errc::cancelled);
       ++counts->cancelled;
     } else {

@@ -56,7 +56,7 @@ task<void> cancel_accept(loop& lp) {
   REQUIRE(l);
   stop_probe probe;
   lp.spawn(stop_later(&probe), [](std::exception_ptr) {});
-  auto s = co_await l.value().accept({.stop = probe.src.get_token()});
+  auto s = co_await l.value().accept(probe.src.get_token());
   probe.acceptor_resumed = true;
   REQUIRE_FALSE(s);
   CHECK(s.error() == std::errc::operation_canceled);
@@ -71,7 +71,7 @@ task<void> cancel_accept(loop& lp) {
 task<void> accept_timeout(loop& lp) {
   auto l = listener::bind(lp, endpoint::v4_loopback());
   REQUIRE(l);
-  auto s = co_await l.value().accept({.timeout = 20ms});
+  auto s = co_await l.value().accept(20ms);
   REQUIRE_FALSE(s);
   CHECK(s.error() == std::errc::timed_out);
 }

@@ -135,6 +135,14 @@ TEST_SUITE("loop") {
     CHECK(alive == 0);
   }
 
+  TEST_CASE("run called from a coroutine on the same loop throws instead of re-entering") {
+    loop lp;
+    struct nested {
+      static task<int> run(loop* l) { co_return l->run(answer()); }
+    };
+    CHECK_THROWS_AS(lp.run(nested::run(&lp)), std::logic_error);
+  }
+
   TEST_CASE("post from another thread wakes the loop and runs on the loop's thread") {
     loop lp;
     std::thread th;

@@ -22,20 +22,8 @@ using evco::task;
 using evco::test::error_of;
 using evco::test::pattern;
 
-// Counts every operator new in this executable, to show steady-state I/O allocates nothing.
-namespace {
-std::atomic<std::size_t> allocations{0};
-}
-void* operator new(std::size_t n) {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+// Counted by the operator new in counting_new.cpp, linked into this suite only.
+extern std::atomic<std::size_t> allocations;
 
 namespace {
 
@@ -64,9 +52,9 @@ task<result<void>> write_all(stream* s, std::string data, std::size_t chunk) {
 // ---- 3: timeouts --------------------------------------------------------------------------
 
 task<void> read_times_out_then_reads(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   std::string buf(16, '\0');
-  auto r = co_await p.server.read_some(span_of(buf), {.timeout = 20ms});
+  auto r = co_await p.server.read_some(span_of(buf), 20ms);
   REQUIRE_FALSE(r);
   CHECK(r.error() == errc::timed_out);
   CHECK(r.error() == std::errc::timed_out);
@@ -91,7 +79,7 @@ task<void> trickle(loop& lp, stream* s, int bytes, evco::duration gap) {
 }
 
 task<void> trickling_peer_never_times_out(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   constexpr auto idle = 400ms;
   p.server.set_timeouts(idle, 0ms);
   lp.spawn(trickle(lp, &p.client, 8, idle / 4), [](std::exception_ptr) { FAIL("trickle"); });
@@ -104,7 +92,7 @@ task<void> trickling_peer_never_times_out(loop& lp) {
 // ---- 4: half-close and eof ------------------------------------------------------------------
 
 task<void> half_close(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   const std::string sent = pattern(100000);
   REQUIRE(co_await write_all(&p.client, sent, 4096));
   REQUIRE(co_await p.client.shutdown());
@@ -129,7 +117,7 @@ task<void> half_close(loop& lp) {
 }
 
 task<void> read_exactly_cut_short(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   REQUIRE(co_await p.client.write("12345"));
   REQUIRE(co_await p.client.shutdown());
   std::string buf(10, '\0');
@@ -145,7 +133,7 @@ task<void> read_exactly_cut_short(loop& lp) {
 // ---- 5: framing -----------------------------------------------------------------------------
 
 task<void> read_until_frames(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   REQUIRE(co_await p.client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"));
   std::string line;
   auto n = co_await p.server.read_until(line, "\r\n", 100);
@@ -162,11 +150,11 @@ task<void> read_until_frames(loop& lp) {
 }
 
 task<void> read_until_delimiter_split_across_packets(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   std::string line;
   REQUIRE(co_await p.client.write("abc\r"));
   REQUIRE(co_await p.client.drain());
-  auto first = co_await p.server.read_until(line, "\r\n", 100, {.timeout = 20ms});
+  auto first = co_await p.server.read_until(line, "\r\n", 100, 20ms);
   REQUIRE_FALSE(first);  // half a delimiter is no delimiter
   CHECK(first.error() == errc::timed_out);
   REQUIRE(co_await p.client.write("\ndef\r\n"));
@@ -176,7 +164,7 @@ task<void> read_until_delimiter_split_across_packets(loop& lp) {
 }
 
 task<void> read_until_limit(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   const std::string big = pattern(5000, 7);
   std::string clean = big;
   for (auto& c : clean) c = c == '\n' ? 'n' : c;
@@ -193,7 +181,7 @@ task<void> read_until_limit(loop& lp) {
 }
 
 task<void> read_until_limit_above_read_limit(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   p.server.set_read_limit(1024);  // the line is longer than the input buffer's limit
   std::string line_in(200000, 'a');
   line_in += '\n';
@@ -207,7 +195,7 @@ task<void> read_until_limit_above_read_limit(loop& lp) {
 // ---- 6 and 7: resets and closed peers -------------------------------------------------------
 
 task<void> reset_by_peer(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   const int fd = bufferevent_getfd(p.client.native_handle());
   const linger lg{1, 0};
   REQUIRE(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
@@ -219,7 +207,7 @@ task<void> reset_by_peer(loop& lp) {
 }
 
 task<void> write_to_closed_peer(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   p.client.close();
   const std::string chunk(65536, 'z');
   std::error_code ec;
@@ -242,7 +230,7 @@ task<void> send_and_count(stream* s, std::string data) {
 }
 
 task<void> bulk_both_ways(loop& lp, std::size_t size) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   const std::string a = pattern(size, 3), b = pattern(size, 4);
   lp.spawn(send_and_count(&p.client, a), [](std::exception_ptr) { FAIL("client send"); });
   lp.spawn(send_and_count(&p.server, b), [](std::exception_ptr) { FAIL("server send"); });
@@ -257,7 +245,7 @@ task<void> bulk_both_ways(loop& lp, std::size_t size) {
 }
 
 task<void> backpressure(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   constexpr std::size_t low = 64 << 10, high = 256 << 10, chunk = 64 << 10;
   p.client.set_write_watermarks(low, high);
   p.server.set_read_limit(64 << 10);
@@ -266,7 +254,7 @@ task<void> backpressure(loop& lp) {
   bool suspended = false;
   // The peer reads nothing: once the kernel's buffers are full, a write has to wait.
   while (sent < data.size()) {
-    auto w = co_await p.client.write(std::string_view(data).substr(sent, chunk), {.timeout = 50ms});
+    auto w = co_await p.client.write(std::string_view(data).substr(sent, chunk), 50ms);
     max_buffered = std::max(max_buffered, p.client.buffered_output());
     if (!w) {
       REQUIRE(w.error() == errc::timed_out);
@@ -315,11 +303,11 @@ task<void> stop_later(stop_probe* p) {
 }
 
 task<void> cancel_read(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   stop_probe probe;
   lp.spawn(stop_later(&probe), [](std::exception_ptr) {});
   std::string buf(8, '\0');
-  auto r = co_await p.server.read_some(span_of(buf), {.stop = probe.src.get_token()});
+  auto r = co_await p.server.read_some(span_of(buf), probe.src.get_token());
   probe.reader_resumed = true;
   REQUIRE_FALSE(r);
   CHECK(r.error() == std::errc::operation_canceled);
@@ -339,14 +327,14 @@ task<void> send_then_stop(stream* s, std::stop_source* src, std::string msg) {
 
 // Data and cancellation land in the same loop turn: one outcome, and no byte lost.
 task<void> cancel_races_data(loop& lp, int rounds, int* cancelled, int* completed) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   std::string got;
   for (int i = 0; i < rounds; ++i) {
     std::stop_source src;
     const std::string msg = "m" + std::to_string(i) + ";";
     lp.spawn(send_then_stop(&p.client, &src, msg), [](std::exception_ptr) { FAIL("send"); });
     std::string buf(64, '\0');
-    auto r = co_await p.server.read_until(got, ";", 64, {.stop = src.get_token()});
+    auto r = co_await p.server.read_until(got, ";", 64, src.get_token());
     if (r) {
       ++*completed;
     } else {
@@ -368,7 +356,7 @@ task<result<std::size_t>> park_read(stream* s, bool* resumed) {
 }
 
 task<void> close_while_reading(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   bool resumed = false;
   std::error_code ec;
   struct runner {
@@ -388,7 +376,7 @@ task<void> close_while_reading(loop& lp) {
 }
 
 task<void> destroy_stream_while_reading(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   auto owned = std::make_unique<stream>(std::move(p.server));
   bool resumed = false;
   std::error_code ec;
@@ -406,7 +394,7 @@ task<void> destroy_stream_while_reading(loop& lp) {
 }
 
 task<void> destroy_frame_while_reading(loop& lp) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   bool resumed = false;
   {
     auto t = park_read(&p.server, &resumed);
@@ -423,7 +411,7 @@ task<void> destroy_frame_while_reading(loop& lp) {
 // ---- 11: graceful close ---------------------------------------------------------------------
 
 task<void> graceful_close(loop& lp, bool unread_input) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   if (unread_input) {
     // Bytes we never read sit in the kernel; closing over them would send RST.
     p.server.set_read_limit(1);
@@ -442,7 +430,7 @@ task<void> graceful_close(loop& lp, bool unread_input) {
 // ---- steady state allocates nothing ----------------------------------------------------------
 
 task<void> steady_state_allocations(loop& lp, std::size_t* counted) {
-  auto p = evco::test::pair(lp);
+  auto p = co_await evco::test::connected_pair(lp);
   std::string msg(64, 'p'), buf(64, '\0');
   for (int i = 0; i < 10; ++i) {  // warm up
     REQUIRE(co_await p.client.write(msg));

@@ -51,11 +51,11 @@ inline task<result<tcp_pair>> make_pair(loop& lp) {
   co_return tcp_pair{std::move(c), std::move(s)};
 }
 
-/// Loop-driven helper: a pair or a failed test.
-inline tcp_pair pair(loop& lp) {
-  auto r = lp.run(make_pair(lp));
+/// A connected pair, or a failed test.
+inline task<tcp_pair> connected_pair(loop& lp) {
+  auto r = co_await make_pair(lp);
   REQUIRE_MESSAGE(r.has_value(), error_of(r));
-  return std::move(r).value();
+  co_return std::move(r).value();
 }
 
 /// A one-shot flag a test coroutine can await; set() resumes the waiter.

@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <stop_token>
+#include <type_traits>
 
 #include "evco/detail/waiter.hpp"
 #include "evco/endpoint.hpp"
@@ -19,6 +20,7 @@ struct listen_options {
   bool reuse_port = false;    ///< SO_REUSEPORT: one listener per loop/thread on the same port
   bool v6_only = false;       ///< IPV6_V6ONLY for an IPv6 endpoint
 };
+static_assert(std::is_trivially_destructible_v<listen_options>);  // see op_options
 
 namespace detail {
 

@@ -62,6 +62,13 @@ class loop {
 
  private:
   struct impl;
+  // Marks the loop as running for the whole of run(), task start included, so that a nested
+  // run() (a coroutine calling run() on its own loop) throws instead of re-entering libevent.
+  struct running_guard {
+    explicit running_guard(loop& lp);
+    ~running_guard();
+    loop& lp;
+  };
   void run_until_done(std::coroutine_handle<> done);
   static std::coroutine_handle<> make_done_signal(loop& lp);
 
@@ -73,6 +80,7 @@ template <class T>
 T loop::run(task<T> t) {
   auto h = t.handle();
   if (!h) throw std::invalid_argument("evco::loop::run: empty task");
+  running_guard running(*this);
   if (!h.done()) {
     struct signal {
       std::coroutine_handle<> h;

@@ -1,6 +1,7 @@
 #pragma once
 // stream: a byte stream over one libevent bufferevent (TCP now; TLS and pairs use the same type).
 
+#include <chrono>
 #include <cstddef>
 #include <optional>
 #include <span>
@@ -19,10 +20,24 @@ namespace evco {
 
 class loop;
 
-/// Per-operation limits, accepted by every awaitable op: `co_await s.read_some(buf, {.timeout = 2s})`.
+/// Per-operation limits, accepted by every awaitable op:
+/// `s.read_some(buf, 2s)`, `s.read_some(buf, token)` or `s.read_some(buf, {2s, token})`.
+///
+/// Not an aggregate on purpose: g++ 12 destroys a brace-initialised aggregate temporary
+/// twice when it sits in a co_await full-expression (reproduced with 12.2 under ASan), and a
+/// stop_token member turns that into a use-after-free.
 struct op_options {
-  duration timeout{};        ///< deadline for this op, from its start; zero means none
-  std::stop_token stop{};    ///< request_stop() completes the op with errc::cancelled
+  op_options() noexcept = default;
+  template <class Rep, class Period>
+  op_options(std::chrono::duration<Rep, Period> t) noexcept
+      : timeout(std::chrono::ceil<duration>(t)) {}
+  op_options(std::stop_token s) noexcept : stop(std::move(s)) {}
+  template <class Rep, class Period>
+  op_options(std::chrono::duration<Rep, Period> t, std::stop_token s) noexcept
+      : timeout(std::chrono::ceil<duration>(t)), stop(std::move(s)) {}
+
+  duration timeout{};      ///< deadline for this op, from its start; zero means none
+  std::stop_token stop{};  ///< request_stop() completes the op with errc::cancelled
 };
 
 namespace detail {

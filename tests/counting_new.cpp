@@ -1,0 +1,19 @@
+// Replaces the global operator new for one suite, counting calls. In a TU of its own so that
+// g++ does not see malloc/free through inlining (its -Wmismatched-new-delete misfires then).
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+std::atomic<std::size_t> allocations{0};
+
+void* operator new(std::size_t n) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
