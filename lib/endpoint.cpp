@@ -118,8 +118,16 @@ std::string endpoint::address() const {
 }
 
 std::string endpoint::to_string() const {
-  std::string s = is_v6() ? "[" + address() + "]" : address();
-  return s + ":" + std::to_string(port());
+  // reserve + append: operator+ trips g++ 12's -Wrestrict false positive at -O3 (GCC PR 105329).
+  const std::string addr = address();
+  std::string s;
+  s.reserve(addr.size() + 8);
+  if (is_v6()) s += '[';
+  s += addr;
+  if (is_v6()) s += ']';
+  s += ':';
+  s += std::to_string(port());
+  return s;
 }
 
 bool operator==(const endpoint& a, const endpoint& b) noexcept { return (a <=> b) == 0; }

@@ -1,0 +1,320 @@
+// The workloads on Boost.Asio C++20 coroutines: one io_context run on this thread, both ends
+// on it. Boost 1.74 has no as_tuple (it arrived in 1.77 as experimental::as_tuple), so errors
+// come back through redirect_error(use_awaitable, ec): no exceptions on expected failures.
+
+#include <array>
+#include <cstring>
+#include <string>
+#include <utility>  // first: Boost 1.74's asio/awaitable.hpp uses std::exchange without it
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "common.hpp"
+
+namespace bench::asio_impl {
+namespace {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+auto with(error_code& ec) { return asio::redirect_error(use_awaitable, ec); }
+
+struct shared {
+  std::string error;
+  clock::time_point t0{}, t1{};
+  heap_counters h0{}, h1{};
+  bool steady = false;
+  int expected = 0;
+  int finished = 0;
+  int started = 0;
+  std::uint64_t verified = 0;
+  double per_conn = 0;
+  asio::steady_timer* wake = nullptr;  // cancelled to wake the main coroutine
+
+  void fail(std::string why) {
+    if (error.empty()) error = std::move(why);
+  }
+  void fail(const char* who, const error_code& ec) { fail(std::string(who) + ": " + ec.message()); }
+  void poke() {
+    if (wake) wake->cancel();
+  }
+};
+
+// Sleeps until `wake` is cancelled (or the condition already holds).
+template <class Pred>
+awaitable<void> wait_until(shared* sh, Pred done) {
+  while (!done()) {
+    error_code ec;
+    co_await sh->wake->async_wait(with(ec));
+  }
+}
+
+awaitable<void> echo_conn(tcp::socket s, shared* sh, bool count_start) {
+  std::array<unsigned char, echo_buf_size> buf;
+  error_code ec;
+  if (count_start && ++sh->started == 2 * sh->expected) sh->poke();
+  for (;;) {
+    const std::size_t n = co_await s.async_read_some(asio::buffer(buf), with(ec));
+    if (ec) {
+      if (ec != asio::error::eof) sh->fail("server", ec);
+      co_return;
+    }
+    co_await asio::async_write(s, asio::buffer(buf.data(), n), with(ec));
+    if (ec) co_return sh->fail("server", ec);
+  }
+}
+
+// Connects a client and accepts its server end; false (with the error recorded) on failure.
+awaitable<bool> make_pair(tcp::acceptor& acc, tcp::socket& c, tcp::socket& srv, shared* sh) {
+  error_code ec;
+  co_await c.async_connect(acc.local_endpoint(), with(ec));
+  if (ec) {
+    sh->fail("connect", ec);
+    co_return false;
+  }
+  srv = co_await acc.async_accept(with(ec));
+  if (ec) {
+    sh->fail("accept", ec);
+    co_return false;
+  }
+  c.set_option(tcp::no_delay(true));
+  srv.set_option(tcp::no_delay(true));
+  co_return true;
+}
+
+awaitable<void> pingpong_client(tcp::socket s, std::uint32_t conn, int warmup, int count,
+                                shared* sh) {
+  unsigned char out[msg_size];
+  unsigned char in[msg_size];
+  error_code ec;
+  for (int i = 0; i < warmup + count; ++i) {
+    if (i == warmup && sh->steady) {
+      sh->h0 = heap_now();
+      sh->t0 = clock::now();
+    }
+    fill_message(out, conn, static_cast<std::uint32_t>(i));
+    co_await asio::async_write(s, asio::buffer(out), with(ec));
+    if (ec) co_return sh->fail("client write", ec);
+    co_await asio::async_read(s, asio::buffer(in), with(ec));
+    if (ec) co_return sh->fail("client read", ec);
+    if (std::memcmp(in, out, msg_size) != 0) co_return sh->fail("client: echo mismatch");
+  }
+  if (++sh->finished == sh->expected) {
+    sh->t1 = clock::now();
+    sh->h1 = heap_now();
+  }
+}
+
+awaitable<void> pingpong_main(tcp::acceptor* acc, pingpong_params p, shared* sh) {
+  auto ex = co_await asio::this_coro::executor;
+  std::vector<tcp::socket> clients;
+  clients.reserve(static_cast<std::size_t>(p.conns));
+  for (int i = 0; i < p.conns; ++i) {
+    tcp::socket c(ex), srv(ex);
+    if (!co_await make_pair(*acc, c, srv, sh)) co_return;
+    asio::co_spawn(ex, echo_conn(std::move(srv), sh, false), asio::detached);
+    clients.push_back(std::move(c));
+  }
+  acc->close();
+  sh->t0 = clock::now();
+  for (int i = 0; i < p.conns; ++i) {
+    asio::co_spawn(ex,
+                   pingpong_client(std::move(clients[static_cast<std::size_t>(i)]),
+                                   static_cast<std::uint32_t>(i), p.warmup, p.count, sh),
+                   asio::detached);
+  }
+}
+
+awaitable<void> stream_receiver(tcp::socket s, std::uint64_t total, shared* sh) {
+  std::vector<unsigned char> buf(chunk_size);
+  checksum ck;
+  std::uint64_t got = 0;
+  error_code ec;
+  while (got < total) {
+    const std::size_t n = co_await s.async_read_some(asio::buffer(buf), with(ec));
+    if (ec) co_return sh->fail("receiver", ec);
+    if (n > total - got) co_return sh->fail("receiver: bytes beyond the end");
+    ck.update(buf.data(), n);
+    got += n;
+  }
+  sh->t1 = clock::now();
+  co_await s.async_read_some(asio::buffer(buf), with(ec));
+  if (ec != asio::error::eof) co_return sh->fail("receiver: no eof after the data");
+  if (ck.value() != expected_checksum(total)) co_return sh->fail("receiver: checksum mismatch");
+  sh->verified = got;
+}
+
+awaitable<void> throughput_main(tcp::acceptor* acc, std::uint64_t total, shared* sh) {
+  auto ex = co_await asio::this_coro::executor;
+  tcp::socket c(ex), srv(ex);
+  if (!co_await make_pair(*acc, c, srv, sh)) co_return;
+  acc->close();
+  asio::co_spawn(ex, stream_receiver(std::move(srv), total, sh), asio::detached);
+  const stream_source& src = source();
+  error_code ec;
+  sh->t0 = clock::now();
+  std::uint64_t sent = 0;
+  for (std::uint64_t i = 0; sent < total; ++i) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_size, total - sent));
+    co_await asio::async_write(c, asio::buffer(src.chunk(i), n), with(ec));
+    if (ec) co_return sh->fail("sender", ec);
+    sent += n;
+  }
+  c.shutdown(tcp::socket::shutdown_send, ec);
+  if (ec) sh->fail("sender shutdown", ec);
+}
+
+awaitable<void> acceptor_loop(tcp::acceptor* acc, int count, shared* sh) {
+  error_code ec;
+  for (int i = 0; i < count; ++i) {
+    tcp::socket s = co_await acc->async_accept(with(ec));
+    if (ec) co_return sh->fail("accept", ec);
+    ++sh->finished;  // and `s` closes here: the server side closes first
+  }
+}
+
+awaitable<void> connect_main(tcp::acceptor* acc, int count, shared* sh) {
+  auto ex = co_await asio::this_coro::executor;
+  const tcp::endpoint ep = acc->local_endpoint();
+  asio::co_spawn(ex, acceptor_loop(acc, count, sh), asio::detached);
+  sh->t0 = clock::now();
+  unsigned char buf[16];
+  error_code ec;
+  for (int i = 0; i < count; ++i) {
+    tcp::socket c(ex);
+    co_await c.async_connect(ep, with(ec));
+    if (ec) co_return sh->fail("connect", ec);
+    co_await c.async_read_some(asio::buffer(buf), with(ec));
+    if (ec != asio::error::eof) co_return sh->fail("client: expected eof");
+    ++sh->verified;
+  }
+  sh->t1 = clock::now();
+}
+
+const auto byte_table = [] {
+  std::array<unsigned char, 256> t{};
+  for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<unsigned char>(i);
+  return t;
+}();
+
+awaitable<void> idle_client(tcp::socket* s, std::uint32_t i, shared* sh) {
+  unsigned char buf[msg_size];
+  error_code ec;
+  if (++sh->started == 2 * sh->expected) sh->poke();
+  const std::size_t n = co_await s->async_read_some(asio::buffer(buf), with(ec));
+  if (ec) co_return sh->fail("client", ec);
+  if (n != 1 || buf[0] != byte_table[i % 256]) co_return sh->fail("client: echo mismatch");
+  if (++sh->verified == static_cast<std::uint64_t>(sh->expected)) sh->poke();
+}
+
+awaitable<void> idle_main(tcp::acceptor* acc, int conns, shared* sh) {
+  auto ex = co_await asio::this_coro::executor;
+  std::vector<tcp::socket> clients;
+  clients.reserve(static_cast<std::size_t>(conns));
+  const std::size_t before = heap_bytes_in_use();
+  for (int i = 0; i < conns; ++i) {
+    tcp::socket c(ex), srv(ex);
+    if (!co_await make_pair(*acc, c, srv, sh)) co_return;
+    asio::co_spawn(ex, echo_conn(std::move(srv), sh, true), asio::detached);
+    clients.push_back(std::move(c));
+    asio::co_spawn(ex, idle_client(&clients.back(), static_cast<std::uint32_t>(i), sh),
+                   asio::detached);
+  }
+  co_await wait_until(sh, [sh] { return sh->started == 2 * sh->expected; });
+  sh->per_conn = (static_cast<double>(heap_bytes_in_use()) - static_cast<double>(before)) / conns;
+  error_code ec;
+  for (int i = 0; i < conns; ++i) {
+    auto idx = static_cast<std::size_t>(i);
+    co_await asio::async_write(clients[idx], asio::buffer(&byte_table[idx % 256], 1), with(ec));
+    if (ec) co_return sh->fail("client write", ec);
+  }
+  co_await wait_until(sh, [sh] { return sh->verified == static_cast<std::uint64_t>(sh->expected); });
+  acc->close();
+}
+
+// Runs `main` to completion on a fresh single-threaded io_context.
+template <class Make>
+run_result drive(shared& sh, Make make) {
+  run_result r;
+  try {
+    asio::io_context io(1);
+    tcp::acceptor acc(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    asio::steady_timer wake(io, asio::steady_timer::time_point::max());
+    sh.wake = &wake;
+    asio::co_spawn(io, make(&acc), asio::detached);
+    io.run();
+    sh.wake = nullptr;
+  } catch (const std::exception& e) {
+    sh.fail(std::string("exception: ") + e.what());
+  }
+  if (!sh.error.empty()) {
+    r.error = "asio: " + sh.error;
+    return r;
+  }
+  r.ok = true;
+  r.seconds = seconds_between(sh.t0, sh.t1);
+  return r;
+}
+
+}  // namespace
+
+run_result pingpong(const pingpong_params& p) {
+  shared sh;
+  sh.expected = p.conns;
+  sh.steady = p.conns == 1;
+  auto r = drive(sh, [&](tcp::acceptor* acc) { return pingpong_main(acc, p, &sh); });
+  if (!r.ok) return r;
+  if (sh.finished != p.conns) return bench::fail("asio: not every client finished");
+  r.items = static_cast<std::uint64_t>(p.conns) * static_cast<std::uint64_t>(p.count);
+  if (sh.steady) {
+    r.steady_news = sh.h1.news - sh.h0.news;
+    r.steady_event_mallocs = sh.h1.event_mallocs - sh.h0.event_mallocs;
+    r.steady_round_trips = static_cast<std::uint64_t>(p.count);
+  }
+  return r;
+}
+
+run_result throughput(std::uint64_t total_bytes) {
+  shared sh;
+  auto r = drive(sh, [&](tcp::acceptor* acc) { return throughput_main(acc, total_bytes, &sh); });
+  if (!r.ok) return r;
+  if (sh.verified != total_bytes) return bench::fail("asio: byte count mismatch");
+  r.items = total_bytes;
+  return r;
+}
+
+run_result connect_rate(int count) {
+  shared sh;
+  auto r = drive(sh, [&](tcp::acceptor* acc) { return connect_main(acc, count, &sh); });
+  if (!r.ok) return r;
+  if (sh.finished != count || sh.verified != static_cast<std::uint64_t>(count)) {
+    return bench::fail("asio: connection count mismatch");
+  }
+  r.items = static_cast<std::uint64_t>(count);
+  return r;
+}
+
+run_result idle_memory(int conns) {
+  shared sh;
+  sh.expected = conns;
+  auto r = drive(sh, [&](tcp::acceptor* acc) { return idle_main(acc, conns, &sh); });
+  if (!r.ok) return r;
+  if (sh.verified != static_cast<std::uint64_t>(conns)) return bench::fail("asio: idle echo count");
+  r.bytes_per_conn = sh.per_conn;
+  r.items = static_cast<std::uint64_t>(conns);
+  return r;
+}
+
+}  // namespace bench::asio_impl

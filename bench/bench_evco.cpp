@@ -1,0 +1,302 @@
+// The workloads on evco: coroutines on one evco::loop, client and server on the same thread.
+
+#include <array>
+#include <coroutine>
+#include <cstring>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <evco/evco.hpp>
+
+#include "common.hpp"
+
+namespace bench::evco_impl {
+namespace {
+
+using evco::errc;
+using evco::result;
+using evco::task;
+
+// Counts finished coroutines; the awaiting one is resumed from the loop (via post) once the
+// count reaches zero, never inline from inside the last finisher.
+struct latch {
+  evco::loop* lp;
+  int remaining;
+  std::coroutine_handle<> waiter{};
+
+  void count_down() {
+    if (--remaining == 0 && waiter) {
+      lp->post([h = std::exchange(waiter, {})] { h.resume(); });
+    }
+  }
+  auto wait() noexcept {
+    struct awaiter {
+      latch& l;
+      bool await_ready() const noexcept { return l.remaining <= 0; }
+      void await_suspend(std::coroutine_handle<> h) noexcept { l.waiter = h; }
+      void await_resume() const noexcept {}
+    };
+    return awaiter{*this};
+  }
+};
+
+struct shared {
+  explicit shared(evco::loop& lp, int n) : done{&lp, n}, started{&lp, 0}, expected(n) {}
+  latch done;
+  latch started;
+  int expected;
+  std::string error;
+  clock::time_point t0{}, t1{};
+  heap_counters h0{}, h1{};
+  bool steady = false;
+  int finished = 0;
+  std::uint64_t verified = 0;
+
+  void fail(std::string why) {
+    if (error.empty()) error = std::move(why);
+  }
+  auto sink(const char* who) {
+    return [this, who](std::error_code ec) {
+      fail(std::string(who) + ": " + ec.message());
+      done.count_down();
+    };
+  }
+  auto server_sink() {
+    return [this](std::error_code ec) { fail("server: " + ec.message()); };
+  }
+};
+
+// Records what went wrong (the spawn sink only sees the error code) and fails the coroutine.
+std::error_code mismatch(shared* sh, const char* what) {
+  sh->fail(what);
+  return std::make_error_code(std::errc::bad_message);
+}
+
+// The echo server of every scenario: read what is there, write it back, until eof.
+task<result<void>> echo_conn(evco::stream s, latch* started) {
+  std::array<std::byte, echo_buf_size> buf;
+  if (started) started->count_down();
+  for (;;) {
+    auto n = co_await s.read_some(buf);
+    if (!n) {
+      if (n.error() == errc::eof) co_return evco::success();
+      co_return n.as_failure();
+    }
+    EVCO_TRYV(co_await s.write(std::span<const std::byte>(buf.data(), n.value())));
+  }
+}
+
+task<result<void>> pingpong_client(evco::stream s, std::uint32_t conn, int warmup, int count,
+                                   shared* sh) {
+  unsigned char out[msg_size];
+  unsigned char in[msg_size];
+  for (int i = 0; i < warmup + count; ++i) {
+    if (i == warmup && sh->steady) {
+      sh->h0 = heap_now();
+      sh->t0 = clock::now();
+    }
+    fill_message(out, conn, static_cast<std::uint32_t>(i));
+    EVCO_TRYV(co_await s.write(std::as_bytes(std::span(out))));
+    EVCO_TRYV(co_await s.read_exactly(std::as_writable_bytes(std::span(in))));
+    if (std::memcmp(in, out, msg_size) != 0) co_return mismatch(sh, "client: echo mismatch");
+  }
+  if (++sh->finished == sh->expected) {
+    sh->t1 = clock::now();
+    sh->h1 = heap_now();
+  }
+  sh->done.count_down();
+  co_return evco::success();
+}
+
+task<result<void>> pingpong_main(evco::loop& lp, pingpong_params p, shared* sh) {
+  EVCO_TRY(auto l, evco::listener::bind(lp, evco::endpoint::v4_loopback(0)));
+  EVCO_TRY(const auto ep, l.local_endpoint());
+  std::vector<evco::stream> clients;
+  clients.reserve(static_cast<std::size_t>(p.conns));
+  for (int i = 0; i < p.conns; ++i) {
+    EVCO_TRY(auto c, co_await evco::connect(lp, ep));
+    EVCO_TRY(auto srv, co_await l.accept());
+    lp.spawn(echo_conn(std::move(srv), nullptr), sh->server_sink());
+    clients.push_back(std::move(c));
+  }
+  sh->t0 = clock::now();
+  for (int i = 0; i < p.conns; ++i) {
+    lp.spawn(pingpong_client(std::move(clients[static_cast<std::size_t>(i)]),
+                             static_cast<std::uint32_t>(i), p.warmup, p.count, sh),
+             sh->sink("client"));
+  }
+  co_await sh->done.wait();
+  co_return evco::success();
+}
+
+task<result<void>> stream_receiver(evco::stream s, std::uint64_t total, shared* sh) {
+  std::vector<unsigned char> buf(chunk_size);
+  checksum ck;
+  std::uint64_t got = 0;
+  while (got < total) {
+    EVCO_TRY(const std::size_t n, co_await s.read_some(std::as_writable_bytes(std::span(buf))));
+    if (n > total - got) co_return mismatch(sh, "receiver: bytes beyond the end");
+    ck.update(buf.data(), n);
+    got += n;
+  }
+  sh->t1 = clock::now();
+  auto end = co_await s.read_some(std::as_writable_bytes(std::span(buf)));
+  if (end) co_return mismatch(sh, "receiver: bytes beyond the end");
+  if (end.error() != errc::eof) co_return end.as_failure();
+  if (ck.value() != expected_checksum(total)) co_return mismatch(sh, "receiver: checksum mismatch");
+  sh->verified = got;
+  sh->done.count_down();
+  co_return evco::success();
+}
+
+task<result<void>> throughput_main(evco::loop& lp, std::uint64_t total, shared* sh) {
+  EVCO_TRY(auto l, evco::listener::bind(lp, evco::endpoint::v4_loopback(0)));
+  EVCO_TRY(const auto ep, l.local_endpoint());
+  EVCO_TRY(auto c, co_await evco::connect(lp, ep));
+  EVCO_TRY(auto srv, co_await l.accept());
+  lp.spawn(stream_receiver(std::move(srv), total, sh), sh->sink("receiver"));
+  const stream_source& src = source();
+  sh->t0 = clock::now();
+  std::uint64_t sent = 0;
+  for (std::uint64_t i = 0; sent < total; ++i) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_size, total - sent));
+    EVCO_TRYV(co_await c.write(std::as_bytes(std::span(src.chunk(i), n))));
+    sent += n;
+  }
+  EVCO_TRYV(co_await c.shutdown());
+  co_await sh->done.wait();
+  co_return evco::success();
+}
+
+task<result<void>> acceptor(evco::listener* l, int count, shared* sh) {
+  for (int i = 0; i < count; ++i) {
+    EVCO_TRY(auto s, co_await l->accept());
+    ++sh->finished;  // and `s` closes here: the server side closes first
+  }
+  sh->done.count_down();
+  co_return evco::success();
+}
+
+task<result<void>> connect_main(evco::loop& lp, int count, shared* sh) {
+  EVCO_TRY(auto l, evco::listener::bind(lp, evco::endpoint::v4_loopback(0)));
+  EVCO_TRY(const auto ep, l.local_endpoint());
+  lp.spawn(acceptor(&l, count, sh), sh->sink("acceptor"));
+  sh->t0 = clock::now();
+  std::byte buf[16];
+  for (int i = 0; i < count; ++i) {
+    EVCO_TRY(auto c, co_await evco::connect(lp, ep));
+    auto r = co_await c.read_some(buf);
+    if (r) co_return mismatch(sh, "client: unexpected data");
+    if (r.error() != errc::eof) co_return r.as_failure();
+    ++sh->verified;
+  }
+  sh->t1 = clock::now();
+  co_await sh->done.wait();
+  co_return evco::success();
+}
+
+constexpr auto byte_table = [] {
+  std::array<std::byte, 256> t{};
+  for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<std::byte>(i);
+  return t;
+}();
+
+task<result<void>> idle_client(evco::stream* s, std::uint32_t i, shared* sh) {
+  std::byte buf[msg_size];
+  sh->started.count_down();
+  EVCO_TRY(const std::size_t n, co_await s->read_some(buf));
+  if (n != 1 || buf[0] != byte_table[i % 256]) co_return mismatch(sh, "client: echo mismatch");
+  ++sh->verified;
+  sh->done.count_down();
+  co_return evco::success();
+}
+
+task<result<void>> idle_main(evco::loop& lp, int conns, shared* sh, double* per_conn) {
+  EVCO_TRY(auto l, evco::listener::bind(lp, evco::endpoint::v4_loopback(0)));
+  EVCO_TRY(const auto ep, l.local_endpoint());
+  std::vector<evco::stream> clients;
+  clients.reserve(static_cast<std::size_t>(conns));
+  const std::size_t before = heap_bytes_in_use();
+  for (int i = 0; i < conns; ++i) {
+    EVCO_TRY(auto c, co_await evco::connect(lp, ep));
+    EVCO_TRY(auto srv, co_await l.accept());
+    lp.spawn(echo_conn(std::move(srv), &sh->started), sh->server_sink());
+    clients.push_back(std::move(c));
+    lp.spawn(idle_client(&clients.back(), static_cast<std::uint32_t>(i), sh), sh->sink("client"));
+  }
+  co_await sh->started.wait();  // every coroutine on both ends is parked in a read now
+  const std::size_t after = heap_bytes_in_use();
+  *per_conn = (static_cast<double>(after) - static_cast<double>(before)) / conns;
+  for (int i = 0; i < conns; ++i) {
+    const auto idx = static_cast<std::size_t>(i);
+    EVCO_TRYV(co_await clients[idx].write(std::span(&byte_table[idx % 256], 1)));
+  }
+  co_await sh->done.wait();
+  co_return evco::success();
+}
+
+run_result finish(result<void> r, shared& sh) {
+  if (!r) return bench::fail("evco: " + r.error().message());
+  if (!sh.error.empty()) return bench::fail("evco: " + sh.error);
+  run_result out;
+  out.ok = true;
+  out.seconds = seconds_between(sh.t0, sh.t1);
+  return out;
+}
+
+}  // namespace
+
+run_result pingpong(const pingpong_params& p) {
+  evco::loop lp;
+  shared sh(lp, p.conns);
+  sh.steady = p.conns == 1;
+  auto r = finish(lp.run(pingpong_main(lp, p, &sh)), sh);
+  if (!r.ok) return r;
+  if (sh.finished != p.conns) return bench::fail("evco: not every client finished");
+  r.items = static_cast<std::uint64_t>(p.conns) * static_cast<std::uint64_t>(p.count);
+  if (sh.steady) {
+    r.steady_news = sh.h1.news - sh.h0.news;
+    r.steady_event_mallocs = sh.h1.event_mallocs - sh.h0.event_mallocs;
+    r.steady_round_trips = static_cast<std::uint64_t>(p.count);
+  }
+  return r;
+}
+
+run_result throughput(std::uint64_t total_bytes) {
+  evco::loop lp;
+  shared sh(lp, 1);
+  auto r = finish(lp.run(throughput_main(lp, total_bytes, &sh)), sh);
+  if (!r.ok) return r;
+  if (sh.verified != total_bytes) return bench::fail("evco: byte count mismatch");
+  r.items = total_bytes;
+  return r;
+}
+
+run_result connect_rate(int count) {
+  evco::loop lp;
+  shared sh(lp, 1);
+  auto r = finish(lp.run(connect_main(lp, count, &sh)), sh);
+  if (!r.ok) return r;
+  if (sh.finished != count || sh.verified != static_cast<std::uint64_t>(count)) {
+    return bench::fail("evco: connection count mismatch");
+  }
+  r.items = static_cast<std::uint64_t>(count);
+  return r;
+}
+
+run_result idle_memory(int conns) {
+  evco::loop lp;
+  shared sh(lp, conns);
+  sh.started.remaining = 2 * conns;
+  double per_conn = 0;
+  auto r = finish(lp.run(idle_main(lp, conns, &sh, &per_conn)), sh);
+  if (!r.ok) return r;
+  if (sh.verified != static_cast<std::uint64_t>(conns)) return bench::fail("evco: idle echo count");
+  r.bytes_per_conn = per_conn;
+  r.items = static_cast<std::uint64_t>(conns);
+  return r;
+}
+
+}  // namespace bench::evco_impl

@@ -1,0 +1,161 @@
+#pragma once
+// Shared by the four implementations of each workload: the parameters, what a run reports,
+// the heap counters, the payload patterns and the streamed-bytes checksum.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace bench {
+
+using clock = std::chrono::steady_clock;
+
+inline double seconds_between(clock::time_point a, clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// --- heap counters (defined in main.cpp) ----------------------------------------------------
+
+// Every global operator new, and every malloc/calloc/realloc libevent makes (through
+// event_set_mem_functions). Single-threaded process: plain loads and stores, no locked RMW.
+struct heap_counters {
+  std::uint64_t news = 0;
+  std::uint64_t event_mallocs = 0;
+};
+heap_counters heap_now() noexcept;
+// Bytes in use on the malloc heap (mallinfo2: uordblks + hblkhd).
+std::size_t heap_bytes_in_use() noexcept;
+
+// --- what one run of one workload reports ---------------------------------------------------
+
+struct run_result {
+  bool ok = false;
+  std::string error;        // why the run failed (lost bytes, mismatch, an I/O error, ...)
+  double seconds = 0;       // the timed part
+  std::uint64_t items = 0;  // round trips, bytes, connections: what `seconds` covered
+  // pingpong with one connection: heap allocations during the steady state
+  std::uint64_t steady_news = 0;
+  std::uint64_t steady_event_mallocs = 0;
+  std::uint64_t steady_round_trips = 0;
+  double bytes_per_conn = 0;  // idle memory
+};
+
+inline run_result fail(std::string why) {
+  run_result r;
+  r.error = std::move(why);
+  return r;
+}
+
+struct pingpong_params {
+  int conns;
+  int warmup;  // round trips per connection before the timed part (only used with conns == 1)
+  int count;   // timed round trips per connection
+};
+
+// --- payloads -------------------------------------------------------------------------------
+
+constexpr std::size_t msg_size = 64;
+constexpr std::size_t echo_buf_size = 1024;      // every echo server reads into this much
+constexpr std::size_t chunk_size = 64 * 1024;    // stream throughput write size
+constexpr std::size_t write_high = 1 << 20;      // libevent baseline: stop queuing above this
+constexpr std::size_t write_low = 256 << 10;     // ... and resume below this (evco's defaults)
+
+// Message `i` of connection `conn`: every byte depends on both, so a reordered, duplicated or
+// cross-wired message fails the comparison.
+inline void fill_message(unsigned char* out, std::uint32_t conn, std::uint32_t i) noexcept {
+  const std::uint32_t seed = conn * 2654435761u ^ i * 40503u;
+  for (std::size_t j = 0; j < msg_size; ++j) {
+    out[j] = static_cast<unsigned char>((seed >> (j % 4 * 8)) + j * 7u);
+  }
+}
+
+// The source of the streamed bytes: chunk `i` starts at a different offset of a random
+// buffer, so a lost, duplicated or reordered chunk changes the checksum.
+struct stream_source {
+  std::vector<unsigned char> data;  // 2 * chunk_size random bytes
+  const unsigned char* chunk(std::uint64_t i) const noexcept {
+    return data.data() + (i * 7919u) % chunk_size;
+  }
+};
+const stream_source& source();
+
+// Fletcher-style checksum over 64-bit words, position sensitive, ~1 cycle per word.
+class checksum {
+ public:
+  void update(const unsigned char* p, std::size_t n) noexcept {
+    if (fill_ != 0) {
+      const std::size_t take = n < 8 - fill_ ? n : 8 - fill_;
+      std::memcpy(pend_ + fill_, p, take);
+      fill_ += static_cast<unsigned>(take);
+      p += take;
+      n -= take;
+      if (fill_ < 8) return;
+      add(word(pend_));
+      fill_ = 0;
+    }
+    while (n >= 8) {
+      add(word(p));
+      p += 8;
+      n -= 8;
+    }
+    std::memcpy(pend_, p, n);
+    fill_ = static_cast<unsigned>(n);
+  }
+  std::uint64_t value() const noexcept {
+    std::uint64_t a = a_, b = b_;
+    if (fill_ != 0) {
+      unsigned char tmp[8] = {};
+      std::memcpy(tmp, pend_, fill_);
+      a += word(tmp) ^ fill_;
+      b += a;
+    }
+    return a ^ (b * 0x9E3779B97F4A7C15ull);
+  }
+
+ private:
+  static std::uint64_t word(const unsigned char* p) noexcept {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    return w;
+  }
+  void add(std::uint64_t w) noexcept {
+    a_ += w;
+    b_ += a_;
+  }
+  std::uint64_t a_ = 0, b_ = 0;
+  unsigned char pend_[8] = {};
+  unsigned fill_ = 0;
+};
+
+// The checksum of the first `total` bytes of the chunk sequence (computed once per size).
+std::uint64_t expected_checksum(std::uint64_t total);
+
+// --- socket helpers (plain POSIX) -----------------------------------------------------------
+
+// A non-blocking listening socket on 127.0.0.1:0; returns the fd and sets `port`.
+int listen_loopback(std::uint16_t& port, int backlog = 4096);
+void set_nodelay(int fd);
+void set_nonblocking(int fd);
+std::string errno_text(const char* what);
+
+// --- the implementations ---------------------------------------------------------------------
+
+#define BENCH_DECLARE_IMPL(ns)                                              \
+  namespace ns {                                                            \
+  run_result pingpong(const pingpong_params& p);                            \
+  run_result throughput(std::uint64_t total_bytes);                         \
+  run_result connect_rate(int count);                                       \
+  run_result idle_memory(int conns);                                        \
+  }
+
+BENCH_DECLARE_IMPL(evco_impl)
+BENCH_DECLARE_IMPL(libevent_impl)
+BENCH_DECLARE_IMPL(asio_impl)
+BENCH_DECLARE_IMPL(epoll_impl)
+
+#undef BENCH_DECLARE_IMPL
+
+}  // namespace bench

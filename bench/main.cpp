@@ -1,0 +1,421 @@
+// evco-bench: the same workloads on evco, raw libevent callbacks, Boost.Asio coroutines and a
+// hand-written epoll loop, alternated in one process; prints a table of medians, spreads and
+// ratios, and one RESULT line per scenario and implementation. Exits non-zero when any
+// workload lost or corrupted a byte, or did not complete.
+
+#include <malloc.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <new>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "common.hpp"
+
+#ifndef EVCO_BENCH_BUILDTYPE
+#define EVCO_BENCH_BUILDTYPE "unknown"
+#endif
+
+// --- heap counters --------------------------------------------------------------------------
+
+namespace {
+bench::heap_counters g_heap;
+
+void* counted_malloc(std::size_t n) {
+  ++g_heap.event_mallocs;
+  return std::malloc(n);
+}
+void* counted_realloc(void* p, std::size_t n) {
+  if (!p) ++g_heap.event_mallocs;
+  return std::realloc(p, n);
+}
+void counted_free(void* p) { std::free(p); }
+}  // namespace
+
+void* operator new(std::size_t n) {
+  ++g_heap.news;
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) {
+  ++g_heap.news;
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+// Out of line: once inlined, g++ 12 sees free() on a pointer from operator new and warns
+// (-Wmismatched-new-delete), not knowing that this operator new is malloc.
+[[gnu::noinline]] static void release(void* p) noexcept { std::free(p); }
+void operator delete(void* p) noexcept { release(p); }
+void operator delete[](void* p) noexcept { release(p); }
+void operator delete(void* p, std::size_t) noexcept { release(p); }
+void operator delete[](void* p, std::size_t) noexcept { release(p); }
+
+namespace bench {
+
+heap_counters heap_now() noexcept { return g_heap; }
+
+std::size_t heap_bytes_in_use() noexcept {
+  const struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+// --- payloads ---------------------------------------------------------------------------------
+
+const stream_source& source() {
+  static const stream_source src = [] {
+    stream_source s;
+    s.data.resize(2 * chunk_size);
+    std::uint64_t x = 0x2545F4914F6CDD1Dull;
+    for (auto& b : s.data) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      b = static_cast<unsigned char>(x >> 24);
+    }
+    return s;
+  }();
+  return src;
+}
+
+std::uint64_t expected_checksum(std::uint64_t total) {
+  static std::map<std::uint64_t, std::uint64_t> cache;
+  if (auto it = cache.find(total); it != cache.end()) return it->second;
+  checksum ck;
+  std::uint64_t done = 0;
+  for (std::uint64_t i = 0; done < total; ++i) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_size, total - done));
+    ck.update(source().chunk(i), n);
+    done += n;
+  }
+  return cache[total] = ck.value();
+}
+
+// --- sockets ----------------------------------------------------------------------------------
+
+std::string errno_text(const char* what) {
+  return std::string(what) + ": " + std::strerror(errno);
+}
+
+void set_nodelay(int fd) {
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void set_nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+int listen_loopback(std::uint16_t& port, int backlog) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(fd, backlog) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    close(fd);
+    return -1;
+  }
+  port = ntohs(sa.sin_port);
+  return fd;
+}
+
+}  // namespace bench
+
+// --- the harness ------------------------------------------------------------------------------
+
+namespace {
+
+using namespace bench;
+
+struct impl {
+  const char* name;
+  run_result (*pingpong)(const pingpong_params&);
+  run_result (*throughput)(std::uint64_t);
+  run_result (*connect_rate)(int);
+  run_result (*idle_memory)(int);
+};
+
+const impl all_impls[] = {
+    {"evco", evco_impl::pingpong, evco_impl::throughput, evco_impl::connect_rate, evco_impl::idle_memory},
+    {"libevent", libevent_impl::pingpong, libevent_impl::throughput, libevent_impl::connect_rate,
+     libevent_impl::idle_memory},
+    {"asio", asio_impl::pingpong, asio_impl::throughput, asio_impl::connect_rate, asio_impl::idle_memory},
+    {"epoll", epoll_impl::pingpong, epoll_impl::throughput, epoll_impl::connect_rate, epoll_impl::idle_memory},
+};
+
+struct scenario {
+  std::string name;
+  std::string unit;
+  bool higher_is_better;
+  std::function<run_result(const impl&)> run;
+  std::function<double(const run_result&)> value;
+  // Figures derived from the same runs (the steady-state allocation counts of pingpong_1).
+  struct derived {
+    std::string name, unit;
+    std::function<double(const run_result&)> value;
+  };
+  std::vector<derived> also;
+};
+
+struct row {
+  std::string name, unit;
+  bool higher_is_better;
+  std::map<std::string, std::vector<double>> values;  // impl -> one value per repetition
+  std::map<std::string, std::string> failed;          // impl -> why
+};
+
+const char* g_current = "";  // "scenario/impl" for the watchdog message
+char g_current_buf[128];
+
+extern "C" void on_alarm(int) {
+  const char head[] = "\nevco-bench: TIMEOUT (per-run time cap) in ";
+  (void)!write(2, head, sizeof head - 1);
+  (void)!write(2, g_current, std::strlen(g_current));
+  (void)!write(2, "\n", 1);
+  _exit(3);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::string fmt(double v) {
+  char buf[64];
+  const double a = v < 0 ? -v : v;
+  if (a >= 1e6) {
+    std::snprintf(buf, sizeof buf, "%.3gM", v / 1e6);
+  } else if (a >= 1e4) {
+    std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
+  } else if (a >= 100) {
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  } else if (a >= 1) {
+    std::snprintf(buf, sizeof buf, "%.2f", v);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.3f", v);
+  }
+  return buf;
+}
+
+void usage() {
+  std::fprintf(stderr,
+               "usage: evco-bench [--quick] [--reps=N] [--scenario=NAME[,NAME...]] "
+               "[--impl=NAME[,NAME...]]\n"
+               "  scenarios: pingpong_1 pingpong_100 throughput connect_rate idle_memory\n"
+               "  impls:     evco libevent asio epoll\n");
+}
+
+bool listed(const std::string& list, std::string_view name) {
+  if (list.empty()) return true;
+  std::size_t pos = 0;
+  while (pos <= list.size()) {
+    const std::size_t end = std::min(list.find(',', pos), list.size());
+    if (list.compare(pos, end - pos, name) == 0) return true;
+    pos = end + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  int reps = 0;
+  std::string only_scenarios, only_impls;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--quick") {
+      quick = true;
+    } else if (a.starts_with("--reps=")) {
+      reps = std::atoi(argv[i] + 7);
+    } else if (a.starts_with("--scenario=")) {
+      only_scenarios = std::string(a.substr(11));
+    } else if (a.starts_with("--impl=")) {
+      only_impls = std::string(a.substr(7));
+    } else {
+      usage();
+      return a == "--help" || a == "-h" ? 0 : 2;
+    }
+  }
+  if (reps <= 0) reps = quick ? 3 : 5;
+
+  // Before libevent allocates anything: count its allocations too.
+  event_set_mem_functions(counted_malloc, counted_realloc, counted_free);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGALRM, on_alarm);
+  // idle_memory holds 2 fds per connection.
+  if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+
+  std::vector<const impl*> impls;
+  for (const impl& im : all_impls) {
+    if (listed(only_impls, im.name)) impls.push_back(&im);
+  }
+  if (impls.empty()) {
+    usage();
+    return 2;
+  }
+  const bool with_evco = std::any_of(impls.begin(), impls.end(),
+                                     [](const impl* im) { return std::string_view(im->name) == "evco"; });
+  // evco's loop turns on libevent's pthread locking for the whole process; do it up front so
+  // that every libevent run pays the same, whatever the order.
+  if (with_evco && evthread_use_pthreads() != 0) {
+    std::fprintf(stderr, "evco-bench: evthread_use_pthreads failed\n");
+    return 1;
+  }
+
+  const pingpong_params pp1{1, quick ? 2000 : 5000, quick ? 50000 : 500000};
+  const pingpong_params pp100{100, 0, quick ? 500 : 5000};
+  const std::uint64_t stream_bytes = quick ? (256ull << 20) : (1ull << 30);
+  const int connects = quick ? 5000 : 10000;
+  const int idle_conns = 1000;
+  const unsigned run_cap_s = quick ? 20 : 60;
+
+  auto rate = [](const run_result& r) { return static_cast<double>(r.items) / r.seconds; };
+  std::vector<scenario> scenarios;
+  scenarios.push_back({"pingpong_1", "rt/s", true, [&](const impl& im) { return im.pingpong(pp1); },
+                       rate,
+                       {{"allocs_per_op", "new/op",
+                         [](const run_result& r) {
+                           return static_cast<double>(r.steady_news) / (4.0 * static_cast<double>(r.steady_round_trips));
+                         }},
+                        {"heap_allocs_per_op", "allocs/op",
+                         [](const run_result& r) {
+                           return static_cast<double>(r.steady_news + r.steady_event_mallocs) /
+                                  (4.0 * static_cast<double>(r.steady_round_trips));
+                         }}}});
+  scenarios.push_back({"pingpong_100", "rt/s", true, [&](const impl& im) { return im.pingpong(pp100); },
+                       rate, {}});
+  scenarios.push_back({"throughput", "GB/s", true,
+                       [&](const impl& im) { return im.throughput(stream_bytes); },
+                       [](const run_result& r) { return static_cast<double>(r.items) / r.seconds / 1e9; }, {}});
+  scenarios.push_back({"connect_rate", "conn/s", true,
+                       [&](const impl& im) { return im.connect_rate(connects); }, rate, {}});
+  scenarios.push_back({"idle_memory", "bytes/conn", false,
+                       [&](const impl& im) { return im.idle_memory(idle_conns); },
+                       [](const run_result& r) { return r.bytes_per_conn; }, {}});
+
+  std::fprintf(stderr,
+               "evco-bench: %s mode, %d repetitions, buildtype=%s, libevent %s%s\n"
+               "  pingpong_1: %d+%d round trips of %zu bytes; pingpong_100: 100 x %d; "
+               "throughput: %llu MiB in %zu KiB writes;\n"
+               "  connect_rate: %d connections; idle_memory: %d connections; per-run cap %us\n",
+               quick ? "quick" : "full", reps, EVCO_BENCH_BUILDTYPE, event_get_version(),
+               with_evco ? " (pthread locks on)" : " (no thread locks)", pp1.warmup, pp1.count,
+               msg_size, pp100.count, static_cast<unsigned long long>(stream_bytes >> 20),
+               chunk_size >> 10, connects, idle_conns, run_cap_s);
+  if (std::string_view(EVCO_BENCH_BUILDTYPE) != "release") {
+    std::fprintf(stderr, "evco-bench: WARNING: not a release build; figures are not comparable\n");
+  }
+
+  const auto started = clock::now();
+  std::vector<row> rows;
+  bool any_failed = false;
+  for (const scenario& sc : scenarios) {
+    if (!listed(only_scenarios, sc.name)) continue;
+    row main_row{sc.name, sc.unit, sc.higher_is_better, {}, {}};
+    std::vector<row> derived_rows;
+    for (const auto& d : sc.also) derived_rows.push_back({d.name, d.unit, false, {}, {}});
+    for (int rep = 0; rep < reps; ++rep) {
+      // Alternate the implementations, and rotate who goes first.
+      for (std::size_t k = 0; k < impls.size(); ++k) {
+        const impl& im = *impls[(k + static_cast<std::size_t>(rep)) % impls.size()];
+        if (main_row.failed.count(im.name)) continue;
+        std::snprintf(g_current_buf, sizeof g_current_buf, "%s/%s rep %d", sc.name.c_str(), im.name, rep + 1);
+        g_current = g_current_buf;
+        alarm(run_cap_s);
+        const run_result r = sc.run(im);
+        alarm(0);
+        if (!r.ok || (!(r.seconds > 0) && sc.name != "idle_memory")) {
+          const std::string why = r.ok ? "no time measured" : r.error;
+          std::fprintf(stderr, "FAIL %s: %s\n", g_current, why.c_str());
+          main_row.failed[im.name] = why;
+          any_failed = true;
+          continue;
+        }
+        const double v = sc.value(r);
+        main_row.values[im.name].push_back(v);
+        std::fprintf(stderr, "  %-14s %-9s rep %d: %s %s\n", sc.name.c_str(), im.name, rep + 1,
+                     fmt(v).c_str(), sc.unit.c_str());
+        for (std::size_t d = 0; d < sc.also.size(); ++d) {
+          derived_rows[d].values[im.name].push_back(sc.also[d].value(r));
+        }
+      }
+    }
+    for (auto& d : derived_rows) d.failed = main_row.failed;
+    rows.push_back(std::move(main_row));
+    for (auto& d : derived_rows) rows.push_back(std::move(d));
+  }
+
+  // The table.
+  const char* names[] = {"evco", "libevent", "asio", "epoll"};
+  std::printf("\n%-19s %-10s", "scenario", "unit");
+  for (const char* n : names) std::printf(" %-24s", n);
+  std::printf(" %9s %9s %9s\n", "evco/lev", "evco/asio", "evco/epol");
+  for (const row& r : rows) {
+    std::printf("%-19s %-10s", r.name.c_str(), r.unit.c_str());
+    std::map<std::string, double> med;
+    for (const char* n : names) {
+      std::string cell = "-";
+      if (r.failed.count(n)) {
+        cell = "FAILED";
+      } else if (auto it = r.values.find(n); it != r.values.end() && !it->second.empty()) {
+        const auto [lo, hi] = std::minmax_element(it->second.begin(), it->second.end());
+        med[n] = median(it->second);
+        cell = fmt(med[n]) + " [" + fmt(*lo) + "-" + fmt(*hi) + "]";
+      }
+      std::printf(" %-24s", cell.c_str());
+    }
+    for (const char* other : {"libevent", "asio", "epoll"}) {
+      char cell[32] = "-";
+      if (med.count("evco") && med.count(other) && med[other] != 0) {
+        std::snprintf(cell, sizeof cell, "%.3f", med["evco"] / med[other]);
+      }
+      std::printf(" %9s", cell);
+    }
+    std::printf("\n");
+  }
+  std::printf("(median [min-max] of %d runs; ratios are evco/other medians; for %s\n"
+              " higher is better, for the memory and allocation rows lower is better)\n\n",
+              reps, "rt/s, GB/s, conn/s");
+  for (const row& r : rows) {
+    for (const char* n : names) {
+      if (auto it = r.values.find(n); it != r.values.end() && !it->second.empty() && !r.failed.count(n)) {
+        std::printf("RESULT scenario=%s impl=%s value=%.6g unit=%s\n", r.name.c_str(), n,
+                    median(it->second), r.unit.c_str());
+      }
+    }
+  }
+  for (const row& r : rows) {
+    for (const auto& [n, why] : r.failed) {
+      std::printf("FAILED scenario=%s impl=%s error=\"%s\"\n", r.name.c_str(), n.c_str(), why.c_str());
+    }
+  }
+  std::fprintf(stderr, "evco-bench: %.1f s total%s\n", seconds_between(started, clock::now()),
+               any_failed ? ", SOME WORKLOADS FAILED" : "");
+  return any_failed ? 1 : 0;
+}
