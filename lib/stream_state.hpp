@@ -27,6 +27,8 @@ struct stream_state {
   std::size_t write_low = 256 << 10;
   std::size_t write_high = 1 << 20;
   bool write_shut = false;
+  // A plain socket bufferevent: write() may send() directly while nothing is queued.
+  bool direct_write = false;
   // Graceful close in the background (see stream::close).
   struct linger_node : owned {
     stream_state* state = nullptr;

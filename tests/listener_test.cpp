@@ -117,16 +117,16 @@ task<void> out_of_fds(loop& lp) {
   REQUIRE(l);
   auto c = co_await evco::connect(lp, l.value().local_endpoint().value());
   REQUIRE(c);
+  // Compared only once descriptors are back: clang's UBSan needs one for its vptr checks.
+  std::error_code first, again;
   {
     fd_exhaustion full;
-    auto s = co_await l.value().accept();
-    REQUIRE_FALSE(s);
-    CHECK(s.error() == std::errc::too_many_files_open);
+    first = error_of(co_await l.value().accept());
     // The next accept rests first instead of spinning on the readable socket.
-    auto again = co_await l.value().accept();
-    REQUIRE_FALSE(again);
-    CHECK(again.error() == std::errc::too_many_files_open);
+    again = error_of(co_await l.value().accept());
   }
+  CHECK(first == std::errc::too_many_files_open);
+  CHECK(again == std::errc::too_many_files_open);
   auto s = co_await l.value().accept();  // the queued connection was never lost
   REQUIRE_MESSAGE(s, error_of(s));
   REQUIRE(co_await c.value().write("ok"));

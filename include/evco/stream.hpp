@@ -19,6 +19,7 @@ struct bufferevent;
 namespace evco {
 
 class loop;
+class stream;
 
 /// Per-operation limits, accepted by every awaitable op:
 /// `s.read_some(buf, 2s)`, `s.read_some(buf, token)` or `s.read_some(buf, {2s, token})`.
@@ -43,6 +44,7 @@ struct op_options {
 namespace detail {
 
 struct stream_state;
+result<stream> make_socket_stream(loop& lp, int fd);  // friend: marks direct writes
 
 enum class op_kind : unsigned char { read_some, read_exactly, read_until, write, drain, shutdown };
 
@@ -197,6 +199,7 @@ class stream {
   bufferevent* native_handle() const noexcept;
 
  private:
+  friend result<stream> detail::make_socket_stream(loop&, int);
   detail::stream_state* s_ = nullptr;
 };
 
