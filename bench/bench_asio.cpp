@@ -29,7 +29,9 @@ using asio::use_awaitable;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 
-auto with(error_code& ec) { return asio::redirect_error(use_awaitable, ec); }
+auto with(error_code& ec) {
+  return asio::redirect_error(use_awaitable, ec);
+}
 
 struct shared {
   std::string error;
@@ -205,7 +207,8 @@ awaitable<void> connect_main(tcp::acceptor* acc, int count, shared* sh) {
 
 const auto byte_table = [] {
   std::array<unsigned char, 256> t{};
-  for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<unsigned char>(i);
+  for (std::size_t i = 0; i < t.size(); ++i)
+    t[i] = static_cast<unsigned char>(i);
   return t;
 }();
 
@@ -240,7 +243,8 @@ awaitable<void> idle_main(tcp::acceptor* acc, int conns, shared* sh) {
     co_await asio::async_write(clients[idx], asio::buffer(&byte_table[idx % 256], 1), with(ec));
     if (ec) co_return sh->fail("client write", ec);
   }
-  co_await wait_until(sh, [sh] { return sh->verified == static_cast<std::uint64_t>(sh->expected); });
+  co_await wait_until(sh,
+                      [sh] { return sh->verified == static_cast<std::uint64_t>(sh->expected); });
   acc->close();
 }
 

@@ -223,7 +223,8 @@ void tp_dispatch(ep_ctx& ctx, conn* c, std::uint32_t) {
     // (Writing until EAGAIN fills the socket buffer with megabytes and halves the rate.)
     if (tp.sent < tp.total) {
       const std::uint64_t start = tp.chunk * chunk_size;
-      const auto len = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_size, tp.total - start));
+      const auto len =
+          static_cast<std::size_t>(std::min<std::uint64_t>(chunk_size, tp.total - start));
       const ssize_t w = write(c->fd, src.chunk(tp.chunk) + tp.off, len - tp.off);
       if (w < 0) {
         if (errno == EAGAIN) return;
@@ -251,7 +252,8 @@ void tp_dispatch(ep_ctx& ctx, conn* c, std::uint32_t) {
     }
     if (n == 0) {
       if (tp.got != tp.total) return ctx.fail("receiver: eof after " + std::to_string(tp.got));
-      if (tp.ck.value() != expected_checksum(tp.total)) return ctx.fail("receiver: checksum mismatch");
+      if (tp.ck.value() != expected_checksum(tp.total))
+        return ctx.fail("receiver: checksum mismatch");
       tp.receiver_done = true;
       close(c->fd);
       std::free(c);
@@ -356,7 +358,8 @@ run_result pingpong(const pingpong_params& p) {
   scoped_ctx s;
   ep_ctx& ctx = s.ctx;
   pp = pp_state{p, p.conns == 1, 0, {}, {}};
-  auto** clients = static_cast<client_conn**>(std::calloc(static_cast<std::size_t>(p.conns), sizeof(client_conn*)));
+  auto** clients = static_cast<client_conn**>(
+      std::calloc(static_cast<std::size_t>(p.conns), sizeof(client_conn*)));
   int made = 0;
   for (; made < p.conns && ctx.error.empty(); ++made) {
     int cfd = -1, sfd = -1;
@@ -371,7 +374,8 @@ run_result pingpong(const pingpong_params& p) {
   if (ctx.error.empty()) {
     ctx.t0 = clock::now();
     if (pp.steady && p.warmup == 0) pp.h0 = heap_now();
-    for (int i = 0; i < p.conns && ctx.error.empty(); ++i) send_message(ctx, clients[i]);
+    for (int i = 0; i < p.conns && ctx.error.empty(); ++i)
+      send_message(ctx, clients[i]);
     run(ctx, pp_dispatch);
   }
   std::free(clients);
@@ -420,7 +424,8 @@ run_result connect_rate(int count) {
   }
   auto r = finish(ctx);
   if (!r.ok) return r;
-  if (cr.accepted != count || cr.eofs != count) return bench::fail("epoll: connection count mismatch");
+  if (cr.accepted != count || cr.eofs != count)
+    return bench::fail("epoll: connection count mismatch");
   r.items = static_cast<std::uint64_t>(count);
   return r;
 }
@@ -428,7 +433,8 @@ run_result connect_rate(int count) {
 run_result idle_memory(int conns) {
   scoped_ctx s;
   ep_ctx& ctx = s.ctx;
-  auto** clients = static_cast<client_conn**>(std::calloc(static_cast<std::size_t>(conns), sizeof(client_conn*)));
+  auto** clients = static_cast<client_conn**>(
+      std::calloc(static_cast<std::size_t>(conns), sizeof(client_conn*)));
   idle = idle_state{conns, 0, clients};
   double per_conn = 0;
   const std::size_t before = heap_bytes_in_use();

@@ -161,7 +161,8 @@ task<result<void>> throughput_main(evco::loop& lp, std::uint64_t total, shared* 
   sh->t0 = clock::now();
   std::uint64_t sent = 0;
   for (std::uint64_t i = 0; sent < total; ++i) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_size, total - sent));
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(chunk_size, total - sent));
     EVCO_TRYV(co_await c.write(std::as_bytes(std::span(src.chunk(i), n))));
     sent += n;
   }
@@ -199,7 +200,8 @@ task<result<void>> connect_main(evco::loop& lp, int count, shared* sh) {
 
 constexpr auto byte_table = [] {
   std::array<std::byte, 256> t{};
-  for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<std::byte>(i);
+  for (std::size_t i = 0; i < t.size(); ++i)
+    t[i] = static_cast<std::byte>(i);
   return t;
 }();
 

@@ -70,7 +70,8 @@ bufferevent* connect_to(run_ctx& ctx, bufferevent_data_cb rd, bufferevent_data_c
   if (!bev) return nullptr;
   bufferevent_setcb(bev, rd, wr, ev, arg);
   bufferevent_enable(bev, EV_READ | EV_WRITE);
-  if (bufferevent_socket_connect(bev, reinterpret_cast<sockaddr*>(&ctx.addr), sizeof ctx.addr) != 0) {
+  if (bufferevent_socket_connect(bev, reinterpret_cast<sockaddr*>(&ctx.addr), sizeof ctx.addr) !=
+      0) {
     bufferevent_free(bev);
     return nullptr;
   }
@@ -137,7 +138,8 @@ struct pp_ctx final : echo_ctx {
     if (connected != p.conns || accepted != p.conns) return;
     t0 = clock::now();
     if (steady && p.warmup == 0) h0 = heap_now();
-    for (auto& c : clients) send(c);
+    for (auto& c : clients)
+      send(c);
   }
   void on_accepted() override { maybe_start(); }
 };
@@ -198,7 +200,8 @@ void tp_fill(bufferevent* bev, tp_ctx& ctx) {
   evbuffer* out = bufferevent_get_output(bev);
   const stream_source& src = source();
   while (ctx.sent < ctx.total && evbuffer_get_length(out) < write_high) {
-    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_size, ctx.total - ctx.sent));
+    const auto n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(chunk_size, ctx.total - ctx.sent));
     bufferevent_write(bev, src.chunk(ctx.chunk++), n);
     ctx.sent += n;
   }
@@ -325,7 +328,8 @@ struct idle_ctx final : echo_ctx {
     if (connected != conns || accepted != conns) return;
     // Both ends have a read callback armed and nothing else to do: measure, then wake them.
     per_conn = (static_cast<double>(heap_bytes_in_use()) - static_cast<double>(before)) / conns;
-    for (auto* c : clients) bufferevent_write(c->bev, &bytes[c->id % 256], 1);
+    for (auto* c : clients)
+      bufferevent_write(c->bev, &bytes[c->id % 256], 1);
   }
   void on_accepted() override { maybe_measure(); }
 };
@@ -335,7 +339,8 @@ void idle_read(bufferevent* bev, void* arg) {
   idle_ctx& ctx = *c->ctx;
   unsigned char b[msg_size];
   const std::size_t n = bufferevent_read(bev, b, sizeof b);
-  if (n != 1 || b[0] != static_cast<unsigned char>(c->id % 256)) return ctx.fail("client: echo mismatch");
+  if (n != 1 || b[0] != static_cast<unsigned char>(c->id % 256))
+    return ctx.fail("client: echo mismatch");
   if (++ctx.verified == ctx.conns) {
     for (auto*& cl : ctx.clients) {
       bufferevent_free(cl->bev);
@@ -426,7 +431,8 @@ run_result connect_rate(int count) {
   auto r = finish(ctx, rc);
   close(ctx);
   if (!r.ok) return r;
-  if (ctx.accepted != count || ctx.eofs != count) return bench::fail("libevent: connection count mismatch");
+  if (ctx.accepted != count || ctx.eofs != count)
+    return bench::fail("libevent: connection count mismatch");
   r.items = static_cast<std::uint64_t>(count);
   return r;
 }
@@ -434,7 +440,8 @@ run_result connect_rate(int count) {
 run_result idle_memory(int conns) {
   idle_ctx ctx;
   ctx.conns = conns;
-  for (int i = 0; i < 256; ++i) ctx.bytes[i] = static_cast<unsigned char>(i);
+  for (int i = 0; i < 256; ++i)
+    ctx.bytes[i] = static_cast<unsigned char>(i);
   if (!open(ctx, echo_accept)) return bench::fail("libevent: listener setup");
   ctx.clients.reserve(static_cast<std::size_t>(conns));
   ctx.before = heap_bytes_in_use();
@@ -448,7 +455,8 @@ run_result idle_memory(int conns) {
   auto r = finish(ctx, rc);
   close(ctx);
   if (!r.ok) return r;
-  if (ctx.verified != conns || ctx.servers_closed != conns) return bench::fail("libevent: idle echo count");
+  if (ctx.verified != conns || ctx.servers_closed != conns)
+    return bench::fail("libevent: idle echo count");
   r.bytes_per_conn = ctx.per_conn;
   r.items = static_cast<std::uint64_t>(conns);
   return r;

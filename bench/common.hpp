@@ -58,10 +58,10 @@ struct pingpong_params {
 // --- payloads -------------------------------------------------------------------------------
 
 constexpr std::size_t msg_size = 64;
-constexpr std::size_t echo_buf_size = 1024;      // every echo server reads into this much
-constexpr std::size_t chunk_size = 64 * 1024;    // stream throughput write size
-constexpr std::size_t write_high = 1 << 20;      // libevent baseline: stop queuing above this
-constexpr std::size_t write_low = 256 << 10;     // ... and resume below this (evco's defaults)
+constexpr std::size_t echo_buf_size = 1024;    // every echo server reads into this much
+constexpr std::size_t chunk_size = 64 * 1024;  // stream throughput write size
+constexpr std::size_t write_high = 1 << 20;    // libevent baseline: stop queuing above this
+constexpr std::size_t write_low = 256 << 10;   // ... and resume below this (evco's defaults)
 
 // Message `i` of connection `conn`: every byte depends on both, so a reordered, duplicated or
 // cross-wired message fails the comparison.
@@ -143,12 +143,12 @@ std::string errno_text(const char* what);
 
 // --- the implementations ---------------------------------------------------------------------
 
-#define BENCH_DECLARE_IMPL(ns)                                              \
-  namespace ns {                                                            \
-  run_result pingpong(const pingpong_params& p);                            \
-  run_result throughput(std::uint64_t total_bytes);                         \
-  run_result connect_rate(int count);                                       \
-  run_result idle_memory(int conns);                                        \
+#define BENCH_DECLARE_IMPL(ns)                      \
+  namespace ns {                                    \
+  run_result pingpong(const pingpong_params& p);    \
+  run_result throughput(std::uint64_t total_bytes); \
+  run_result connect_rate(int count);               \
+  run_result idle_memory(int conns);                \
   }
 
 BENCH_DECLARE_IMPL(evco_impl)

@@ -48,7 +48,9 @@ void* counted_realloc(void* p, std::size_t n) {
   if (!p) ++g_heap.event_mallocs;
   return std::realloc(p, n);
 }
-void counted_free(void* p) { std::free(p); }
+void counted_free(void* p) {
+  std::free(p);
+}
 }  // namespace
 
 void* operator new(std::size_t n) {
@@ -63,15 +65,27 @@ void* operator new[](std::size_t n) {
 }
 // Out of line: once inlined, g++ 12 sees free() on a pointer from operator new and warns
 // (-Wmismatched-new-delete), not knowing that this operator new is malloc.
-[[gnu::noinline]] static void release(void* p) noexcept { std::free(p); }
-void operator delete(void* p) noexcept { release(p); }
-void operator delete[](void* p) noexcept { release(p); }
-void operator delete(void* p, std::size_t) noexcept { release(p); }
-void operator delete[](void* p, std::size_t) noexcept { release(p); }
+[[gnu::noinline]] static void release(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p) noexcept {
+  release(p);
+}
+void operator delete[](void* p) noexcept {
+  release(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  release(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  release(p);
+}
 
 namespace bench {
 
-heap_counters heap_now() noexcept { return g_heap; }
+heap_counters heap_now() noexcept {
+  return g_heap;
+}
 
 std::size_t heap_bytes_in_use() noexcept {
   const struct mallinfo2 mi = mallinfo2();
@@ -120,7 +134,9 @@ void set_nodelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-void set_nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void set_nonblocking(int fd) {
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
 
 int listen_loopback(std::uint16_t& port, int backlog) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -157,11 +173,14 @@ struct impl {
 };
 
 const impl all_impls[] = {
-    {"evco", evco_impl::pingpong, evco_impl::throughput, evco_impl::connect_rate, evco_impl::idle_memory},
+    {"evco", evco_impl::pingpong, evco_impl::throughput, evco_impl::connect_rate,
+     evco_impl::idle_memory},
     {"libevent", libevent_impl::pingpong, libevent_impl::throughput, libevent_impl::connect_rate,
      libevent_impl::idle_memory},
-    {"asio", asio_impl::pingpong, asio_impl::throughput, asio_impl::connect_rate, asio_impl::idle_memory},
-    {"epoll", epoll_impl::pingpong, epoll_impl::throughput, epoll_impl::connect_rate, epoll_impl::idle_memory},
+    {"asio", asio_impl::pingpong, asio_impl::throughput, asio_impl::connect_rate,
+     asio_impl::idle_memory},
+    {"epoll", epoll_impl::pingpong, epoll_impl::throughput, epoll_impl::connect_rate,
+     epoll_impl::idle_memory},
 };
 
 struct scenario {
@@ -279,8 +298,9 @@ int main(int argc, char** argv) {
     usage();
     return 2;
   }
-  const bool with_evco = std::any_of(impls.begin(), impls.end(),
-                                     [](const impl* im) { return std::string_view(im->name) == "evco"; });
+  const bool with_evco = std::any_of(impls.begin(), impls.end(), [](const impl* im) {
+    return std::string_view(im->name) == "evco";
+  });
   // evco's loop turns on libevent's pthread locking for the whole process; do it up front so
   // that every libevent run pays the same, whatever the order.
   if (with_evco && evthread_use_pthreads() != 0) {
@@ -297,27 +317,41 @@ int main(int argc, char** argv) {
 
   auto rate = [](const run_result& r) { return static_cast<double>(r.items) / r.seconds; };
   std::vector<scenario> scenarios;
-  scenarios.push_back({"pingpong_1", "rt/s", true, [&](const impl& im) { return im.pingpong(pp1); },
+  scenarios.push_back({"pingpong_1",
+                       "rt/s",
+                       true,
+                       [&](const impl& im) { return im.pingpong(pp1); },
                        rate,
                        {{"allocs_per_op", "new/op",
                          [](const run_result& r) {
-                           return static_cast<double>(r.steady_news) / (4.0 * static_cast<double>(r.steady_round_trips));
+                           return static_cast<double>(r.steady_news) /
+                                  (4.0 * static_cast<double>(r.steady_round_trips));
                          }},
-                        {"heap_allocs_per_op", "allocs/op",
-                         [](const run_result& r) {
+                        {"heap_allocs_per_op", "allocs/op", [](const run_result& r) {
                            return static_cast<double>(r.steady_news + r.steady_event_mallocs) /
                                   (4.0 * static_cast<double>(r.steady_round_trips));
                          }}}});
-  scenarios.push_back({"pingpong_100", "rt/s", true, [&](const impl& im) { return im.pingpong(pp100); },
-                       rate, {}});
-  scenarios.push_back({"throughput", "GB/s", true,
-                       [&](const impl& im) { return im.throughput(stream_bytes); },
-                       [](const run_result& r) { return static_cast<double>(r.items) / r.seconds / 1e9; }, {}});
-  scenarios.push_back({"connect_rate", "conn/s", true,
-                       [&](const impl& im) { return im.connect_rate(connects); }, rate, {}});
-  scenarios.push_back({"idle_memory", "bytes/conn", false,
+  scenarios.push_back(
+      {"pingpong_100", "rt/s", true, [&](const impl& im) { return im.pingpong(pp100); }, rate, {}});
+  scenarios.push_back(
+      {"throughput",
+       "GB/s",
+       true,
+       [&](const impl& im) { return im.throughput(stream_bytes); },
+       [](const run_result& r) { return static_cast<double>(r.items) / r.seconds / 1e9; },
+       {}});
+  scenarios.push_back({"connect_rate",
+                       "conn/s",
+                       true,
+                       [&](const impl& im) { return im.connect_rate(connects); },
+                       rate,
+                       {}});
+  scenarios.push_back({"idle_memory",
+                       "bytes/conn",
+                       false,
                        [&](const impl& im) { return im.idle_memory(idle_conns); },
-                       [](const run_result& r) { return r.bytes_per_conn; }, {}});
+                       [](const run_result& r) { return r.bytes_per_conn; },
+                       {}});
 
   std::fprintf(stderr,
                "evco-bench: %s mode, %d repetitions, buildtype=%s, libevent %s%s\n"
@@ -339,13 +373,15 @@ int main(int argc, char** argv) {
     if (!listed(only_scenarios, sc.name)) continue;
     row main_row{sc.name, sc.unit, sc.higher_is_better, {}, {}};
     std::vector<row> derived_rows;
-    for (const auto& d : sc.also) derived_rows.push_back({d.name, d.unit, false, {}, {}});
+    for (const auto& d : sc.also)
+      derived_rows.push_back({d.name, d.unit, false, {}, {}});
     for (int rep = 0; rep < reps; ++rep) {
       // Alternate the implementations, and rotate who goes first.
       for (std::size_t k = 0; k < impls.size(); ++k) {
         const impl& im = *impls[(k + static_cast<std::size_t>(rep)) % impls.size()];
         if (main_row.failed.count(im.name)) continue;
-        std::snprintf(g_current_buf, sizeof g_current_buf, "%s/%s rep %d", sc.name.c_str(), im.name, rep + 1);
+        std::snprintf(g_current_buf, sizeof g_current_buf, "%s/%s rep %d", sc.name.c_str(), im.name,
+                      rep + 1);
         g_current = g_current_buf;
         alarm(run_cap_s);
         const run_result r = sc.run(im);
@@ -366,15 +402,18 @@ int main(int argc, char** argv) {
         }
       }
     }
-    for (auto& d : derived_rows) d.failed = main_row.failed;
+    for (auto& d : derived_rows)
+      d.failed = main_row.failed;
     rows.push_back(std::move(main_row));
-    for (auto& d : derived_rows) rows.push_back(std::move(d));
+    for (auto& d : derived_rows)
+      rows.push_back(std::move(d));
   }
 
   // The table.
   const char* names[] = {"evco", "libevent", "asio", "epoll"};
   std::printf("\n%-19s %-10s", "scenario", "unit");
-  for (const char* n : names) std::printf(" %-24s", n);
+  for (const char* n : names)
+    std::printf(" %-24s", n);
   std::printf(" %9s %9s %9s\n", "evco/lev", "evco/asio", "evco/epol");
   for (const row& r : rows) {
     std::printf("%-19s %-10s", r.name.c_str(), r.unit.c_str());
@@ -399,12 +438,14 @@ int main(int argc, char** argv) {
     }
     std::printf("\n");
   }
-  std::printf("(median [min-max] of %d runs; ratios are evco/other medians; for %s\n"
-              " higher is better, for the memory and allocation rows lower is better)\n\n",
-              reps, "rt/s, GB/s, conn/s");
+  std::printf(
+      "(median [min-max] of %d runs; ratios are evco/other medians; for %s\n"
+      " higher is better, for the memory and allocation rows lower is better)\n\n",
+      reps, "rt/s, GB/s, conn/s");
   for (const row& r : rows) {
     for (const char* n : names) {
-      if (auto it = r.values.find(n); it != r.values.end() && !it->second.empty() && !r.failed.count(n)) {
+      if (auto it = r.values.find(n);
+          it != r.values.end() && !it->second.empty() && !r.failed.count(n)) {
         std::printf("RESULT scenario=%s impl=%s value=%.6g unit=%s\n", r.name.c_str(), n,
                     median(it->second), r.unit.c_str());
       }
@@ -412,7 +453,8 @@ int main(int argc, char** argv) {
   }
   for (const row& r : rows) {
     for (const auto& [n, why] : r.failed) {
-      std::printf("FAILED scenario=%s impl=%s error=\"%s\"\n", r.name.c_str(), n.c_str(), why.c_str());
+      std::printf("FAILED scenario=%s impl=%s error=\"%s\"\n", r.name.c_str(), n.c_str(),
+                  why.c_str());
     }
   }
   std::fprintf(stderr, "evco-bench: %.1f s total%s\n", seconds_between(started, clock::now()),

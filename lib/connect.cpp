@@ -13,7 +13,9 @@
 namespace evco {
 namespace {
 
-std::error_code last_error() noexcept { return {errno, std::system_category()}; }
+std::error_code last_error() noexcept {
+  return {errno, std::system_category()};
+}
 
 struct socket_guard {
   int fd;

@@ -130,7 +130,9 @@ std::string endpoint::to_string() const {
   return s;
 }
 
-bool operator==(const endpoint& a, const endpoint& b) noexcept { return (a <=> b) == 0; }
+bool operator==(const endpoint& a, const endpoint& b) noexcept {
+  return (a <=> b) == 0;
+}
 
 std::strong_ordering operator<=>(const endpoint& a, const endpoint& b) noexcept {
   if (auto c = a.family() <=> b.family(); c != 0) return c;

@@ -11,13 +11,20 @@ class category final : public std::error_category {
 
   std::string message(int c) const override {
     switch (static_cast<errc>(c)) {
-      case errc::eof: return "end of stream";
-      case errc::timed_out: return "operation timed out";
-      case errc::cancelled: return "operation cancelled";
-      case errc::closed: return "stream closed";
-      case errc::limit_exceeded: return "size limit exceeded";
-      case errc::busy: return "another operation is already pending";
-      case errc::connect_timed_out: return "connect timed out";
+      case errc::eof:
+        return "end of stream";
+      case errc::timed_out:
+        return "operation timed out";
+      case errc::cancelled:
+        return "operation cancelled";
+      case errc::closed:
+        return "stream closed";
+      case errc::limit_exceeded:
+        return "size limit exceeded";
+      case errc::busy:
+        return "another operation is already pending";
+      case errc::connect_timed_out:
+        return "connect timed out";
     }
     return "unknown evco error " + std::to_string(c);
   }
@@ -25,12 +32,17 @@ class category final : public std::error_category {
   std::error_condition default_error_condition(int c) const noexcept override {
     switch (static_cast<errc>(c)) {
       case errc::timed_out:
-      case errc::connect_timed_out: return std::errc::timed_out;
+      case errc::connect_timed_out:
+        return std::errc::timed_out;
       case errc::cancelled:
-      case errc::closed: return std::errc::operation_canceled;
-      case errc::limit_exceeded: return std::errc::message_size;
-      case errc::busy: return std::errc::device_or_resource_busy;
-      case errc::eof: break;
+      case errc::closed:
+        return std::errc::operation_canceled;
+      case errc::limit_exceeded:
+        return std::errc::message_size;
+      case errc::busy:
+        return std::errc::device_or_resource_busy;
+      case errc::eof:
+        break;
     }
     return {c, *this};
   }

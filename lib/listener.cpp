@@ -34,7 +34,9 @@ struct listener_state {
 
 namespace {
 
-std::error_code system_error(int e) noexcept { return {e, std::system_category()}; }
+std::error_code system_error(int e) noexcept {
+  return {e, std::system_category()};
+}
 
 bool try_accept(listener_state& s, accept_op& op) noexcept {
   for (;;) {
@@ -48,8 +50,10 @@ bool try_accept(listener_state& s, accept_op& op) noexcept {
     const int e = errno;
     switch (e) {
       case EINTR:
-      case ECONNABORTED: continue;  // that connection is gone; the next may be there
-      case EAGAIN: return false;
+      case ECONNABORTED:
+        continue;  // that connection is gone; the next may be there
+      case EAGAIN:
+        return false;
       case EMFILE:
       case ENFILE:
       case ENOBUFS:
@@ -58,7 +62,9 @@ bool try_accept(listener_state& s, accept_op& op) noexcept {
         // readability again would spin. Rest instead.
         s.backoff_until = clock::now() + fd_exhaustion_backoff;
         [[fallthrough]];
-      default: op.ec = system_error(e); return true;
+      default:
+        op.ec = system_error(e);
+        return true;
     }
   }
 }
@@ -216,6 +222,8 @@ result<endpoint> listener::local_endpoint() const {
   return endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
-int listener::native_handle() const noexcept { return s_ ? s_->fd : -1; }
+int listener::native_handle() const noexcept {
+  return s_ ? s_->fd : -1;
+}
 
 }  // namespace evco

@@ -43,7 +43,9 @@ struct detached {
     template <class... Args>
     explicit promise_type(loop& lp, Args&...) noexcept : lp(lp) {
       node.frame = std::coroutine_handle<promise_type>::from_promise(*this);
-      node.destroy = [](detail::owned* o) noexcept { static_cast<frame_node*>(o)->frame.destroy(); };
+      node.destroy = [](detail::owned* o) noexcept {
+        static_cast<frame_node*>(o)->frame.destroy();
+      };
       lp.adopt(node);
     }
     ~promise_type() {
@@ -136,11 +138,13 @@ loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) 
           std::lock_guard lock(im.posted_mutex);
           posted.swap(im.posted);
         }
-        for (auto& f : posted) f();
+        for (auto& f : posted)
+          f();
         // Only what is queued now runs this turn; whatever those resumptions schedule waits
         // for the next turn, so a coroutine that keeps rescheduling itself cannot starve I/O.
         std::size_t n = 0;
-        for (auto* w = im.ready_head; w; w = w->next) ++n;
+        for (auto* w = im.ready_head; w; w = w->next)
+          ++n;
         while (n-- > 0 && im.ready_head) {
           detail::waiter* w = im.ready_head;
           self.unschedule(*w);
@@ -155,7 +159,8 @@ loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) 
 loop::~loop() {
   // Destroying an owned frame may close streams, which the loop then adopts: repeat until
   // nothing is left. Frames go first, while the base and its events are all still alive.
-  while (detail::owned* o = impl_->owned_head) o->destroy(o);
+  while (detail::owned* o = impl_->owned_head)
+    o->destroy(o);
   // A bufferevent freed while one of its deferred callbacks was still queued is only
   // finalised when that callback runs; event_base_free() drops queued callbacks without
   // running them (libevent 2.1.12), which would leak the bufferevent. So let the queued
@@ -220,14 +225,18 @@ void loop::release(detail::owned& o) noexcept {
   o.prev = o.next = nullptr;
 }
 
-std::coroutine_handle<> loop::make_done_signal(loop& lp) { return make_signal(lp.base_).h; }
+std::coroutine_handle<> loop::make_done_signal(loop& lp) {
+  return make_signal(lp.base_).h;
+}
 
 loop::running_guard::running_guard(loop& l) : lp(l) {
   if (lp.impl_->running) throw std::logic_error("evco::loop::run: already running (nested run)");
   lp.impl_->running = true;
 }
 
-loop::running_guard::~running_guard() { lp.impl_->running = false; }
+loop::running_guard::~running_guard() {
+  lp.impl_->running = false;
+}
 
 void loop::run_until_done(std::coroutine_handle<> done) {
   while (!done.done()) {

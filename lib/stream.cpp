@@ -15,10 +15,18 @@ namespace {
 
 constexpr auto linger_timeout = std::chrono::seconds(5);
 
-bool is_read(op_kind k) noexcept { return k <= op_kind::read_until; }
-evbuffer* input(stream_state& s) noexcept { return bufferevent_get_input(s.bev); }
-evbuffer* output(stream_state& s) noexcept { return bufferevent_get_output(s.bev); }
-std::error_code system_error(int e) noexcept { return {e, std::system_category()}; }
+bool is_read(op_kind k) noexcept {
+  return k <= op_kind::read_until;
+}
+evbuffer* input(stream_state& s) noexcept {
+  return bufferevent_get_input(s.bev);
+}
+evbuffer* output(stream_state& s) noexcept {
+  return bufferevent_get_output(s.bev);
+}
+std::error_code system_error(int e) noexcept {
+  return {e, std::system_category()};
+}
 
 // A read that stops early gives back what read_exactly already took, so no byte is lost.
 void fail_read(stream_state& s, stream_op& op, std::error_code ec) noexcept {
@@ -74,7 +82,8 @@ bool try_read(stream_state& s, stream_op& op) noexcept {
       }
       break;
     }
-    default: break;
+    default:
+      break;
   }
   if (s.read_error) {
     fail_read(s, op, s.read_error);
@@ -120,13 +129,15 @@ bool try_write(stream_state& s, stream_op& op) noexcept {
       }
       return true;
     }
-    case op_kind::drain: return len == 0;
+    case op_kind::drain:
+      return len == 0;
     case op_kind::shutdown:
       if (len != 0) return false;
       if (::shutdown(bufferevent_getfd(s.bev), SHUT_WR) != 0) op.ec = system_error(errno);
       s.write_shut = true;
       return true;
-    default: return true;
+    default:
+      return true;
   }
 }
 
@@ -245,7 +256,8 @@ void park(stream_state& s, stream_op& op) {
       const timeval tv = to_timeval(op.timeout);
       event_add(timer.get(), &tv);
     }
-    if (op.stop.stop_possible()) op.on_stop.emplace(op.stop, cancel_fn{timer.get(), &op.stop_requested});
+    if (op.stop.stop_possible())
+      op.on_stop.emplace(op.stop, cancel_fn{timer.get(), &op.stop_requested});
   }
   if (reading) {
     // A framed read may need more than the read limit holds; it has its own maximum.
@@ -377,8 +389,8 @@ void stream_op::await_suspend(std::coroutine_handle<> h) {
 }
 
 result<stream> make_socket_stream(loop& lp, int fd) {
-  bufferevent* bev =
-      bufferevent_socket_new(lp.native_handle(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+  bufferevent* bev = bufferevent_socket_new(lp.native_handle(), fd,
+                                            BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
   if (!bev) {
     ::close(fd);
     return std::make_error_code(std::errc::not_enough_memory);
@@ -408,7 +420,9 @@ stream stream::from_bufferevent(loop& lp, bufferevent* bev) {
   return st;
 }
 
-result<stream> stream::from_socket(loop& lp, int fd) { return detail::make_socket_stream(lp, fd); }
+result<stream> stream::from_socket(loop& lp, int fd) {
+  return detail::make_socket_stream(lp, fd);
+}
 
 void stream::close() noexcept {
   if (s_) detail::close_state(std::exchange(s_, nullptr));
@@ -456,8 +470,14 @@ result<endpoint> socket_name(detail::stream_state* s, bool peer) {
 }
 }  // namespace
 
-result<endpoint> stream::local_endpoint() const { return socket_name(s_, false); }
-result<endpoint> stream::remote_endpoint() const { return socket_name(s_, true); }
-bufferevent* stream::native_handle() const noexcept { return s_ ? s_->bev : nullptr; }
+result<endpoint> stream::local_endpoint() const {
+  return socket_name(s_, false);
+}
+result<endpoint> stream::remote_endpoint() const {
+  return socket_name(s_, true);
+}
+bufferevent* stream::native_handle() const noexcept {
+  return s_ ? s_->bev : nullptr;
+}
 
 }  // namespace evco

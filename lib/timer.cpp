@@ -1,7 +1,7 @@
 #include "evco/timer.hpp"
 
-#include "event_op.hpp"
 #include "evco/loop.hpp"
+#include "event_op.hpp"
 
 namespace evco {
 namespace {

@@ -24,8 +24,8 @@ TEST_SUITE("endpoint") {
   }
 
   TEST_CASE("malformed endpoints are rejected with invalid_argument") {
-    for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "1.2.3:80",
-                            "::1:80", "[::1]", "host:80", "127.0.0.1:8x"}) {
+    for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "1.2.3:80", "::1:80",
+                            "[::1]", "host:80", "127.0.0.1:8x"}) {
       CAPTURE(bad);
       auto r = endpoint::parse(bad);
       REQUIRE(!r);

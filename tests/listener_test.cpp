@@ -76,14 +76,18 @@ task<void> accept_timeout(loop& lp) {
   CHECK(s.error() == std::errc::timed_out);
 }
 
-task<result<evco::stream>> accept_on(listener* l) { co_return co_await l->accept(); }
+task<result<evco::stream>> accept_on(listener* l) {
+  co_return co_await l->accept();
+}
 
 task<void> close_while_accepting(loop& lp) {
   auto l = listener::bind(lp, endpoint::v4_loopback());
   REQUIRE(l);
   std::error_code ec;
   struct runner {
-    static task<void> run(listener* l, std::error_code* ec) { *ec = error_of(co_await accept_on(l)); }
+    static task<void> run(listener* l, std::error_code* ec) {
+      *ec = error_of(co_await accept_on(l));
+    }
   };
   lp.spawn(runner::run(&l.value(), &ec), [](std::exception_ptr) {});
   (void)co_await evco::sleep_for(lp, 0ms);
@@ -103,11 +107,13 @@ struct fd_exhaustion {
     REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
     const rlimit low{evco::test::open_fds() + 16, saved.rlim_max};
     REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
-    for (int fd; (fd = dup(0)) >= 0;) fillers.push_back(fd);
+    for (int fd; (fd = dup(0)) >= 0;)
+      fillers.push_back(fd);
     REQUIRE(errno == EMFILE);
   }
   ~fd_exhaustion() {
-    for (int fd : fillers) ::close(fd);
+    for (int fd : fillers)
+      ::close(fd);
     setrlimit(RLIMIT_NOFILE, &saved);
   }
 };

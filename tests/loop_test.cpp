@@ -16,10 +16,14 @@ using evco::task;
 namespace {
 
 template <class L>
-concept can_spawn_without_sink = requires(L& l, task<void> t) { l.spawn(std::move(t)); };
+concept can_spawn_without_sink = requires(L& l, task<void> t) {
+  l.spawn(std::move(t));
+};
 static_assert(!can_spawn_without_sink<loop>, "a spawn must name where its failures go");
 
-task<int> answer() { co_return 42; }
+task<int> answer() {
+  co_return 42;
+}
 
 task<void> set_flag(bool* flag) {
   *flag = true;
@@ -31,7 +35,9 @@ task<void> fail_with_exception() {
   co_return;
 }
 
-task<evco::result<void>> fail_with_error() { co_return evco::errc::limit_exceeded; }
+task<evco::result<void>> fail_with_error() {
+  co_return evco::errc::limit_exceeded;
+}
 
 struct counted {
   int* alive;
@@ -45,7 +51,9 @@ task<void> sleep_long(loop& lp, counted c) {
   (void)c;
 }
 
-task<void> yield_once(loop& lp) { (void)co_await evco::sleep_for(lp, 0ms); }
+task<void> yield_once(loop& lp) {
+  (void)co_await evco::sleep_for(lp, 0ms);
+}
 
 // Resumed by a callable that another thread posts.
 struct resumed_by_thread {
@@ -159,13 +167,16 @@ TEST_SUITE("loop") {
     std::vector<std::thread> threads;
     for (int t = 0; t < 2; ++t) {
       threads.emplace_back([&] {
-        while (!go.load()) std::this_thread::yield();
-        for (int i = 0; i < per_thread; ++i) lp.post([&c] { c.tick(); });
+        while (!go.load())
+          std::this_thread::yield();
+        for (int i = 0; i < per_thread; ++i)
+          lp.post([&c] { c.tick(); });
       });
     }
     go = true;
     lp.run(counter::wait(&c));
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+      t.join();
     CHECK(c.count == 2 * per_thread);
   }
 }

@@ -27,7 +27,9 @@ extern std::atomic<std::size_t> allocations;
 
 namespace {
 
-std::span<char> span_of(std::string& s) { return {s.data(), s.size()}; }
+std::span<char> span_of(std::string& s) {
+  return {s.data(), s.size()};
+}
 
 // Reads until eof; returns everything read, or the error that ended it otherwise.
 task<result<std::string>> read_to_eof(stream* s, std::size_t chunk = 65536) {
@@ -167,7 +169,8 @@ task<void> read_until_limit(loop& lp) {
   auto p = co_await evco::test::connected_pair(lp);
   const std::string big = pattern(5000, 7);
   std::string clean = big;
-  for (auto& c : clean) c = c == '\n' ? 'n' : c;
+  for (auto& c : clean)
+    c = c == '\n' ? 'n' : c;
   REQUIRE(co_await p.client.write(clean));
   std::string line;
   auto r = co_await p.server.read_until(line, "\n", 1000);
@@ -400,7 +403,7 @@ task<void> destroy_frame_while_reading(loop& lp) {
     auto t = park_read(&p.server, &resumed);
     auto h = t.handle();
     REQUIRE(h.promise().start(h, std::noop_coroutine()));  // parked in read_some
-  }  // the frame is destroyed while parked
+  }                                                        // the frame is destroyed while parked
   REQUIRE(co_await p.client.write("still works"));
   std::string buf(11, '\0');
   REQUIRE(co_await p.server.read_exactly(span_of(buf)));
@@ -479,7 +482,8 @@ TEST_SUITE("stream") {
     lp.run(read_until_delimiter_split_across_packets(lp));
   }
 
-  TEST_CASE("read_until past max without the delimiter reports limit_exceeded and keeps the bytes") {
+  TEST_CASE(
+      "read_until past max without the delimiter reports limit_exceeded and keeps the bytes") {
     loop lp;
     lp.run(read_until_limit(lp));
   }
@@ -539,8 +543,12 @@ TEST_SUITE("stream") {
 
   TEST_CASE("close after a 4 MiB write delivers every byte and then eof") {
     loop lp;
-    SUBCASE("with nothing unread") { lp.run(graceful_close(lp, false)); }
-    SUBCASE("with unread input on the closing side") { lp.run(graceful_close(lp, true)); }
+    SUBCASE("with nothing unread") {
+      lp.run(graceful_close(lp, false));
+    }
+    SUBCASE("with unread input on the closing side") {
+      lp.run(graceful_close(lp, true));
+    }
   }
 
   TEST_CASE("steady-state reads and writes allocate nothing") {

@@ -31,7 +31,8 @@ std::error_code error_of(const R& r) {
 inline std::size_t open_fds() {
   std::size_t n = 0;
   if (DIR* d = opendir("/proc/self/fd")) {
-    while (readdir(d) != nullptr) ++n;
+    while (readdir(d) != nullptr)
+      ++n;
     closedir(d);
   }
   return n;

@@ -11,15 +11,20 @@ using evco::task;
 
 namespace {
 
-task<int> one() { co_return 1; }
+task<int> one() {
+  co_return 1;
+}
 
 task<long> sum(int n) {
   long s = 0;
-  for (int i = 0; i < n; ++i) s += co_await one();
+  for (int i = 0; i < n; ++i)
+    s += co_await one();
   co_return s;
 }
 
-task<void> nothing() { co_return; }
+task<void> nothing() {
+  co_return;
+}
 
 task<int> nested(int depth) {
   if (depth == 0) co_return 0;

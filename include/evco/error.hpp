@@ -18,13 +18,13 @@ using boost::outcome_v2::success;
 /// evco's own failure codes. Every timeout compares equal to std::errc::timed_out and every
 /// cancellation to std::errc::operation_canceled, whichever phase produced it.
 enum class errc {
-  eof = 1,           ///< the peer ended the stream (or the stream ended inside a framed read)
-  timed_out,         ///< an idle timeout or a per-op deadline expired
-  cancelled,         ///< a std::stop_token asked the operation to stop
-  closed,            ///< the stream or listener was closed while the operation was pending
-  limit_exceeded,    ///< a framed read would need more than its maximum; the bytes stay buffered
-  busy,              ///< another operation of the same direction is already pending
-  connect_timed_out, ///< the TCP connect phase ran over its budget
+  eof = 1,            ///< the peer ended the stream (or the stream ended inside a framed read)
+  timed_out,          ///< an idle timeout or a per-op deadline expired
+  cancelled,          ///< a std::stop_token asked the operation to stop
+  closed,             ///< the stream or listener was closed while the operation was pending
+  limit_exceeded,     ///< a framed read would need more than its maximum; the bytes stay buffered
+  busy,               ///< another operation of the same direction is already pending
+  connect_timed_out,  ///< the TCP connect phase ran over its budget
 };
 
 const std::error_category& evco_category() noexcept;
@@ -46,14 +46,14 @@ struct std::is_error_code_enum<evco::errc> : std::true_type {};
 
 /// In a coroutine returning task<result<U>>: declares `decl` from a successful result, or
 /// co_returns the failure. `EVCO_TRY(auto n, co_await s.read_some(buf));`
-#define EVCO_TRY(decl, ...)                                                     \
-  auto&& EVCO_DETAIL_TMP = (__VA_ARGS__);                                       \
-  if (!EVCO_DETAIL_TMP) co_return std::move(EVCO_DETAIL_TMP).as_failure();      \
+#define EVCO_TRY(decl, ...)                                                \
+  auto&& EVCO_DETAIL_TMP = (__VA_ARGS__);                                  \
+  if (!EVCO_DETAIL_TMP) co_return std::move(EVCO_DETAIL_TMP).as_failure(); \
   decl = std::move(EVCO_DETAIL_TMP).value()
 
 /// The same for result<void>: `EVCO_TRYV(co_await s.write(data));`
-#define EVCO_TRYV(...)                                                          \
-  do {                                                                          \
-    if (auto&& evco_try_r = (__VA_ARGS__); !evco_try_r)                         \
-      co_return std::move(evco_try_r).as_failure();                             \
+#define EVCO_TRYV(...)                                  \
+  do {                                                  \
+    if (auto&& evco_try_r = (__VA_ARGS__); !evco_try_r) \
+      co_return std::move(evco_try_r).as_failure();     \
   } while (false)

@@ -56,8 +56,15 @@ struct stream_op : waiter {
       : s(st), kind(k), data(p), size(n), timeout(o.timeout), stop(std::move(o.stop)) {}
   stream_op(stream_state* st, std::string* out, std::string_view d, std::size_t m,
             op_options o) noexcept
-      : s(st), kind(op_kind::read_until), data(nullptr), size(0), line(out), delim(d), max(m),
-        timeout(o.timeout), stop(std::move(o.stop)) {}
+      : s(st),
+        kind(op_kind::read_until),
+        data(nullptr),
+        size(0),
+        line(out),
+        delim(d),
+        max(m),
+        timeout(o.timeout),
+        stop(std::move(o.stop)) {}
   stream_op(const stream_op&) = delete;
   stream_op& operator=(const stream_op&) = delete;
   ~stream_op();

@@ -63,10 +63,8 @@ class task_promise final : public task_promise_base {
   task<T> get_return_object() noexcept;
   void unhandled_exception() noexcept { value_.template emplace<2>(std::current_exception()); }
   template <class U = T>
-    requires std::is_convertible_v<U&&, T>
-  void return_value(U&& v) {
-    value_.template emplace<1>(std::forward<U>(v));
-  }
+  requires std::is_convertible_v<U&&, T>
+  void return_value(U&& v) { value_.template emplace<1>(std::forward<U>(v)); }
   T take() {
     if (value_.index() == 2) std::rethrow_exception(std::get<2>(value_));
     return std::move(std::get<1>(value_));

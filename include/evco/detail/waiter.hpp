@@ -43,9 +43,9 @@ class unique_function {
  public:
   unique_function() noexcept = default;
   template <class F>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, unique_function> &&
-             std::is_invocable_v<std::decay_t<F>&>)
-  unique_function(F&& f) : p_(std::make_unique<model<std::decay_t<F>>>(std::forward<F>(f))) {}
+  requires(!std::is_same_v<std::remove_cvref_t<F>, unique_function> &&
+           std::is_invocable_v<std::decay_t<F>&>) unique_function(F&& f)
+      : p_(std::make_unique<model<std::decay_t<F>>>(std::forward<F>(f))) {}
   void operator()() { p_->call(); }
   explicit operator bool() const noexcept { return static_cast<bool>(p_); }
 
