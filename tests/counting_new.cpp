@@ -7,6 +7,22 @@
 
 std::atomic<std::size_t> allocations{0};
 
+// clang's ThreadSanitizer runtime defines operator new itself, statically; the TSan build
+// only runs the threaded suites, so it goes without the count.
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EVCO_NO_COUNTING_NEW
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define EVCO_NO_COUNTING_NEW
+#endif
+
+#ifdef EVCO_NO_COUNTING_NEW
+extern const bool counting_new_active = false;
+#else
+extern const bool counting_new_active = true;
+
 void* operator new(std::size_t n) {
   allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n ? n : 1)) return p;
@@ -27,3 +43,4 @@ void operator delete(void* p, std::size_t) noexcept {
 void operator delete[](void* p, std::size_t) noexcept {
   std::free(p);
 }
+#endif
