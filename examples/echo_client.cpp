@@ -55,7 +55,11 @@ evco::task<int> run(evco::loop& lp, evco::endpoint server, std::vector<std::stri
       line = messages[next++];
     }
     if (auto r = co_await send_line(s, std::move(line)); !r) {
-      std::fprintf(stderr, "[ERR] echo: %s\n", r.error().message().c_str());
+      if (r.error() == evco::errc::eof) {
+        std::fprintf(stderr, "[ERR] server closed the connection before echoing everything\n");
+      } else {
+        std::fprintf(stderr, "[ERR] echo: %s\n", r.error().message().c_str());
+      }
       co_return 1;
     }
   }

@@ -54,7 +54,8 @@ evco::task<evco::result<void>> accept_loop(evco::loop& lp, evco::listener* l) {
     }
     evco::stream s = std::move(accepted).value();
     const auto peer_ep = s.remote_endpoint();
-    const std::string peer = peer_ep ? peer_ep.value().to_string() : std::string("?");
+    const std::string peer =
+        peer_ep ? peer_ep.value().to_string() : std::string("(peer already gone)");
     std::fprintf(stderr, "[+] %s connected\n", peer.c_str());
     lp.spawn(serve(std::move(s)), [peer](std::error_code ec) {
       std::fprintf(stderr, "[ERR] %s: %s\n", peer.c_str(), ec.message().c_str());

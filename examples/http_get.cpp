@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <string>
 
+#include <unistd.h>
+
 #include <evco/evco.hpp>
 
 #include "args.hpp"
@@ -13,9 +15,14 @@ namespace {
 
 evco::task<int> fetch(evco::loop& lp, examples::http_request req) {
   std::fprintf(stderr, "[..] GET %s from %s\n", req.path.c_str(), req.server.to_string().c_str());
-  const auto out = co_await examples::http_get(
-      lp, req, [](std::string_view chunk) { std::fwrite(chunk.data(), 1, chunk.size(), stdout); });
+  bool mid_line = false;
+  const auto out = co_await examples::http_get(lp, req, [&mid_line](std::string_view chunk) {
+    std::fwrite(chunk.data(), 1, chunk.size(), stdout);
+    mid_line = chunk.back() != '\n';
+  });
   std::fflush(stdout);
+  // On a terminal both streams share the screen: keep the verdict off the body's last line.
+  if (mid_line && isatty(STDOUT_FILENO)) std::fputc('\n', stderr);
   std::fprintf(stderr, "%s\n", examples::describe(out, req).c_str());
   co_return out.ok() ? 0 : 1;
 }
