@@ -2,7 +2,6 @@
 // once, until SIGINT or SIGTERM. Port 0 picks a free port and prints it.
 
 #include <array>
-#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
