@@ -61,6 +61,7 @@ bool try_accept(listener_state& s, accept_op& op) noexcept {
         // The pending connection stays queued and the socket stays readable: waiting for
         // readability again would spin. Rest instead.
         s.backoff_until = clock::now() + fd_exhaustion_backoff;
+        event_del(s.readable.get());
         [[fallthrough]];
       default:
         op.ec = system_error(e);
@@ -69,11 +70,12 @@ bool try_accept(listener_state& s, accept_op& op) noexcept {
   }
 }
 
+// The readable event stays registered: a server usually awaits the next accept at once, and
+// keeping it saves an epoll_ctl pair per connection. on_readable drops it if nobody waits.
 void unpark(listener_state& s, accept_op& op) noexcept {
   s.pending = nullptr;
   op.parked = false;
   op.on_stop.reset();  // first: blocks while a stop callback runs on another thread
-  event_del(s.readable.get());
   event_del(s.backoff.get());
   event_del(s.timer.get());
 }
@@ -85,7 +87,12 @@ void finish_now(listener_state& s, accept_op& op) noexcept {
 
 void on_readable(evutil_socket_t, short, void* arg) {
   auto& s = *static_cast<listener_state*>(arg);
-  if (accept_op* op = s.pending; op && try_accept(s, *op)) finish_now(s, *op);
+  accept_op* op = s.pending;
+  if (!op) {
+    event_del(s.readable.get());  // level-triggered: nobody to accept for, stop watching
+    return;
+  }
+  if (try_accept(s, *op)) finish_now(s, *op);
 }
 
 void on_backoff(evutil_socket_t, short, void* arg) {

@@ -27,8 +27,14 @@ struct stream_state {
   std::size_t write_low = 256 << 10;
   std::size_t write_high = 1 << 20;
   bool write_shut = false;
-  // A plain socket bufferevent: write() may send() directly while nothing is queued.
+  // A plain socket bufferevent: write() may send() directly while nothing is queued, and
+  // reads may recv() straight into the caller's buffer (see read_direct in stream.cpp).
   bool direct_write = false;
+  // The socket probably holds more: the last direct read filled its buffer, or libevent's
+  // last read hit its 4096-byte cap. Only then is a read tried without waiting.
+  bool more_pending = false;
+  // With an idle read timeout, bytes must go through libevent's reads, which re-arm it.
+  bool read_idle_timeout = false;
   // Graceful close in the background (see stream::close).
   struct linger_node : owned {
     stream_state* state = nullptr;
