@@ -211,6 +211,83 @@ void finish_later(stream_state& s, stream_op& op) noexcept {
   op.lp->schedule(op);
 }
 
+// --- plain sockets: reading through socket_read ----------------------------------------------
+
+void pause_reading(stream_state& s) noexcept {
+  if (s.read_paused) return;
+  event_del(s.socket_read.get());
+  s.read_paused = true;
+}
+
+void resume_reading(stream_state& s) noexcept {
+  if (!s.read_paused || s.read_error) return;
+  event_add(s.socket_read.get(), s.read_idle_timeout ? &s.read_idle : nullptr);
+  s.read_paused = false;
+}
+
+// Reads what the socket holds into the input buffer (at most one chunk per loop turn).
+void fill_input(stream_state& s) noexcept {
+  constexpr std::size_t chunk = 64 << 10;
+  evbuffer* in = input(s);
+  // A bufferevent freezes the end of its input buffer; it unfreezes it around its own reads.
+  evbuffer_unfreeze(in, 0);
+  evbuffer_iovec vec;
+  ssize_t r = -1;
+  int e = ENOMEM;
+  if (evbuffer_reserve_space(in, chunk, &vec, 1) == 1) {
+    r = ::recv(bufferevent_getfd(s.bev), vec.iov_base, vec.iov_len, MSG_DONTWAIT);
+    e = errno;
+    if (r > 0) {
+      vec.iov_len = static_cast<std::size_t>(r);
+      evbuffer_commit_space(in, &vec, 1);
+    }
+  }
+  evbuffer_freeze(in, 0);
+  if (r > 0) {
+    s.more_pending = static_cast<std::size_t>(r) == chunk;
+    return;
+  }
+  errno = e;
+  s.more_pending = false;
+  if (r == 0) {
+    s.read_error = errc::eof;
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    s.read_error = system_error(errno);
+    if (!s.write_error) s.write_error = s.read_error;
+  }
+}
+
+void on_socket_readable(evutil_socket_t, short what, void* arg) {
+  auto& s = *static_cast<stream_state*>(arg);
+  stream_op* op = s.reader;
+  if (what & EV_TIMEOUT) {  // the idle read timeout
+    if (op) {
+      fail_read(s, *op, errc::timed_out);
+      finish_now(s, *op);
+    }
+    return;
+  }
+  if (op && op->kind != op_kind::read_until && evbuffer_get_length(input(s)) == 0) {
+    // Straight into the waiting op's buffer: one recv, no copy.
+    const std::size_t n = read_direct(s, op->data + op->done, op->size - op->done);
+    op->done += n;
+    if (op->kind == op_kind::read_some ? n > 0 : op->done == op->size) {
+      return finish_now(s, *op);
+    }
+  } else {
+    fill_input(s);
+  }
+  if (op) {
+    if (try_read(s, *op)) finish_now(s, *op);
+    return;
+  }
+  // Nobody waits: read ahead up to the read limit, and stop watching a socket at its end
+  // (it stays readable for ever).
+  if (s.read_error || (s.read_high != 0 && evbuffer_get_length(input(s)) >= s.read_high)) {
+    pause_reading(s);
+  }
+}
+
 void on_read(bufferevent*, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
   if (stream_op* op = s.reader; op && try_read(s, *op)) finish_now(s, *op);
@@ -244,7 +321,8 @@ void on_event(bufferevent* bev, short what, void* arg) {
   }
   if ((what & BEV_EVENT_EOF) && !s.read_error) s.read_error = errc::eof;
   if (what & BEV_EVENT_ERROR) {
-    const std::error_code ec = system_error(err != 0 ? err : EIO);
+    const std::error_code ec =
+        s.map_error ? s.map_error(bev, err) : system_error(err != 0 ? err : EIO);
     if (what & BEV_EVENT_READING) {
       // A failed receive (ECONNRESET) kills the socket both ways.
       s.read_error = ec;
@@ -299,6 +377,7 @@ void park(stream_state& s, stream_op& op) {
       op.on_stop.emplace(op.stop, cancel_fn{timer.get(), &op.stop_requested});
   }
   if (reading) {
+    if (s.socket_read) resume_reading(s);
     // A framed read may need more than the read limit holds; it has its own maximum.
     if (op.kind == op_kind::read_until && s.read_high != 0 && op.max > s.read_high) {
       bufferevent_setwatermark(s.bev, EV_READ, 0, op.max);
@@ -325,12 +404,30 @@ void linger_read(bufferevent* bev, void* arg) {
   (void)arg;
 }
 
+// Ends our direction once the output is flushed: close_notify first on TLS, then FIN.
+void linger_shut(stream_state* s) noexcept {
+  if (s->write_shut) return;
+  if (s->send_close_notify && !s->send_close_notify(s->bev)) {
+    // The socket is full: retry once it is writable (bounded by the linger timeout).
+    if (!s->write_timer) {
+      s->write_timer.reset(event_new(
+          s->lp->native_handle(), bufferevent_getfd(s->bev), EV_WRITE,
+          [](evutil_socket_t, short, void* a) {
+            auto* st = static_cast<stream_state*>(a);
+            linger_shut(st);
+            linger_check(st);
+          },
+          s));
+    }
+    if (s->write_timer && event_add(s->write_timer.get(), nullptr) == 0) return;
+  }
+  ::shutdown(bufferevent_getfd(s->bev), SHUT_WR);
+  s->write_shut = true;
+}
+
 void linger_write(bufferevent* bev, void* arg) {
   auto* s = static_cast<stream_state*>(arg);
-  if (!s->write_shut && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-    ::shutdown(bufferevent_getfd(bev), SHUT_WR);
-    s->write_shut = true;
-  }
+  if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) linger_shut(s);
   linger_check(s);
 }
 
@@ -354,6 +451,7 @@ void close_state(stream_state* s) noexcept {
   }
   s->read_timer.reset();
   s->write_timer.reset();
+  s->socket_read.reset();  // the linger below reads through the bufferevent again
   if (!s->bev) {
     delete s;
     return;
@@ -365,7 +463,9 @@ void close_state(stream_state* s) noexcept {
   // Closing with unread bytes in the kernel makes it send RST, which can destroy data the
   // peer has not read yet; so does closing before the output is flushed. Only the common
   // case, nothing pending either way, closes at once.
-  if (fd < 0 || s->write_error || (!queued && unread == 0)) {
+  // TLS sends close_notify first; only a socket too full to take it makes that linger.
+  if (fd < 0 || s->write_error ||
+      (!queued && unread == 0 && (!s->send_close_notify || s->send_close_notify(s->bev)))) {
     delete s;
     return;
   }
@@ -382,15 +482,13 @@ void close_state(stream_state* s) noexcept {
   if (s->read_error) s->peer_eof = true;
   evbuffer_drain(input(*s), evbuffer_get_length(input(*s)));
   bufferevent_enable(s->bev, s->peer_eof ? EV_WRITE : EV_READ | EV_WRITE);
-  if (!queued && !s->write_shut) {
-    ::shutdown(fd, SHUT_WR);
-    s->write_shut = true;
-  }
+  if (!queued) linger_shut(s);
 }
 
 }  // namespace
 
 stream_state::~stream_state() {
+  socket_read.reset();  // before bufferevent_free closes the fd under it
   if (bev) bufferevent_free(bev);
 }
 
@@ -438,7 +536,12 @@ result<stream> make_socket_stream(loop& lp, int fd) {
   // per 16 KiB.
   bufferevent_set_max_single_write(bev, max_single_write);
   stream st = stream::from_bufferevent(lp, bev);
-  st.s_->direct_write = true;
+  stream_state& s = *st.s_;
+  s.direct_write = true;
+  bufferevent_disable(bev, EV_READ);
+  s.socket_read.reset(event_new(lp.native_handle(), fd, EV_READ | EV_PERSIST, on_socket_readable, &s));
+  if (!s.socket_read) return std::make_error_code(std::errc::not_enough_memory);
+  event_add(s.socket_read.get(), nullptr);
   return st;
 }
 
@@ -473,6 +576,12 @@ void stream::close() noexcept {
 void stream::set_timeouts(duration read, duration write) {
   if (!s_) return;
   s_->read_idle_timeout = read.count() > 0;
+  s_->read_idle = detail::to_timeval(read);
+  if (s_->socket_read && !s_->read_paused) {
+    // event_add keeps an old timeout when given none: remove it first.
+    event_del(s_->socket_read.get());
+    event_add(s_->socket_read.get(), s_->read_idle_timeout ? &s_->read_idle : nullptr);
+  }
   const timeval r = detail::to_timeval(read), w = detail::to_timeval(write);
   bufferevent_set_timeouts(s_->bev, read.count() > 0 ? &r : nullptr,
                            write.count() > 0 ? &w : nullptr);

@@ -33,8 +33,19 @@ struct stream_state {
   // The socket probably holds more: the last direct read filled its buffer, or libevent's
   // last read hit its 4096-byte cap. Only then is a read tried without waiting.
   bool more_pending = false;
-  // With an idle read timeout, bytes must go through libevent's reads, which re-arm it.
+  // With an idle read timeout, bytes must go through the read event, which re-arms it.
   bool read_idle_timeout = false;
+  timeval read_idle{};
+  // Plain sockets read through this event of their own instead of libevent's bufferevent
+  // reads (which ioctl(FIONREAD) before every readv and cap each at 4096 bytes); the
+  // bufferevent keeps the input and output buffers and does the writing.
+  event_ptr socket_read;
+  bool read_paused = false;  // socket_read removed: at the read limit, or at the end
+  // TLS (set by tls.cpp; null for plain streams): the error behind BEV_EVENT_ERROR, which
+  // sits in OpenSSL's queue rather than errno, and the close_notify a close sends before its
+  // FIN (true once sent or hopeless, false while the socket is full: retry when writable).
+  std::error_code (*map_error)(bufferevent* bev, int socket_errno) noexcept = nullptr;
+  bool (*send_close_notify)(bufferevent* bev) noexcept = nullptr;
   // Graceful close in the background (see stream::close).
   struct linger_node : owned {
     stream_state* state = nullptr;
@@ -44,5 +55,10 @@ struct stream_state {
 
 // Wraps a connected, non-blocking socket; closes `fd` on failure.
 result<stream> make_socket_stream(loop& lp, int fd);
+
+// Takes the bufferevent out of `st`, which becomes empty, with its callbacks cleared and the
+// loop it belongs to in `lp`; null (and `st` untouched) when `st` is closed or has an op
+// pending. For tls.cpp, which rebuilds the socket as a TLS bufferevent.
+bufferevent* release_bufferevent(stream& st, loop*& lp) noexcept;
 
 }  // namespace evco::detail

@@ -45,6 +45,7 @@ namespace detail {
 
 struct stream_state;
 result<stream> make_socket_stream(loop& lp, int fd);  // friend: marks direct writes
+bufferevent* release_bufferevent(stream& st, loop*& lp) noexcept;  // friend: for TLS
 
 enum class op_kind : unsigned char { read_some, read_exactly, read_until, write, drain, shutdown };
 
@@ -207,6 +208,7 @@ class stream {
 
  private:
   friend result<stream> detail::make_socket_stream(loop&, int);
+  friend bufferevent* detail::release_bufferevent(stream&, loop*&) noexcept;
   detail::stream_state* s_ = nullptr;
 };
 
