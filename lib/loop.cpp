@@ -125,7 +125,14 @@ loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) 
       std::signal(SIGPIPE, SIG_IGN);
     }
   }
-  impl_->base.reset(event_base_new());
+  // The changelist merges the changes a loop turn makes to one fd into one epoll_ctl
+  // (a connect's write watch replaced by the stream's read watch, a close right after an
+  // accept). Its documented hazard is fds shared through dup(), which evco never makes.
+  if (event_config* cfg = event_config_new()) {
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    impl_->base.reset(event_base_new_with_config(cfg));
+    event_config_free(cfg);
+  }
   if (!impl_->base) throw std::runtime_error("evco: event_base_new failed");
   base_ = impl_->base.get();
   impl_->wake.reset(event_new(

@@ -89,8 +89,7 @@ bool try_read(stream_state& s, stream_op& op) noexcept {
         const int n = evbuffer_remove(in, op.data + op.done, std::min(len, op.size - op.done));
         if (n > 0) op.done += static_cast<std::size_t>(n);
       }
-      if (op.done < op.size && (len >= libevent_read_cap || s.more_pending) &&
-          may_read_direct(s)) {
+      if (op.done < op.size && (len >= libevent_read_cap || s.more_pending) && may_read_direct(s)) {
         op.done += read_direct(s, op.data + op.done, op.size - op.done);
       }
       if (op.done == op.size) return true;
@@ -458,7 +457,8 @@ void close_state(stream_state* s) noexcept {
   }
   const int fd = bufferevent_getfd(s->bev);
   int unread = 0;
-  if (fd >= 0 && ioctl(fd, FIONREAD, &unread) != 0) unread = 0;
+  // After the peer's end every byte before it was read already: no need to ask the kernel.
+  if (fd >= 0 && s->read_error != errc::eof && ioctl(fd, FIONREAD, &unread) != 0) unread = 0;
   const bool queued = evbuffer_get_length(output(*s)) > 0;
   // Closing with unread bytes in the kernel makes it send RST, which can destroy data the
   // peer has not read yet; so does closing before the output is flushed. Only the common
@@ -525,6 +525,16 @@ void stream_op::await_suspend(std::coroutine_handle<> h) {
   park(*s, *this);
 }
 
+stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads) {
+  stream st;
+  st.s_ = new stream_state(lp, bev);
+  bufferevent_setcb(bev, on_read, on_write, on_event, st.s_);
+  bufferevent_setwatermark(bev, EV_READ, 0, st.s_->read_high);
+  bufferevent_setwatermark(bev, EV_WRITE, st.s_->write_low, 0);
+  bufferevent_enable(bev, bufferevent_reads ? EV_READ | EV_WRITE : EV_WRITE);
+  return st;
+}
+
 result<stream> make_socket_stream(loop& lp, int fd) {
   bufferevent* bev = bufferevent_socket_new(lp.native_handle(), fd,
                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -535,11 +545,11 @@ result<stream> make_socket_stream(loop& lp, int fd) {
   // libevent's default is 16 KiB per writev; a deep output buffer then costs one loop turn
   // per 16 KiB.
   bufferevent_set_max_single_write(bev, max_single_write);
-  stream st = stream::from_bufferevent(lp, bev);
+  stream st = attach(lp, bev, false);
   stream_state& s = *st.s_;
   s.direct_write = true;
-  bufferevent_disable(bev, EV_READ);
-  s.socket_read.reset(event_new(lp.native_handle(), fd, EV_READ | EV_PERSIST, on_socket_readable, &s));
+  s.socket_read.reset(
+      event_new(lp.native_handle(), fd, EV_READ | EV_PERSIST, on_socket_readable, &s));
   if (!s.socket_read) return std::make_error_code(std::errc::not_enough_memory);
   event_add(s.socket_read.get(), nullptr);
   return st;
@@ -556,13 +566,7 @@ stream& stream::operator=(stream&& o) noexcept {
 }
 
 stream stream::from_bufferevent(loop& lp, bufferevent* bev) {
-  stream st;
-  st.s_ = new detail::stream_state(lp, bev);
-  bufferevent_setcb(bev, detail::on_read, detail::on_write, detail::on_event, st.s_);
-  bufferevent_setwatermark(bev, EV_READ, 0, st.s_->read_high);
-  bufferevent_setwatermark(bev, EV_WRITE, st.s_->write_low, 0);
-  bufferevent_enable(bev, EV_READ | EV_WRITE);
-  return st;
+  return detail::attach(lp, bev, true);
 }
 
 result<stream> stream::from_socket(loop& lp, int fd) {

@@ -44,8 +44,9 @@ struct op_options {
 namespace detail {
 
 struct stream_state;
-result<stream> make_socket_stream(loop& lp, int fd);  // friend: marks direct writes
-bufferevent* release_bufferevent(stream& st, loop*& lp) noexcept;  // friend: for TLS
+result<stream> make_socket_stream(loop& lp, int fd);                // friend: marks direct writes
+bufferevent* release_bufferevent(stream& st, loop*& lp) noexcept;   // friend: for TLS
+stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads);  // friend: the constructor
 
 enum class op_kind : unsigned char { read_some, read_exactly, read_until, write, drain, shutdown };
 
@@ -209,6 +210,7 @@ class stream {
  private:
   friend result<stream> detail::make_socket_stream(loop&, int);
   friend bufferevent* detail::release_bufferevent(stream&, loop*&) noexcept;
+  friend stream detail::attach(loop&, bufferevent*, bool);
   detail::stream_state* s_ = nullptr;
 };
 
