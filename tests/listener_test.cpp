@@ -39,25 +39,13 @@ task<void> accept_and_talk(loop& lp) {
   CHECK(buf == "hi");
 }
 
-struct stop_probe {
-  std::stop_source src;
-  bool acceptor_resumed = false;
-  bool resumed_inside_request_stop = true;
-};
-
-task<void> stop_later(stop_probe* p) {
-  p->src.request_stop();
-  p->resumed_inside_request_stop = p->acceptor_resumed;
-  co_return;
-}
-
 task<void> cancel_accept(loop& lp) {
   auto l = listener::bind(lp, endpoint::v4_loopback());
   REQUIRE(l);
-  stop_probe probe;
-  lp.spawn(stop_later(&probe), [](std::exception_ptr) {});
+  evco::test::stop_probe probe;
+  probe.stop_from_loop(lp);
   auto s = co_await l.value().accept(probe.src.get_token());
-  probe.acceptor_resumed = true;
+  probe.op_resumed = true;
   REQUIRE_FALSE(s);
   CHECK(s.error() == std::errc::operation_canceled);
   CHECK_FALSE(probe.resumed_inside_request_stop);

@@ -294,25 +294,13 @@ task<void> backpressure(loop& lp) {
 
 // ---- 9: cancellation ------------------------------------------------------------------------
 
-struct stop_probe {
-  std::stop_source src;
-  bool reader_resumed = false;
-  bool resumed_inside_request_stop = true;
-};
-
-task<void> stop_later(stop_probe* p) {
-  p->src.request_stop();
-  p->resumed_inside_request_stop = p->reader_resumed;
-  co_return;
-}
-
 task<void> cancel_read(loop& lp) {
   auto p = co_await evco::test::connected_pair(lp);
-  stop_probe probe;
-  lp.spawn(stop_later(&probe), [](std::exception_ptr) {});
+  evco::test::stop_probe probe;
+  probe.stop_from_loop(lp);
   std::string buf(8, '\0');
   auto r = co_await p.server.read_some(span_of(buf), probe.src.get_token());
-  probe.reader_resumed = true;
+  probe.op_resumed = true;
   REQUIRE_FALSE(r);
   CHECK(r.error() == std::errc::operation_canceled);
   CHECK_FALSE(probe.resumed_inside_request_stop);

@@ -72,6 +72,26 @@ struct signal {
   void await_resume() const noexcept {}
 };
 
+/// Cancels an op from a spawned task, which starts from the loop once the op parked, and
+/// records whether the op had resumed by the time request_stop() returned. It must not have:
+/// cancellation resumes from the loop, never inline.
+struct stop_probe {
+  std::stop_source src;
+  bool op_resumed = false;
+  bool resumed_inside_request_stop = true;
+
+  void stop_from_loop(loop& lp) {
+    lp.spawn(stop(this), [](std::exception_ptr) { FAIL("stop_probe"); });
+  }
+
+ private:
+  static task<void> stop(stop_probe* p) {
+    p->src.request_stop();
+    p->resumed_inside_request_stop = p->op_resumed;
+    co_return;
+  }
+};
+
 inline std::string pattern(std::size_t n, unsigned seed = 1) {
   std::string s(n, '\0');
   std::uint32_t x = seed * 2654435761u + 1;

@@ -13,23 +13,10 @@ using evco::task;
 
 namespace {
 
-struct cancel_probe {
-  std::stop_source src;
-  bool sleeper_resumed = false;
-  bool resumed_inside_request_stop = true;
-};
-
-task<void> canceller(cancel_probe* p) {
-  p->src.request_stop();
-  p->resumed_inside_request_stop = p->sleeper_resumed;
-  co_return;
-}
-
-// The canceller is spawned first but starts from the loop, after the sleeper parked.
-task<evco::result<void>> cancel_while_sleeping(loop& lp, cancel_probe* p) {
-  lp.spawn(canceller(p), [](std::exception_ptr) {});
+task<evco::result<void>> cancel_while_sleeping(loop& lp, evco::test::stop_probe* p) {
+  p->stop_from_loop(lp);
   auto r = co_await evco::sleep_for(lp, 1h, p->src.get_token());
-  p->sleeper_resumed = true;
+  p->op_resumed = true;
   co_return r;
 }
 
@@ -59,7 +46,7 @@ TEST_SUITE("timer") {
 
   TEST_CASE("a stop request cancels a sleep, resuming it from the loop and not inline") {
     loop lp;
-    cancel_probe probe;
+    evco::test::stop_probe probe;
     auto r = lp.run(cancel_while_sleeping(lp, &probe));
     REQUIRE_FALSE(r);
     CHECK(r.error() == evco::errc::cancelled);
