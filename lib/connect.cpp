@@ -5,8 +5,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <exception>
+#include <memory>
+#include <optional>
 
+#include "evco/dns.hpp"
+#include "evco/loop.hpp"
 #include "event_op.hpp"
 #include "stream_state.hpp"
 
@@ -74,6 +80,199 @@ task<result<stream>> connect(loop& lp, endpoint ep, connect_options o, std::stop
     EVCO_TRYV(co_await connect_wait{lp, sock.fd, o.timeout, std::move(stop)});
   }
   co_return detail::make_socket_stream(lp, sock.release());
+}
+
+// Hostname connect: resolve, then Happy Eyeballs (RFC 8305) over the public endpoint connect.
+namespace {
+
+// Shared by the hostname connect and its attempts (each a spawned coroutine, owned by the loop),
+// so that neither side depends on the other's frame: an attempt that finishes after the
+// connect returned, or after its frame was destroyed, only writes here.
+struct race_state {
+  explicit race_state(loop& l) noexcept : lp(l) {}
+  loop& lp;
+  std::stop_source stop;  // cancels every attempt still running
+  std::vector<connect_report::attempt> attempts;
+  std::optional<stream> winner;
+  std::size_t winner_index = 0;
+  std::size_t running = 0;
+  std::size_t failures = 0;
+  std::error_code last_error;
+  bool finished = false;  // the connect has returned (or its frame is gone)
+  std::exception_ptr exception;
+  event* wake = nullptr;  // the connect's race_wait event while it is parked
+
+  void notify() noexcept {
+    if (wake) event_active(wake, EV_TIMEOUT, 0);
+  }
+};
+
+task<void> run_attempt(loop& lp, std::shared_ptr<race_state> st, std::size_t i, connect_options o) {
+  const endpoint ep = st->attempts[i].address;
+  auto r = co_await connect(lp, ep, o, st->stop.get_token());
+  --st->running;
+  if (!r) {
+    st->attempts[i].error = st->last_error = r.error();
+    ++st->failures;
+  } else if (st->finished || st->winner) {
+    // Connected too late: the stream closes when `r` goes, so no fd outlives the race.
+    st->attempts[i].error = errc::cancelled;
+  } else {
+    st->winner.emplace(std::move(r).value());
+    st->winner_index = i;
+  }
+  st->notify();
+}
+
+// Parks the connect until an attempt reports, `until` passes, or `stop` is requested.
+struct race_wait : detail::event_op {
+  race_wait(loop& l, race_state& s, clock::time_point u, std::stop_token t)
+      : event_op(std::move(t)), lp(l), st(s), until(u) {}
+  ~race_wait() {
+    if (ev && st.wake == ev.get()) st.wake = nullptr;
+  }
+
+  bool await_ready() const noexcept { return stop.stop_requested(); }
+  void await_suspend(std::coroutine_handle<> h) {
+    handle = h;
+    ev.reset(event_new(lp.native_handle(), -1, 0, &on_event, this));
+    if (!ev) throw std::bad_alloc();
+    if (until != clock::time_point::max()) {
+      const timeval tv = detail::to_timeval(until - clock::now());
+      event_add(ev.get(), &tv);
+    }
+    st.wake = ev.get();
+    watch_stop();
+  }
+  void await_resume() const noexcept {}
+
+  static void on_event(evutil_socket_t, short, void* arg) {
+    auto& self = *static_cast<race_wait*>(arg);
+    self.st.wake = nullptr;
+    self.finish({});
+  }
+
+  loop& lp;
+  race_state& st;
+  clock::time_point until;
+};
+
+// However the connect ends (returns, throws, or its frame is destroyed), the attempts still
+// running are cancelled; they hold the state until they finish.
+struct race_finisher {
+  race_state& st;
+  ~race_finisher() {
+    st.finished = true;
+    st.wake = nullptr;
+    st.stop.request_stop();
+  }
+};
+
+// `budget` capped by what is left until `deadline`.
+duration capped(duration budget, clock::time_point deadline, clock::time_point now) {
+  if (deadline == clock::time_point::max()) return budget;
+  const duration left = std::max<duration>(deadline - now, duration(1));
+  return budget > duration::zero() ? std::min(budget, left) : left;
+}
+
+}  // namespace
+
+std::string connect_report::to_string() const {
+  if (failed == connect_phase::resolve) {
+    return "resolve: " + std::string(resolve_error.category().name()) + ": " +
+           resolve_error.message();
+  }
+  std::string s;
+  for (const auto& a : attempts) {
+    if (!s.empty()) s += "; ";
+    s += a.address.to_string() + ": " + (a.error ? a.error.message() : "connected");
+  }
+  return s.empty() ? std::string(failed == connect_phase::none ? "connected" : "no attempt") : s;
+}
+
+task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, connect_options o,
+                             std::stop_token stop) {
+  const auto deadline = o.total_timeout > duration::zero() ? clock::now() + o.total_timeout
+                                                           : clock::time_point::max();
+  connect_report* const report = o.report;
+  if (report) *report = {};
+  if (stop.stop_requested()) {
+    if (report) report->failed = connect_phase::resolve;
+    co_return errc::cancelled;
+  }
+
+  std::vector<endpoint> addrs;
+  if (auto ep = endpoint::parse(host, port)) {
+    addrs.push_back(ep.value());
+  } else {
+    resolve_options ro;
+    ro.timeout = capped(o.resolve_timeout, deadline, clock::now());
+    auto r = co_await resolve(lp, std::move(host), port, ro, stop);
+    if (!r) {
+      if (report) {
+        report->failed = connect_phase::resolve;
+        report->resolve_error = r.error();
+      }
+      co_return r.error();
+    }
+    addrs = interleave_families(std::move(r).value());
+  }
+  if (report) report->addresses = addrs;
+
+  auto st = std::make_shared<race_state>(lp);
+  st->attempts.reserve(addrs.size());
+  race_finisher finisher{*st};
+  std::size_t next = 0;
+  std::size_t failures_seen = 0;
+  auto next_at = clock::now();
+  std::error_code ec;
+  for (;;) {
+    if (st->exception) std::rethrow_exception(st->exception);
+    if (st->winner) break;
+    const auto now = clock::now();
+    if (stop.stop_requested()) {
+      ec = errc::cancelled;
+      break;
+    }
+    if (now >= deadline) {
+      ec = errc::connect_timed_out;
+      break;
+    }
+    // The next address starts when the delay is up, or at once when an attempt failed.
+    if (next < addrs.size() &&
+        (now >= next_at || st->failures > failures_seen || st->running == 0)) {
+      failures_seen = st->failures;
+      connect_options ao = o;
+      ao.report = nullptr;
+      ao.timeout = capped(o.timeout, deadline, now);
+      st->attempts.push_back({addrs[next], {}});
+      ++st->running;
+      lp.spawn(run_attempt(lp, st, next, ao), [st](std::exception_ptr e) {
+        st->exception = e;
+        st->notify();
+      });
+      ++next;
+      next_at = now + o.happy_eyeballs_delay;
+      continue;
+    }
+    if (next == addrs.size() && st->running == 0) {
+      ec = st->last_error;
+      break;
+    }
+    race_wait w(lp, *st, next < addrs.size() ? std::min(next_at, deadline) : deadline, stop);
+    co_await w;
+  }
+
+  if (report) {
+    report->attempts = st->attempts;
+    for (std::size_t i = 0; i < report->attempts.size(); ++i) {
+      auto& a = report->attempts[i];
+      if (!a.error && (ec || i != st->winner_index)) a.error = ec ? ec : errc::cancelled;
+    }
+    report->failed = ec ? connect_phase::connect : connect_phase::none;
+  }
+  if (ec) co_return ec;
+  co_return std::move(*st->winner);
 }
 
 }  // namespace evco

@@ -25,6 +25,8 @@ class category final : public std::error_category {
         return "another operation is already pending";
       case errc::connect_timed_out:
         return "connect timed out";
+      case errc::handshake_timed_out:
+        return "TLS handshake timed out";
     }
     return "unknown evco error " + std::to_string(c);
   }
@@ -33,6 +35,7 @@ class category final : public std::error_category {
     switch (static_cast<errc>(c)) {
       case errc::timed_out:
       case errc::connect_timed_out:
+      case errc::handshake_timed_out:
         return std::errc::timed_out;
       case errc::cancelled:
       case errc::closed:

@@ -1,11 +1,14 @@
 #include "evco/loop.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
+#include <event2/dns.h>
 #include <event2/thread.h>
 
 #include "libevent.hpp"
@@ -19,8 +22,20 @@ void cancel_fn::operator()() const noexcept {
 }
 }  // namespace detail
 
+namespace {
+struct dns_deleter {
+  // Without failing requests: ~loop has let every lookup's callback run by then, and a failed
+  // request's callback would be queued on the base only to be dropped (and leaked) there.
+  void operator()(evdns_base* d) const noexcept { evdns_base_free(d, 0); }
+};
+}  // namespace
+
 struct loop::impl {
   detail::base_ptr base;  // declared first: destroyed last, every event below needs it
+  std::unique_ptr<evdns_base, dns_deleter> dns;  // created on first use; freed by ~loop
+  std::size_t dns_lookups = 0;                   // lookups whose callback is still to come
+  duration dns_timeout{};
+  int dns_attempts = 0;
   detail::event_ptr wake;
   detail::waiter* ready_head = nullptr;
   detail::waiter* ready_tail = nullptr;
@@ -125,6 +140,9 @@ loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) 
       std::signal(SIGPIPE, SIG_IGN);
     }
   }
+  // libevent refuses a resolver timeout under a millisecond.
+  impl_->dns_timeout = std::max<duration>(opts.dns_timeout, std::chrono::milliseconds(1));
+  impl_->dns_attempts = opts.dns_attempts > 0 ? opts.dns_attempts : 1;
   // The changelist merges the changes a loop turn makes to one fd into one epoll_ctl
   // (a connect's write watch replaced by the stream's read watch, a close right after an
   // accept). Its documented hazard is fds shared through dup(), which evco never makes.
@@ -175,6 +193,83 @@ loop::~loop() {
   // removed no coroutine is resumed here.
   event_del(impl_->wake.get());
   event_base_loop(base_, EVLOOP_NONBLOCK);
+  // Destroying the frames above cancelled every DNS lookup still pending. libevent reports a
+  // cancellation through a deferred callback that also frees the request, so those callbacks
+  // must run before evdns_base_free(), which would not run them (and event_base_free() would
+  // drop them, leaking each request). One pass runs them all; a few more cost nothing.
+  for (int i = 0; impl_->dns_lookups > 0 && i < 8; ++i)
+    event_base_loop(base_, EVLOOP_NONBLOCK);
+  impl_->dns.reset();
+}
+
+namespace {
+
+// Resolver settings shared by both ways of creating it. A lookup's own deadline (dns_budget())
+// must expire before libevent gives up, because evdns_getaddrinfo reports libevent's own
+// timeout as the same EAI_FAIL as a server failure: so libevent sends one more query.
+bool configure_dns(evdns_base* d, duration timeout, int attempts) {
+  using namespace std::chrono;
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%.3f", duration_cast<microseconds>(timeout).count() / 1e6);
+  const std::string tries = std::to_string(attempts + 1);
+  return evdns_base_set_option(d, "timeout:", secs) == 0 &&
+         evdns_base_set_option(d, "attempts:", tries.c_str()) == 0;
+}
+
+}  // namespace
+
+result<evdns_base*> loop::dns() {
+  auto& im = *impl_;
+  if (!im.dns) {
+    // Nameservers and search domains from /etc/resolv.conf; libevent loads /etc/hosts with them.
+    im.dns.reset(evdns_base_new(
+        base_, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE));
+    if (!im.dns) return std::make_error_code(std::errc::not_enough_memory);
+    if (!configure_dns(im.dns.get(), im.dns_timeout, im.dns_attempts)) {
+      im.dns.reset();
+      return std::make_error_code(std::errc::invalid_argument);
+    }
+  }
+  return im.dns.get();
+}
+
+result<void> loop::set_nameservers(std::span<const endpoint> servers) {
+  if (servers.empty()) return std::make_error_code(std::errc::invalid_argument);
+  auto& im = *impl_;
+  const bool existed = static_cast<bool>(im.dns);
+  if (existed) {
+    evdns_base_clear_nameservers_and_suspend(im.dns.get());
+  } else {
+    im.dns.reset(evdns_base_new(base_, EVDNS_BASE_DISABLE_WHEN_INACTIVE));
+    if (!im.dns) return std::make_error_code(std::errc::not_enough_memory);
+    if (!configure_dns(im.dns.get(), im.dns_timeout, im.dns_attempts)) {
+      im.dns.reset();
+      return std::make_error_code(std::errc::invalid_argument);
+    }
+    // Without a hosts file, libevent's minimal entries still resolve "localhost" locally.
+    if (evdns_base_load_hosts(im.dns.get(), "/etc/hosts") != 0)
+      evdns_base_load_hosts(im.dns.get(), nullptr);
+  }
+  bool ok = true;
+  for (const endpoint& ep : servers) {
+    if (evdns_base_nameserver_sockaddr_add(im.dns.get(), ep.data(), ep.size(), 0) != 0) ok = false;
+  }
+  if (existed) evdns_base_resume(im.dns.get());
+  if (!ok) return std::make_error_code(std::errc::invalid_argument);
+  return success();
+}
+
+duration loop::dns_budget() const noexcept {
+  return impl_->dns_timeout * impl_->dns_attempts;
+}
+
+void loop::dns_lookup_started(detail::owned& o) noexcept {
+  adopt(o);
+  ++impl_->dns_lookups;
+}
+
+void loop::dns_lookup_ended() noexcept {
+  --impl_->dns_lookups;
 }
 
 void loop::spawn(task<void> t, std::function<void(std::exception_ptr)> on_exception) {

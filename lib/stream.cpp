@@ -171,6 +171,10 @@ bool try_write(stream_state& s, stream_op& op) noexcept {
       return len == 0;
     case op_kind::shutdown:
       if (len != 0) return false;
+      // TLS ends its direction with close_notify before the FIN. It only fails to go out
+      // when the socket is full right after the output drained; the peer then sees a
+      // truncation, which is what it is.
+      if (s.send_close_notify) (void)s.send_close_notify(s.bev);
       if (::shutdown(bufferevent_getfd(s.bev), SHUT_WR) != 0) op.ec = system_error(errno);
       s.write_shut = true;
       return true;

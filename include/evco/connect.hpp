@@ -1,8 +1,12 @@
 #pragma once
-// connect: open a TCP stream to an endpoint.
+// connect: open a TCP stream to an endpoint, or to a host name (resolve + Happy Eyeballs).
 
+#include <chrono>
+#include <cstdint>
 #include <stop_token>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #include "evco/endpoint.hpp"
 #include "evco/error.hpp"
@@ -13,10 +17,19 @@
 namespace evco {
 
 class loop;
+struct connect_report;
 
 struct connect_options {
   duration timeout{};    ///< TCP connect budget (errc::connect_timed_out); zero = the kernel's
   bool no_delay = true;  ///< TCP_NODELAY
+  // Hostname connect only:
+  duration resolve_timeout{};  ///< DNS budget (dns_errc::timed_out); zero = the resolver's
+  duration total_timeout{};    ///< deadline for resolve and every attempt; zero = none
+  /// RFC 8305 "Connection Attempt Delay": the next address is tried when the previous attempt
+  /// has not connected after this long (or at once when it fails).
+  duration happy_eyeballs_delay = std::chrono::milliseconds(250);
+  /// When set, filled in with what happened (borrowed until the connect completes).
+  connect_report* report = nullptr;
 };
 // Keep it so: see op_options on g++ 12 and aggregate temporaries in co_await expressions.
 static_assert(std::is_trivially_destructible_v<connect_options>);
@@ -24,6 +37,31 @@ static_assert(std::is_trivially_destructible_v<connect_options>);
 /// Connects to `ep`. Errors: the connect errno (connection_refused, network_unreachable, ...),
 /// errc::connect_timed_out, errc::cancelled (when `stop` is requested first).
 task<result<stream>> connect(loop& lp, endpoint ep, connect_options o = {},
+                             std::stop_token stop = {});
+
+enum class connect_phase { none, resolve, connect };
+
+/// What a hostname connect did: which phase failed, and each address's outcome.
+struct connect_report {
+  struct attempt {
+    endpoint address;
+    std::error_code error;  ///< empty for the attempt that connected
+  };
+  connect_phase failed = connect_phase::none;  ///< none when the connect succeeded
+  std::error_code resolve_error;
+  std::vector<endpoint> addresses;  ///< resolved, in the order they were to be tried
+  std::vector<attempt> attempts;    ///< in the order they started
+  /// "resolve: dns: no such host", or "[::1]:80: connect timed out; 127.0.0.1:80: ...".
+  std::string to_string() const;
+};
+
+/// Resolves `host` (a numeric address skips DNS), then connects with Happy Eyeballs
+/// (RFC 8305): IPv6 and IPv4 addresses alternate, a new attempt starts every
+/// happy_eyeballs_delay (or as soon as the previous one fails) while the earlier ones go on,
+/// the first to connect wins and the others are cancelled. Errors: a resolve failure
+/// (dns_category(), phase resolve), else the last attempt's error (errno, connect_timed_out);
+/// errc::connect_timed_out when total_timeout expires while connecting; errc::cancelled.
+task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, connect_options o = {},
                              std::stop_token stop = {});
 
 }  // namespace evco

@@ -25,6 +25,8 @@ enum class errc {
   limit_exceeded,     ///< a framed read would need more than its maximum; the bytes stay buffered
   busy,               ///< another operation of the same direction is already pending
   connect_timed_out,  ///< the TCP connect phase ran over its budget
+  /// the TLS handshake phase ran over its budget
+  handshake_timed_out,
 };
 
 const std::error_category& evco_category() noexcept;

@@ -2,6 +2,7 @@
 // evco: C++20 coroutines over libevent. Includes every public header.
 
 #include "evco/connect.hpp"
+#include "evco/dns.hpp"
 #include "evco/endpoint.hpp"
 #include "evco/error.hpp"
 #include "evco/listener.hpp"
@@ -9,3 +10,4 @@
 #include "evco/stream.hpp"
 #include "evco/task.hpp"
 #include "evco/timer.hpp"
+#include "evco/tls.hpp"

@@ -5,13 +5,17 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <span>
 #include <system_error>
 
 #include "evco/detail/waiter.hpp"
+#include "evco/endpoint.hpp"
 #include "evco/error.hpp"
 #include "evco/task.hpp"
+#include "evco/timer.hpp"
 
 struct event_base;
+struct evdns_base;
 
 namespace evco {
 
@@ -20,6 +24,11 @@ struct loop_options {
   /// EPIPE value rather than the death of the process (libevent writes with writev, which has
   /// no MSG_NOSIGNAL). A handler the application installed itself is left alone.
   bool ignore_sigpipe = true;
+  /// DNS: how long the resolver waits for a reply before it sends the query again, and how
+  /// many times it sends it. A lookup still unanswered after dns_timeout * dns_attempts fails
+  /// with dns_errc::timed_out.
+  duration dns_timeout = std::chrono::seconds(2);
+  int dns_attempts = 2;
 };
 
 /// One loop per thread, one thread per loop. Every coroutine parked on evco is resumed from
@@ -50,6 +59,21 @@ class loop {
   void post(detail::unique_function f);
 
   event_base* native_handle() const noexcept { return base_; }
+
+  /// Sends this loop's DNS queries to `servers` instead of the nameservers of
+  /// /etc/resolv.conf (which are used when this is never called). Names in /etc/hosts still
+  /// resolve without a query. Fails with std::errc::invalid_argument for an empty list.
+  result<void> set_nameservers(std::span<const endpoint> servers);
+
+  // Internal: the loop's evdns_base, created on first use (never the blocking resolver).
+  result<evdns_base*> dns();
+  // Internal: how long the resolver itself keeps trying (dns_timeout * dns_attempts).
+  duration dns_budget() const noexcept;
+  // Internal: a DNS lookup whose libevent callback is still to come. The loop owns `o` until
+  // the lookup lets go of it (its destroy cancels the lookup); ~loop waits for the callbacks
+  // of every lookup started (dns_lookup_ended) before it frees the evdns_base.
+  void dns_lookup_started(detail::owned& o) noexcept;
+  void dns_lookup_ended() noexcept;
 
   // Internal: resume `w` from the loop during the current or next turn.
   void schedule(detail::waiter& w) noexcept;

@@ -44,8 +44,9 @@ struct op_options {
 namespace detail {
 
 struct stream_state;
-result<stream> make_socket_stream(loop& lp, int fd);                // friend: marks direct writes
-bufferevent* release_bufferevent(stream& st, loop*& lp) noexcept;   // friend: for TLS
+result<stream> make_socket_stream(loop& lp, int fd);  // friend: marks direct writes
+// friend: tls.cpp takes the socket out of a plain stream
+bufferevent* release_bufferevent(stream& st, loop*& lp) noexcept;
 stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads);  // friend: the constructor
 
 enum class op_kind : unsigned char { read_some, read_exactly, read_until, write, drain, shutdown };
@@ -167,7 +168,8 @@ class stream {
 
   /// Completes once the bytes are queued, which waits while the output buffer is above its
   /// high watermark (until it drains to the low one). Errors of earlier writes (EPIPE,
-  /// ECONNRESET, ...) are reported here or by drain().
+  /// ECONNRESET, ...) are reported here or by drain(). A write that times out or is cancelled
+  /// while it waits has queued nothing: all of `data` is still to be sent.
   detail::write_op write(std::span<const std::byte> data, op_options o = {}) {
     return {s_, detail::op_kind::write, const_cast<std::byte*>(data.data()), data.size(),
             std::move(o)};

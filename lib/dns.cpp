@@ -1,0 +1,259 @@
+#include "evco/dns.hpp"
+
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <atomic>
+#include <coroutine>
+#include <optional>
+#include <string>
+
+#include <event2/dns.h>
+
+#include "evco/loop.hpp"
+#include "libevent.hpp"
+
+namespace evco {
+namespace {
+
+class category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "dns"; }
+
+  std::string message(int c) const override {
+    switch (static_cast<dns_errc>(c)) {
+      case dns_errc::no_such_host:
+        return "no such host";
+      case dns_errc::no_address:
+        return "host has no address of the requested family";
+      case dns_errc::server_failure:
+        return "DNS server failure";
+      case dns_errc::timed_out:
+        return "DNS lookup timed out";
+      case dns_errc::temporary_failure:
+        return "temporary DNS failure, try again";
+      case dns_errc::cancelled:
+        return "DNS lookup cancelled";
+      case dns_errc::failed:
+        return "DNS lookup failed";
+    }
+    return "unknown dns error " + std::to_string(c);
+  }
+
+  std::error_condition default_error_condition(int c) const noexcept override {
+    switch (static_cast<dns_errc>(c)) {
+      case dns_errc::timed_out:
+        return std::errc::timed_out;
+      case dns_errc::cancelled:
+        return std::errc::operation_canceled;
+      case dns_errc::temporary_failure:
+        return std::errc::resource_unavailable_try_again;
+      default:
+        break;
+    }
+    return {c, *this};
+  }
+};
+
+// evdns_getaddrinfo reports getaddrinfo's codes; libevent folds every DNS rcode other than
+// NXDOMAIN (and its own give-up timeout) into EAI_FAIL.
+std::error_code from_eai(int rc) noexcept {
+  if (rc == EVUTIL_EAI_NONAME) return dns_errc::no_such_host;
+  if (rc == EVUTIL_EAI_NODATA || rc == EVUTIL_EAI_ADDRFAMILY) return dns_errc::no_address;
+  if (rc == EVUTIL_EAI_FAIL) return dns_errc::server_failure;
+  if (rc == EVUTIL_EAI_AGAIN) return dns_errc::temporary_failure;
+  if (rc == EVUTIL_EAI_CANCEL) return dns_errc::cancelled;
+  if (rc == EVUTIL_EAI_MEMORY) return std::make_error_code(std::errc::not_enough_memory);
+  if (rc == EVUTIL_EAI_FAMILY) return std::make_error_code(std::errc::address_family_not_supported);
+  return dns_errc::failed;
+}
+
+struct resolve_op;
+
+// One evdns_getaddrinfo request. It lives on the heap until libevent's callback, which comes
+// exactly once (with EVUTIL_EAI_CANCEL after a cancel), so nothing libevent holds can dangle.
+// While an awaiter waits for it, the two point at each other, and either side may let go
+// first: the awaiter when its budget expires, it is cancelled or its frame is destroyed; the
+// loop when it is destroyed (through `destroy`, as the loop owns the lookup meanwhile). The
+// callback then only frees the lookup. ~loop lets every such callback run before it frees the
+// evdns_base (loop::dns_lookup_started/ended).
+struct lookup : detail::owned {
+  loop* lp = nullptr;
+  resolve_op* op = nullptr;
+  evdns_getaddrinfo_request* req = nullptr;
+
+  void detach() noexcept;
+  static void on_result(int rc, evutil_addrinfo* res, void* arg);
+};
+
+// Awaiter for one lookup; lives in resolve()'s frame. The result comes back through the loop's
+// ready list, not from inside libevent's evdns callback; the budget and a stop request come
+// through an event of its own, which resumes the awaiting coroutine from the loop.
+struct resolve_op : detail::waiter {
+  resolve_op(loop& l, evdns_base* d, std::string h, std::uint16_t p, resolve_options o,
+             std::stop_token st)
+      : lp(l),
+        dns(d),
+        host(std::move(h)),
+        port(p),
+        family(o.family),
+        budget(o.timeout > duration::zero() ? std::min(o.timeout, l.dns_budget()) : l.dns_budget()),
+        stop(std::move(st)) {}
+  resolve_op(const resolve_op&) = delete;
+  resolve_op& operator=(const resolve_op&) = delete;
+  ~resolve_op() {
+    lp.unschedule(*this);
+    unregister();
+    if (pending) pending->detach();
+  }
+
+  bool await_ready() {
+    if (stop.stop_requested()) {
+      ec = errc::cancelled;
+      return true;
+    }
+    auto* lk = new lookup;
+    lk->lp = &lp;
+    lk->op = this;
+    lk->destroy = [](detail::owned* o) noexcept { static_cast<lookup*>(o)->detach(); };
+    lp.dns_lookup_started(*lk);
+    pending = lk;
+    evutil_addrinfo hints{};
+    hints.ai_family = family;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    evdns_getaddrinfo_request* req =
+        evdns_getaddrinfo(dns, host.c_str(), nullptr, &hints, &lookup::on_result, lk);
+    // Answered at once (from /etc/hosts, or an immediate failure): the callback already ran
+    // and freed `lk`.
+    if (!pending) return true;
+    lk->req = req;
+    return false;
+  }
+
+  void await_suspend(std::coroutine_handle<> h) {
+    handle = h;
+    suspended = true;
+    ev.reset(event_new(lp.native_handle(), -1, 0, &on_event, this));
+    if (!ev) throw std::bad_alloc();
+    const timeval tv = detail::to_timeval(budget);
+    event_add(ev.get(), &tv);
+    if (stop.stop_possible()) on_stop.emplace(stop, detail::cancel_fn{ev.get(), &stop_requested});
+  }
+
+  result<std::vector<endpoint>> await_resume() {
+    if (ec) return ec;
+    return std::move(addrs);
+  }
+
+  // From lookup::on_result, on the loop's thread (or inline from await_ready).
+  void complete(int rc, evutil_addrinfo* res) noexcept {
+    if (rc != 0) ec = from_eai(rc);
+    for (auto* ai = res; ai && !ec; ai = ai->ai_next) {
+      auto ep = endpoint::from_sockaddr(ai->ai_addr, static_cast<socklen_t>(ai->ai_addrlen));
+      if (!ep) continue;
+      ep.value().set_port(port);
+      if (std::find(addrs.begin(), addrs.end(), ep.value()) == addrs.end())
+        addrs.push_back(ep.value());
+    }
+    if (res) evutil_freeaddrinfo(res);
+    if (!ec && addrs.empty()) ec = dns_errc::no_address;
+    if (suspended) {
+      unregister();
+      lp.schedule(*this);
+    }
+  }
+
+  // The budget expired or a stop was requested: let go of the lookup and resume now.
+  static void on_event(evutil_socket_t, short, void* arg) {
+    auto& self = *static_cast<resolve_op*>(arg);
+    if (!self.pending) return;  // completed meanwhile; the completion is already queued
+    self.ec = self.stop_requested.load(std::memory_order_acquire)
+                  ? make_error_code(errc::cancelled)
+                  : make_error_code(dns_errc::timed_out);
+    self.pending->detach();
+    self.unregister();
+    self.handle.resume();
+  }
+
+  void unregister() noexcept {
+    on_stop.reset();  // blocks while the callback runs on another thread
+    if (ev) event_del(ev.get());
+  }
+
+  loop& lp;
+  evdns_base* dns;
+  std::string host;
+  std::uint16_t port;
+  int family;
+  duration budget;
+  std::stop_token stop;
+  lookup* pending = nullptr;
+  bool suspended = false;
+  detail::event_ptr ev;
+  std::atomic<bool> stop_requested{false};
+  std::optional<std::stop_callback<detail::cancel_fn>> on_stop;
+  std::error_code ec;
+  std::vector<endpoint> addrs;
+};
+
+void lookup::detach() noexcept {
+  if (op) {
+    op->pending = nullptr;
+    op = nullptr;
+  }
+  lp->release(*this);
+  // libevent answers with EVUTIL_EAI_CANCEL through a deferred callback, which frees us. (It
+  // also frees the queries' transaction ids at once: a late reply to one can reach a new query
+  // that reuses the id, which libevent 2.1 then fails or finds empty.)
+  evdns_getaddrinfo_cancel(req);
+}
+
+void lookup::on_result(int rc, evutil_addrinfo* res, void* arg) {
+  auto* lk = static_cast<lookup*>(arg);
+  if (resolve_op* op = lk->op) {
+    lk->lp->release(*lk);
+    op->pending = nullptr;
+    op->complete(rc, res);
+  } else if (res) {
+    evutil_freeaddrinfo(res);
+  }
+  lk->lp->dns_lookup_ended();
+  delete lk;
+}
+
+}  // namespace
+
+const std::error_category& dns_category() noexcept {
+  static const category instance;
+  return instance;
+}
+
+task<result<std::vector<endpoint>>> resolve(loop& lp, std::string host, std::uint16_t port,
+                                            resolve_options o, std::stop_token stop) {
+  if (stop.stop_requested()) co_return errc::cancelled;
+  if (auto ep = endpoint::parse(host, port)) {
+    if (o.family != AF_UNSPEC && ep.value().family() != o.family) co_return dns_errc::no_address;
+    co_return std::vector<endpoint>{ep.value()};
+  }
+  if (host.empty()) co_return dns_errc::no_such_host;
+  EVCO_TRY(evdns_base * dns, lp.dns());
+  // A named awaiter, not a temporary in the co_await expression (see op_options on g++ 12).
+  resolve_op op(lp, dns, std::move(host), port, o, std::move(stop));
+  co_return co_await op;
+}
+
+std::vector<endpoint> interleave_families(std::vector<endpoint> addrs) {
+  std::vector<endpoint> v6, v4;
+  for (auto& ep : addrs)
+    (ep.is_v6() ? v6 : v4).push_back(ep);
+  std::vector<endpoint> out;
+  out.reserve(addrs.size());
+  for (std::size_t i = 0; i < std::max(v6.size(), v4.size()); ++i) {
+    if (i < v6.size()) out.push_back(v6[i]);
+    if (i < v4.size()) out.push_back(v4[i]);
+  }
+  return out;
+}
+
+}  // namespace evco

@@ -1,0 +1,556 @@
+#include "evco/tls.hpp"
+
+#include <doctest/doctest.h>
+
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using evco::endpoint;
+using evco::errc;
+using evco::listener;
+using evco::loop;
+using evco::result;
+using evco::stream;
+using evco::task;
+using evco::tls_context;
+using evco::test::error_of;
+using evco::test::pattern;
+
+namespace {
+
+// ---- a test PKI, made once per run with OpenSSL into a temporary directory ------------------
+
+struct pki {
+  std::filesystem::path dir;
+  std::string ca;  // the test CA's certificate: what clients trust
+
+  std::string cert(const std::string& name) const { return (dir / (name + ".pem")).string(); }
+  std::string key(const std::string& name) const { return (dir / (name + ".key")).string(); }
+
+  pki();
+  ~pki() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+using key_ptr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
+using x509_ptr = std::unique_ptr<X509, decltype(&X509_free)>;
+
+key_ptr new_key() {
+  key_ptr k(EVP_EC_gen("P-256"), &EVP_PKEY_free);
+  if (!k) throw std::runtime_error("EVP_EC_gen failed");
+  return k;
+}
+
+void add_ext(X509* x, X509V3_CTX* v3, int nid, const char* value) {
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, v3, nid, value);
+  if (!ext || X509_add_ext(x, ext, -1) != 1) throw std::runtime_error("X509_add_ext failed");
+  X509_EXTENSION_free(ext);
+}
+
+struct cert_spec {
+  const char* cn;
+  const char* san = nullptr;  // subjectAltName, e.g. "DNS:localhost,IP:127.0.0.1"
+  long not_before = -3600;    // seconds from now
+  long not_after = 86400;
+  bool ca = false;
+};
+
+// Signed by `issuer` (with `issuer_key`), or self-signed when `issuer` is null.
+x509_ptr make_cert(EVP_PKEY* key, const cert_spec& spec, X509* issuer, EVP_PKEY* issuer_key) {
+  static long serial = 1;
+  x509_ptr x(X509_new(), &X509_free);
+  X509_set_version(x.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x.get()), serial++);
+  X509_gmtime_adj(X509_getm_notBefore(x.get()), spec.not_before);
+  X509_gmtime_adj(X509_getm_notAfter(x.get()), spec.not_after);
+  X509_set_pubkey(x.get(), key);
+  X509_NAME* name = X509_get_subject_name(x.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(spec.cn), -1, -1, 0);
+  X509_set_issuer_name(x.get(), issuer ? X509_get_subject_name(issuer) : name);
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, issuer ? issuer : x.get(), x.get(), nullptr, nullptr, 0);
+  add_ext(x.get(), &v3, NID_basic_constraints, spec.ca ? "critical,CA:TRUE" : "CA:FALSE");
+  if (spec.ca) add_ext(x.get(), &v3, NID_key_usage, "critical,keyCertSign,cRLSign");
+  add_ext(x.get(), &v3, NID_subject_key_identifier, "hash");
+  if (issuer) add_ext(x.get(), &v3, NID_authority_key_identifier, "keyid:always");
+  if (spec.san) add_ext(x.get(), &v3, NID_subject_alt_name, spec.san);
+  if (X509_sign(x.get(), issuer_key ? issuer_key : key, EVP_sha256()) <= 0)
+    throw std::runtime_error("X509_sign failed");
+  return x;
+}
+
+void write_pem(const std::string& path, X509* cert, EVP_PKEY* key) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) throw std::runtime_error("cannot write " + path);
+  const bool ok = cert ? PEM_write_X509(f, cert) == 1
+                       : PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
+  std::fclose(f);
+  if (!ok) throw std::runtime_error("PEM write failed: " + path);
+}
+
+pki::pki() {
+  char tmpl[] = "/tmp/evco-tls-XXXXXX";
+  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  dir = tmpl;
+  auto ca_key = new_key();
+  auto ca_cert = make_cert(ca_key.get(), {.cn = "evco test CA", .ca = true}, nullptr, nullptr);
+  ca = cert("ca");
+  write_pem(ca, ca_cert.get(), nullptr);
+
+  const auto leaf = [&](const std::string& name, const cert_spec& spec, bool self_signed) {
+    auto k = new_key();
+    auto c = self_signed ? make_cert(k.get(), spec, nullptr, nullptr)
+                         : make_cert(k.get(), spec, ca_cert.get(), ca_key.get());
+    write_pem(cert(name), c.get(), nullptr);
+    write_pem(key(name), nullptr, k.get());
+  };
+  leaf("good", {.cn = "localhost", .san = "DNS:localhost,IP:127.0.0.1"}, false);
+  leaf("self", {.cn = "localhost", .san = "DNS:localhost,IP:127.0.0.1"}, true);
+  leaf("wrong", {.cn = "wrong.example", .san = "DNS:wrong.example"}, false);
+  leaf("expired",
+       {.cn = "localhost", .san = "DNS:localhost", .not_before = -2 * 86400, .not_after = -86400},
+       false);
+}
+
+const pki& certs() {
+  static const pki instance;
+  return instance;
+}
+
+tls_context server_ctx(const std::string& which, evco::tls_server_options o = {}) {
+  auto c = tls_context::server(certs().cert(which), certs().key(which), o);
+  REQUIRE_MESSAGE(c, error_of(c));
+  return std::move(c).value();
+}
+
+tls_context client_ctx() {
+  evco::tls_client_options o;
+  o.ca_file = certs().ca;
+  auto c = tls_context::client(o);
+  REQUIRE_MESSAGE(c, error_of(c));
+  return std::move(c).value();
+}
+
+// ---- running both ends of a handshake ----------------------------------------------------
+
+struct server_end {
+  std::optional<result<stream>> s;
+  evco::test::signal done;
+};
+
+task<void> accept_tls(listener* l, const tls_context* ctx, server_end* out) {
+  auto tcp = co_await l->accept();
+  if (!tcp) {
+    out->s.emplace(tcp.error());
+  } else {
+    out->s.emplace(co_await evco::tls_server(std::move(tcp).value(), *ctx, 10s));
+  }
+  out->done.set();
+}
+
+task<result<stream>> dial_tls(loop& lp, endpoint ep, const tls_context* ctx, std::string name) {
+  EVCO_TRY(auto tcp, co_await evco::connect(lp, ep));
+  co_return co_await evco::tls_client(std::move(tcp), *ctx, std::move(name), 10s);
+}
+
+struct outcome {
+  result<stream> client;
+  result<stream> server;
+};
+
+task<outcome> handshake_both(loop& lp, const tls_context* server, const tls_context* client,
+                             std::string name) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  auto ep = l.value().local_endpoint();
+  REQUIRE(ep);
+  server_end srv;
+  lp.spawn(accept_tls(&l.value(), server, &srv), [](std::exception_ptr) { FAIL("server"); });
+  auto c = co_await dial_tls(lp, ep.value(), client, std::move(name));
+  co_await srv.done;
+  co_return outcome{std::move(c), std::move(*srv.s)};
+}
+
+struct tls_pair {
+  stream client;
+  stream server;
+};
+
+task<tls_pair> connected(loop& lp, const tls_context* server, const tls_context* client,
+                         std::string name = "localhost") {
+  auto o = co_await handshake_both(lp, server, client, std::move(name));
+  REQUIRE_MESSAGE(o.client, error_of(o.client));
+  REQUIRE_MESSAGE(o.server, error_of(o.server));
+  co_return tls_pair{std::move(o.client).value(), std::move(o.server).value()};
+}
+
+std::span<char> span_of(std::string& s) {
+  return {s.data(), s.size()};
+}
+
+task<result<std::string>> read_to_eof(stream* s) {
+  std::string all, buf(65536, '\0');
+  for (;;) {
+    auto r = co_await s->read_some(span_of(buf));
+    if (!r) {
+      if (r.error() == errc::eof) co_return all;
+      co_return r.error();
+    }
+    all.append(buf.data(), r.value());
+  }
+}
+
+// Both directions carry data, then each side's close reaches the other as a clean eof.
+task<void> echo_and_close(tls_pair p) {
+  REQUIRE(co_await p.client.write("ping"));
+  std::string got(4, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(got)));
+  CHECK(got == "ping");
+  REQUIRE(co_await p.server.write("pong"));
+  REQUIRE(co_await p.client.read_exactly(span_of(got)));
+  CHECK(got == "pong");
+
+  p.server.close();
+  auto end = co_await p.client.read_some(span_of(got));
+  REQUIRE_FALSE(end);
+  CHECK(end.error() == errc::eof);
+}
+
+// ---- the scenarios ---------------------------------------------------------------------------
+
+task<void> good_handshake(loop& lp) {
+  const auto server = server_ctx("good");
+  const auto client = client_ctx();
+  auto p = co_await connected(lp, &server, &client);
+  CHECK(evco::tls_protocol(p.client) == "TLSv1.3");
+  CHECK(evco::tls_protocol(p.server) == "TLSv1.3");
+  CHECK(p.client.native_handle() != nullptr);
+  CHECK(p.client.remote_endpoint().has_value());  // the socket is still reachable
+  co_await echo_and_close(std::move(p));
+}
+
+// shutdown() on TLS sends close_notify before the FIN: the peer reads eof, not a truncation.
+task<void> half_close(loop& lp) {
+  const auto server = server_ctx("good");
+  const auto client = client_ctx();
+  auto p = co_await connected(lp, &server, &client);
+  REQUIRE(co_await p.client.write("last words"));
+  REQUIRE(co_await p.client.shutdown());
+  auto got = co_await read_to_eof(&p.server);
+  REQUIRE_MESSAGE(got, evco::test::error_of(got));
+  CHECK(got.value() == "last words");
+}
+
+task<void> sni_seen(loop& lp) {
+  const auto server = server_ctx("good");
+  const auto client = client_ctx();
+  {
+    auto p = co_await connected(lp, &server, &client, "localhost");
+    CHECK(evco::tls_server_name(p.server) == "localhost");
+    CHECK(evco::tls_server_name(p.client) == "localhost");
+    SSL* ssl = bufferevent_openssl_get_ssl(p.server.native_handle());
+    REQUIRE(ssl != nullptr);
+    CHECK(std::string(SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)) == "localhost");
+  }
+  {
+    // An address is verified against the certificate's IP SAN, and is never sent as SNI.
+    auto p = co_await connected(lp, &server, &client, "127.0.0.1");
+    CHECK(evco::tls_server_name(p.server).empty());
+    co_await echo_and_close(std::move(p));
+  }
+}
+
+task<void> large_write_then_close(loop& lp) {
+  const auto server = server_ctx("good");
+  const auto client = client_ctx();
+  auto p = co_await connected(lp, &server, &client);
+  const std::string data = pattern(4 << 20, 11);
+  REQUIRE(co_await p.server.write(data));
+  p.server.close();  // no drain: close flushes, then sends close_notify
+  auto got = co_await read_to_eof(&p.client);
+  REQUIRE_MESSAGE(got, error_of(got));
+  CHECK(got.value().size() == data.size());
+  CHECK((got.value() == data));
+}
+
+task<std::error_code> rejected(loop& lp, const std::string& cert, std::string name) {
+  const auto server = server_ctx(cert);
+  const auto client = client_ctx();
+  auto o = co_await handshake_both(lp, &server, &client, std::move(name));
+  CHECK_FALSE(o.client);
+  CHECK_FALSE(o.server);  // the client's alert (or its close) fails the server side too
+  co_return error_of(o.client);
+}
+
+task<void> insecure_accepts_anything(loop& lp) {
+  const auto server = server_ctx("self");
+  evco::tls_client_options o;
+  o.insecure_skip_verify = true;
+  auto client = tls_context::client(o);
+  REQUIRE(client);
+  auto p = co_await connected(lp, &server, &client.value(), "any.name.at.all");
+  co_await echo_and_close(std::move(p));
+}
+
+task<void> old_protocol(loop& lp) {
+  evco::tls_server_options so;
+  so.min_version = evco::tls_version::unspecified;
+  so.max_version = evco::tls_version::v1_1;
+  const auto server = server_ctx("good", so);
+  // OpenSSL 3 allows TLS 1.1 only at security level 0: make the server really speak it.
+  SSL_CTX_set_security_level(server.native_handle(), 0);
+
+  const auto client = client_ctx();  // minimum TLS 1.2 by default
+  auto o = co_await handshake_both(lp, &server, &client, "localhost");
+  REQUIRE_FALSE(o.client);
+  CHECK(o.client.error().category() == evco::tls_category());
+  MESSAGE("TLS 1.1 server: ", o.client.error());
+
+  // The same server does work for a client that allows TLS 1.1: the refusal above was the
+  // client's minimum, not a broken server.
+  evco::tls_client_options co;
+  co.ca_file = certs().ca;
+  co.min_version = evco::tls_version::v1_1;
+  auto lenient = tls_context::client(co);
+  REQUIRE(lenient);
+  SSL_CTX_set_security_level(lenient.value().native_handle(), 0);
+  auto p = co_await connected(lp, &server, &lenient.value());
+  CHECK(evco::tls_protocol(p.client) == "TLSv1.1");
+}
+
+// The listener never accepts: the kernel completes TCP, and nobody answers the ClientHello.
+task<void> silent_server(loop& lp, evco::duration budget, std::stop_source* stop,
+                         std::error_code* out) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  auto tcp = co_await evco::connect(lp, l.value().local_endpoint().value());
+  REQUIRE(tcp);
+  const auto client = client_ctx();
+  if (stop) {
+    struct later {
+      static task<void> run(std::stop_source* s) {
+        s->request_stop();
+        co_return;
+      }
+    };
+    // Starts from the loop, once tls_client below is parked in its handshake.
+    lp.spawn(later::run(stop), [](std::exception_ptr) { FAIL("stop"); });
+  }
+  // Not inline in the co_await: g++ 12 mishandles a conditional's temporaries in there.
+  std::stop_token token = stop ? stop->get_token() : std::stop_token{};
+  auto r = co_await evco::tls_client(std::move(tcp).value(), client, "localhost", budget,
+                                     std::move(token));
+  *out = error_of(r);
+}
+
+task<void> truncation(loop& lp) {
+  const auto server = server_ctx("good");
+  const auto client = client_ctx();
+  auto p = co_await connected(lp, &server, &client);
+  REQUIRE(co_await p.server.write("last words"));
+  REQUIRE(co_await p.server.drain());
+  // The server's TCP ends without close_notify, as an attacker cutting the stream would do.
+  REQUIRE(::shutdown(bufferevent_getfd(p.server.native_handle()), SHUT_WR) == 0);
+
+  std::string got(10, '\0');
+  REQUIRE(co_await p.client.read_exactly(span_of(got)));  // the bytes before the cut arrive
+  CHECK(got == "last words");
+  auto end = co_await p.client.read_some(span_of(got));
+  REQUIRE_FALSE(end);
+  CHECK(end.error() != errc::eof);
+  CHECK(end.error() == evco::tls_errc::truncated);
+  CHECK(end.error().message().find("close_notify") != std::string::npos);
+  auto again = co_await p.client.read_some(span_of(got));  // sticky
+  REQUIRE_FALSE(again);
+  CHECK(again.error() == evco::tls_errc::truncated);
+}
+
+// The accepted stream already read the ClientHello before it was handed to tls_server.
+task<void> client_hello_already_buffered(loop& lp) {
+  const auto server = server_ctx("good");
+  const auto client = client_ctx();
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  struct client_side {
+    static task<void> run(loop& lp, endpoint ep, const tls_context* ctx,
+                          std::optional<result<stream>>* out, evco::test::signal* done) {
+      out->emplace(co_await dial_tls(lp, ep, ctx, "localhost"));
+      done->set();
+    }
+  };
+  std::optional<result<stream>> c;
+  evco::test::signal client_done;
+  lp.spawn(client_side::run(lp, l.value().local_endpoint().value(), &client, &c, &client_done),
+           [](std::exception_ptr) { FAIL("client"); });
+  auto tcp = co_await l.value().accept();
+  REQUIRE(tcp);
+  // Wait until at least a record header is buffered, without consuming it: a delimiter that
+  // never comes and a maximum of 5 bytes make read_until stop with limit_exceeded.
+  std::string none;
+  auto peek = co_await tcp.value().read_until(none, "never in a ClientHello", 5);
+  REQUIRE_FALSE(peek);
+  REQUIRE(peek.error() == errc::limit_exceeded);
+  CHECK(tcp.value().buffered_input() >= 5);
+
+  auto s = co_await evco::tls_server(std::move(tcp).value(), server, 10s);
+  REQUIRE_MESSAGE(s, error_of(s));
+  co_await client_done;
+  REQUIRE(c);
+  REQUIRE_MESSAGE(*c, error_of(*c));
+  tls_pair p{std::move(*c).value(), std::move(s).value()};  // not inline: see op_options
+  co_await echo_and_close(std::move(p));
+}
+
+task<void> bad_arguments(loop& lp) {
+  const auto client = client_ctx();
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  auto tcp = co_await evco::connect(lp, l.value().local_endpoint().value());
+  REQUIRE(tcp);
+  // Verification on and no name to verify: refused rather than silently unchecked.
+  auto r = co_await evco::tls_client(std::move(tcp).value(), client, "", 1s);
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == std::errc::invalid_argument);
+
+  auto closed = co_await evco::tls_client(stream{}, client, "localhost", 1s);
+  REQUIRE_FALSE(closed);
+  CHECK(closed.error() == errc::closed);
+}
+
+template <class F>
+void run_on_loop(F body) {
+  loop lp;
+  lp.run(body(lp));
+}
+
+}  // namespace
+
+TEST_SUITE("tls") {
+  TEST_CASE("a verified handshake carries data both ways and a clean close reads as eof") {
+    run_on_loop(good_handshake);
+  }
+
+  TEST_CASE("shutdown on a TLS stream sends close_notify: the peer reads eof, not truncation") {
+    loop lp;
+    lp.run(half_close(lp));
+  }
+
+  TEST_CASE("the server sees the client's SNI; an IP address is verified and sends none") {
+    run_on_loop(sni_seen);
+  }
+
+  TEST_CASE("close after a 4 MiB write delivers every byte, then close_notify reads as eof") {
+    run_on_loop(large_write_then_close);
+  }
+
+  TEST_CASE("a self-signed certificate is rejected with a readable tls error") {
+    const std::size_t fds = evco::test::open_fds();
+    {
+      loop lp;
+      const auto ec = lp.run(rejected(lp, "self", "localhost"));
+      CHECK(ec.category() == evco::tls_category());
+      CHECK(ec.message().find("certificate verify failed") != std::string::npos);
+      CHECK(ec.message().find("self") != std::string::npos);
+      MESSAGE(ec);
+    }
+    CHECK(evco::test::open_fds() == fds);  // both failed ends closed their sockets
+  }
+
+  TEST_CASE("a certificate for another host name is rejected") {
+    loop lp;
+    const auto ec = lp.run(rejected(lp, "wrong", "localhost"));
+    CHECK(ec.category() == evco::tls_category());
+    CHECK(ec.message().find("hostname mismatch") != std::string::npos);
+    MESSAGE(ec);
+  }
+
+  TEST_CASE("an expired certificate is rejected") {
+    loop lp;
+    const auto ec = lp.run(rejected(lp, "expired", "localhost"));
+    CHECK(ec.category() == evco::tls_category());
+    CHECK(ec.message().find("expired") != std::string::npos);
+    MESSAGE(ec);
+  }
+
+  TEST_CASE("insecure_skip_verify accepts a self-signed certificate for any name") {
+    run_on_loop(insecure_accepts_anything);
+  }
+
+  TEST_CASE("a server limited to TLS 1.1 fails against the default minimum of TLS 1.2") {
+    run_on_loop(old_protocol);
+  }
+
+  TEST_CASE("a server that never answers fails the handshake with handshake_timed_out") {
+    loop lp;
+    std::error_code ec;
+    lp.run(silent_server(lp, 50ms, nullptr, &ec));
+    CHECK(ec == errc::handshake_timed_out);
+    CHECK(ec == std::errc::timed_out);
+    CHECK(ec.message().find("handshake") != std::string::npos);
+  }
+
+  TEST_CASE("a stop request cancels a stalled handshake") {
+    loop lp;
+    std::stop_source stop;
+    std::error_code ec;
+    lp.run(silent_server(lp, {}, &stop, &ec));
+    CHECK(ec == errc::cancelled);
+    CHECK(ec == std::errc::operation_canceled);
+  }
+
+  TEST_CASE("a peer ending TCP without close_notify is a truncation error, not eof") {
+    run_on_loop(truncation);
+  }
+
+  TEST_CASE("a ClientHello the plain stream already buffered is not lost") {
+    run_on_loop(client_hello_already_buffered);
+  }
+
+  TEST_CASE("a verifying client needs a server name; a closed stream is closed") {
+    run_on_loop(bad_arguments);
+  }
+
+  TEST_CASE("contexts report unreadable files as errors") {
+    evco::tls_client_options o;
+    o.ca_file = (certs().dir / "missing.pem").string();
+    auto c = tls_context::client(o);
+    REQUIRE_FALSE(c);
+    MESSAGE(c.error());
+    auto s = tls_context::server(certs().cert("missing"), certs().key("good"));
+    REQUIRE_FALSE(s);
+    MESSAGE(s.error());
+    // A key that is not the certificate's.
+    auto m = tls_context::server(certs().cert("good"), certs().key("self"));
+    REQUIRE_FALSE(m);
+    CHECK(m.error().category() == evco::tls_category());
+    MESSAGE(m.error());
+  }
+
+  TEST_CASE("tls errors have their own category and readable messages") {
+    const std::error_code t = evco::tls_errc::truncated;
+    CHECK(std::string(t.category().name()) == "tls");
+    CHECK(t != errc::eof);
+    CHECK(t.message().find("truncated") != std::string::npos);
+    CHECK(std::error_code(errc::handshake_timed_out) == std::errc::timed_out);
+  }
+}
