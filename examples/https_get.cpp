@@ -1,10 +1,12 @@
-// https_get ADDRESS PORT SERVER_NAME [PATH] [--ca FILE]: an HTTPS GET over evco's TLS streams.
-// Connects to the numeric ADDRESS, verifies the server's certificate for SERVER_NAME (sent as
-// SNI) against the system trust store, or against the CAs in FILE with --ca, prints the
-// response to stdout and how the exchange ended to stderr. Exits 1 when anything failed,
-// certificate verification included, and says why.
+// https_get HOST PORT [PATH] [--ca FILE]: the seed's GET over TLS to a host name.
+// Resolves HOST through libevent's async DNS (a numeric address skips it), connects with
+// Happy Eyeballs, verifies the server's certificate for HOST (sent as SNI) against the system
+// trust store, or against the CAs in FILE with --ca, prints the response to stdout and how the
+// exchange ended to stderr. Exits 1 when anything failed, certificate verification included,
+// and says why.
 
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -14,44 +16,44 @@
 
 #include <evco/evco.hpp>
 
-#include "args.hpp"
-
 using namespace std::chrono_literals;
 
 namespace {
 
 struct request {
-  evco::endpoint server;
-  std::string server_name;
+  std::string host;
+  std::uint16_t port = 443;
   std::string path = "/";
 };
 
 std::string host_header(const request& req) {
-  std::string host = req.server_name;
-  if (req.server.port() != 443) host += ":" + std::to_string(req.server.port());
+  std::string host = req.host.find(':') != std::string::npos ? "[" + req.host + "]" : req.host;
+  if (req.port != 443) host += ":" + std::to_string(req.port);
   return host;
 }
 
 evco::task<int> fetch(evco::loop& lp, request req, const evco::tls_context* ctx) {
-  std::fprintf(stderr, "[..] GET %s from %s as %s\n", req.path.c_str(),
-               req.server.to_string().c_str(), req.server_name.c_str());
+  std::fprintf(stderr, "[..] GET %s from %s port %u\n", req.path.c_str(), req.host.c_str(),
+               req.port);
+  evco::connect_report report;
   evco::connect_options copts;
-  copts.timeout = 10s;
-  auto tcp = co_await evco::connect(lp, req.server, copts);
-  if (!tcp) {
-    std::fprintf(stderr, "[ERR] connect: %s\n", tcp.error().message().c_str());
-    co_return 1;
-  }
-  auto tls = co_await evco::tls_client(std::move(tcp).value(), *ctx, req.server_name, 10s);
+  copts.resolve_timeout = 10s;
+  copts.timeout = 10s;  // per address
+  copts.total_timeout = 30s;
+  copts.tls = ctx;
+  copts.handshake_timeout = 10s;
+  copts.report = &report;
+  auto tls = co_await evco::connect(lp, req.host, req.port, copts);
   if (!tls) {
-    // "certificate verify failed: self-signed certificate", "TLS handshake timed out", ...
-    std::fprintf(stderr, "[ERR] TLS handshake with %s: %s\n", req.server_name.c_str(),
-                 tls.error().message().c_str());
+    // "resolve: dns: no such host", "127.0.0.1:443: Connection refused",
+    // "handshake: tls: certificate verify failed: self-signed certificate", ...
+    std::fprintf(stderr, "[ERR] %s\n", report.to_string().c_str());
     co_return 1;
   }
   evco::stream s = std::move(tls).value();
-  std::fprintf(stderr, "[*] %s, certificate verified for %s\n", evco::tls_protocol(s).c_str(),
-               req.server_name.c_str());
+  std::fprintf(stderr, "[*] connected to %s, %s, certificate verified for %s\n",
+               s.remote_endpoint() ? s.remote_endpoint().value().to_string().c_str() : "?",
+               evco::tls_protocol(s).c_str(), req.host.c_str());
   s.set_timeouts(10s, 10s);
 
   const std::string get = "GET " + req.path + " HTTP/1.1\r\nHost: " + host_header(req) +
@@ -87,7 +89,7 @@ evco::task<int> fetch(evco::loop& lp, request req, const evco::tls_context* ctx)
 
 int main(int argc, char** argv) {
   std::string ca_file;
-  std::array<std::string_view, 4> pos;
+  std::array<std::string_view, 3> pos;
   std::size_t npos = 0;
   bool usage = false;
   for (int i = 1; i < argc; ++i) {
@@ -100,16 +102,20 @@ int main(int argc, char** argv) {
       pos[npos++] = a;
     }
   }
-  if (usage || npos < 3) {
-    std::fprintf(stderr, "usage: %s ADDRESS PORT SERVER_NAME [PATH] [--ca FILE]\n", argv[0]);
+  if (usage || npos < 2) {
+    std::fprintf(stderr, "usage: %s HOST PORT [PATH] [--ca FILE]\n", argv[0]);
     return 2;
   }
-  const auto server = examples::parse_endpoint(pos[0], pos[1]);
-  if (!server) return 2;
   request req;
-  req.server = *server;
-  req.server_name = pos[2];
-  if (npos == 4) req.path = pos[3];
+  req.host = pos[0];
+  unsigned port = 0;
+  const auto [end, ec] = std::from_chars(pos[1].data(), pos[1].data() + pos[1].size(), port);
+  if (ec != std::errc{} || end != pos[1].data() + pos[1].size() || port == 0 || port > 65535) {
+    std::fprintf(stderr, "[ERR] bad port '%.*s'\n", static_cast<int>(pos[1].size()), pos[1].data());
+    return 2;
+  }
+  req.port = static_cast<std::uint16_t>(port);
+  if (npos == 3) req.path = pos[2];
   if (req.path.empty() || req.path.front() != '/') req.path.insert(0, "/");
 
   evco::tls_client_options opts;  // verification on: system trust store, or --ca

@@ -1,4 +1,5 @@
 #include "evco/connect.hpp"
+#include "evco/tls.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -178,6 +179,10 @@ duration capped(duration budget, clock::time_point deadline, clock::time_point n
 }  // namespace
 
 std::string connect_report::to_string() const {
+  if (failed == connect_phase::handshake) {
+    return "handshake: " + std::string(handshake_error.category().name()) + ": " +
+           handshake_error.message();
+  }
   if (failed == connect_phase::resolve) {
     return "resolve: " + std::string(resolve_error.category().name()) + ": " +
            resolve_error.message();
@@ -201,6 +206,7 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
     co_return errc::cancelled;
   }
 
+  std::string server_name = o.tls ? host : std::string();
   std::vector<endpoint> addrs;
   if (auto ep = endpoint::parse(host, port)) {
     addrs.push_back(ep.value());
@@ -272,7 +278,14 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
     report->failed = ec ? connect_phase::connect : connect_phase::none;
   }
   if (ec) co_return ec;
-  co_return std::move(*st->winner);
+  if (!o.tls) co_return std::move(*st->winner);
+  auto tls = co_await tls_client(std::move(*st->winner), *o.tls, std::move(server_name),
+                                 capped(o.handshake_timeout, deadline, clock::now()), stop);
+  if (!tls && report) {
+    report->failed = connect_phase::handshake;
+    report->handshake_error = tls.error();
+  }
+  co_return tls;
 }
 
 }  // namespace evco

@@ -261,6 +261,37 @@ task<void> half_close(loop& lp) {
   CHECK(got.value() == "last words");
 }
 
+// connect(host, port, {.tls}) resolves, races the addresses, then does the handshake with
+// the host as server name; a failed verification is reported as the handshake phase.
+task<void> hostname_connect_with_tls(loop& lp) {
+  const auto server = server_ctx("good");
+  const auto client = client_ctx();
+  const auto self_signed = server_ctx("self");
+  for (const tls_context* srv_ctx : {&server, &self_signed}) {
+    auto l = listener::bind(lp, endpoint::v4_loopback());
+    REQUIRE(l);
+    server_end srv;
+    lp.spawn(accept_tls(&l.value(), srv_ctx, &srv), [](std::exception_ptr) { FAIL("server"); });
+    evco::connect_report report;
+    evco::connect_options o;
+    o.tls = &client;
+    o.handshake_timeout = 10s;
+    o.report = &report;
+    auto c = co_await evco::connect(lp, "127.0.0.1", l.value().local_endpoint().value().port(), o);
+    co_await srv.done;
+    if (srv_ctx == &server) {
+      REQUIRE_MESSAGE(c, error_of(c));
+      CHECK(evco::tls_protocol(c.value()) == "TLSv1.3");
+      CHECK(report.failed == evco::connect_phase::none);
+    } else {
+      REQUIRE_FALSE(c);
+      CHECK(c.error().category() == evco::tls_category());
+      CHECK(report.failed == evco::connect_phase::handshake);
+      CHECK(report.to_string().starts_with("handshake: tls: certificate verify failed"));
+    }
+  }
+}
+
 task<void> sni_seen(loop& lp) {
   const auto server = server_ctx("good");
   const auto client = client_ctx();
@@ -453,6 +484,12 @@ TEST_SUITE("tls") {
   TEST_CASE("shutdown on a TLS stream sends close_notify: the peer reads eof, not truncation") {
     loop lp;
     lp.run(half_close(lp));
+  }
+
+  TEST_CASE(
+      "a hostname connect with tls options verifies the peer and reports the handshake phase") {
+    loop lp;
+    lp.run(hostname_connect_with_tls(lp));
   }
 
   TEST_CASE("the server sees the client's SNI; an IP address is verified and sends none") {

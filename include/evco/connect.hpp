@@ -18,6 +18,7 @@ namespace evco {
 
 class loop;
 struct connect_report;
+class tls_context;
 
 struct connect_options {
   duration timeout{};    ///< TCP connect budget (errc::connect_timed_out); zero = the kernel's
@@ -30,6 +31,11 @@ struct connect_options {
   duration happy_eyeballs_delay = std::chrono::milliseconds(250);
   /// When set, filled in with what happened (borrowed until the connect completes).
   connect_report* report = nullptr;
+  /// When set, the connected stream does a TLS handshake (tls_client) with `host` as the
+  /// server name, within handshake_timeout (errc::handshake_timed_out). Borrowed until the
+  /// connect completes.
+  const tls_context* tls = nullptr;
+  duration handshake_timeout{};
 };
 // Keep it so: see op_options on g++ 12 and aggregate temporaries in co_await expressions.
 static_assert(std::is_trivially_destructible_v<connect_options>);
@@ -39,7 +45,7 @@ static_assert(std::is_trivially_destructible_v<connect_options>);
 task<result<stream>> connect(loop& lp, endpoint ep, connect_options o = {},
                              std::stop_token stop = {});
 
-enum class connect_phase { none, resolve, connect };
+enum class connect_phase { none, resolve, connect, handshake };
 
 /// What a hostname connect did: which phase failed, and each address's outcome.
 struct connect_report {
@@ -49,6 +55,7 @@ struct connect_report {
   };
   connect_phase failed = connect_phase::none;  ///< none when the connect succeeded
   std::error_code resolve_error;
+  std::error_code handshake_error;
   std::vector<endpoint> addresses;  ///< resolved, in the order they were to be tried
   std::vector<attempt> attempts;    ///< in the order they started
   /// "resolve: dns: no such host", or "[::1]:80: connect timed out; 127.0.0.1:80: ...".
