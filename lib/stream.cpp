@@ -41,6 +41,14 @@ void fail_read(stream_state& s, stream_op& op, std::error_code ec) noexcept {
 constexpr std::size_t libevent_read_cap = 4096;
 constexpr std::size_t max_single_write = 256 << 10;
 
+// After a recv() that returned nothing: 0 is the peer's end, an errno other than "try again"
+// a failure. The first of them sticks: a reset socket reads 0 afterwards, which is no eof.
+void note_read_end(stream_state& s, int err) noexcept {
+  if (s.read_error || err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;
+  s.read_error = err == 0 ? make_error_code(errc::eof) : system_error(err);
+  if (err != 0 && !s.write_error) s.write_error = s.read_error;
+}
+
 bool may_read_direct(const stream_state& s) noexcept {
   return s.direct_write && !s.read_idle_timeout && !s.read_error;
 }
@@ -56,12 +64,7 @@ std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
     return static_cast<std::size_t>(r);
   }
   s.more_pending = false;
-  if (r == 0) {
-    s.read_error = errc::eof;
-  } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-    s.read_error = system_error(errno);
-    if (!s.write_error) s.write_error = s.read_error;
-  }
+  note_read_end(s, r == 0 ? 0 : errno);
   return 0;
 }
 
@@ -252,12 +255,7 @@ void fill_input(stream_state& s) noexcept {
   }
   errno = e;
   s.more_pending = false;
-  if (r == 0) {
-    s.read_error = errc::eof;
-  } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-    s.read_error = system_error(errno);
-    if (!s.write_error) s.write_error = s.read_error;
-  }
+  note_read_end(s, r == 0 ? 0 : errno);
 }
 
 void on_socket_readable(evutil_socket_t, short what, void* arg) {
@@ -280,15 +278,14 @@ void on_socket_readable(evutil_socket_t, short what, void* arg) {
   } else {
     fill_input(s);
   }
+  // A socket at its end, or failed, stays readable for ever: stop watching it.
+  if (s.read_error) pause_reading(s);
   if (op) {
     if (try_read(s, *op)) finish_now(s, *op);
     return;
   }
-  // Nobody waits: read ahead up to the read limit, and stop watching a socket at its end
-  // (it stays readable for ever).
-  if (s.read_error || (s.read_high != 0 && evbuffer_get_length(input(s)) >= s.read_high)) {
-    pause_reading(s);
-  }
+  // Nobody waits: read ahead up to the read limit.
+  if (s.read_high != 0 && evbuffer_get_length(input(s)) >= s.read_high) pause_reading(s);
 }
 
 void on_read(bufferevent*, void* arg) {
