@@ -24,7 +24,7 @@ using event_ptr = c_handle<event, &event_free>;
 inline timeval to_timeval(std::chrono::steady_clock::duration d) noexcept {
   using namespace std::chrono;
   if (d < steady_clock::duration::zero()) d = steady_clock::duration::zero();
-  const auto us = ceil<microseconds>(d).count();  // never early: truncation would be
+  const auto us = ceil<microseconds>(d).count();  // rounded up: a timer never fires early
   return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
 }
 
