@@ -21,47 +21,12 @@ using evco::test::error_of;
 
 namespace {
 
-// A bound socket that does not listen: connecting to it is refused, and nobody else can
-// take the port meanwhile.
-struct bound_port {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  endpoint ep;
-  bound_port() {
-    const auto any = endpoint::v4_loopback();
-    REQUIRE(::bind(fd, any.data(), any.size()) == 0);
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0);
-    ep = endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).value();
-  }
-  ~bound_port() { ::close(fd); }
-};
-
-// A listener with a one-slot backlog that never accepts: once the queue is full, the kernel
-// drops further SYNs and connects hang until their budget runs out.
-struct full_backlog {
-  listener l;
-  std::vector<stream> queued;
-  endpoint ep;
-  static task<result<full_backlog*>> fill(loop& lp, full_backlog* self) {
-    auto l = listener::bind(lp, endpoint::v4_loopback(), {.backlog = 0});
-    if (!l) co_return l.error();
-    self->l = std::move(l).value();
-    self->ep = self->l.local_endpoint().value();
-    for (int i = 0; i < 64; ++i) {
-      auto c = co_await evco::connect(lp, self->ep, {.timeout = 50ms});
-      if (!c) {
-        if (c.error() == errc::connect_timed_out) co_return self;
-        co_return c.error();
-      }
-      self->queued.push_back(std::move(c).value());
-    }
-    co_return std::make_error_code(std::errc::resource_unavailable_try_again);
-  }
-};
+using evco::test::bound_port;
+using evco::test::full_backlog;
 
 task<void> refused(loop& lp) {
   bound_port port;
+  REQUIRE(port.bind());
   auto c = co_await evco::connect(lp, port.ep);
   REQUIRE_FALSE(c);
   CHECK(c.error() == std::errc::connection_refused);
@@ -125,6 +90,7 @@ task<void> cycles(loop& lp, int n, cycle_counts* counts) {
   int served = 0;
   lp.spawn(serve(lp, &l.value(), &served), [](std::exception_ptr) { FAIL("server"); });
   bound_port closed_port;
+  REQUIRE(closed_port.bind());
   full_backlog fb;
   REQUIRE(co_await full_backlog::fill(lp, &fb));
   std::string buf(8, '\0');

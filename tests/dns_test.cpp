@@ -197,41 +197,8 @@ bool ipv6_loopback_available() {
   return ok;
 }
 
-// A bound socket that does not listen: connecting to it is refused.
-struct bound_port {
-  int fd = -1;
-  bool bind(const endpoint& ep) {
-    fd = ::socket(ep.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const int one = 1;
-    if (ep.is_v6()) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    return ::bind(fd, ep.data(), ep.size()) == 0;
-  }
-  ~bound_port() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-// A listener with a one-slot backlog that never accepts, filled until the kernel drops SYNs:
-// connects to it hang until their budget runs out.
-struct full_backlog {
-  listener l;
-  std::vector<stream> queued;
-  static task<result<void>> fill(loop& lp, full_backlog* self, endpoint ep) {
-    auto l = listener::bind(lp, ep, {.backlog = 0, .v6_only = true});
-    if (!l) co_return l.error();
-    self->l = std::move(l).value();
-    const endpoint at = self->l.local_endpoint().value();
-    for (int i = 0; i < 64; ++i) {
-      auto c = co_await evco::connect(lp, at, {.timeout = 50ms});
-      if (!c) {
-        if (c.error() == errc::connect_timed_out) co_return evco::success();
-        co_return c.error();
-      }
-      self->queued.push_back(std::move(c).value());
-    }
-    co_return std::make_error_code(std::errc::resource_unavailable_try_again);
-  }
-};
+using evco::test::bound_port;
+using evco::test::full_backlog;
 
 // The same port on two addresses: a hanging one (full backlog) and a real listener.
 struct hang_and_listen {
@@ -518,10 +485,7 @@ task<void> next_at_once_on_failure(loop& lp) {
 task<void> every_address_fails(loop& lp) {
   bound_port reserved;  // holds the port on 127.0.0.1 so that it stays free on .2 and .3
   REQUIRE(reserved.bind(endpoint::v4_loopback()));
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  REQUIRE(getsockname(reserved.fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0);
-  const auto port = endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).value().port();
+  const auto port = reserved.ep.port();
   dns_server server(lp);
   server.names["refused.test"] = {{v4("127.0.0.2"), v4("127.0.0.3")}, {}};
   server.use(lp);

@@ -4,10 +4,14 @@
 #include <doctest/doctest.h>
 
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "evco/evco.hpp"
 
@@ -58,6 +62,57 @@ inline task<tcp_pair> connected_pair(loop& lp) {
   REQUIRE_MESSAGE(r.has_value(), error_of(r));
   co_return std::move(r).value();
 }
+
+/// A bound socket that does not listen: connecting to it is refused, and nobody else can take
+/// the port meanwhile.
+struct bound_port {
+  int fd = -1;
+  endpoint ep;
+  /// Binds `at` (port 0 picks one); false where that address is unavailable (no IPv6).
+  bool bind(const endpoint& at = endpoint::v4_loopback()) {
+    fd = ::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    if (at.is_v6()) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (fd < 0 || ::bind(fd, at.data(), at.size()) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+      return false;
+    }
+    ep = endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).value();
+    return true;
+  }
+  ~bound_port() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+/// A listener with a one-slot backlog that never accepts, filled until the kernel drops SYNs:
+/// connects to it hang until their budget runs out.
+struct full_backlog {
+  listener l;
+  std::vector<stream> queued;
+  endpoint ep;
+  static task<result<void>> fill(loop& lp, full_backlog* self,
+                                 endpoint at = endpoint::v4_loopback()) {
+    listen_options lo;
+    lo.backlog = 0;
+    lo.v6_only = true;
+    EVCO_TRY(self->l, listener::bind(lp, at, lo));
+    EVCO_TRY(self->ep, self->l.local_endpoint());
+    for (int i = 0; i < 64; ++i) {
+      connect_options o;
+      o.timeout = std::chrono::milliseconds(50);
+      auto c = co_await evco::connect(lp, self->ep, o);
+      if (!c) {
+        if (c.error() == errc::connect_timed_out) co_return success();
+        co_return c.error();
+      }
+      self->queued.push_back(std::move(c).value());
+    }
+    co_return std::make_error_code(std::errc::resource_unavailable_try_again);
+  }
+};
 
 /// A one-shot flag a test coroutine can await; set() resumes the waiter.
 struct signal {
