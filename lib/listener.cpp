@@ -22,6 +22,9 @@ struct listener_state {
   event_ptr timer;     // the parked accept's deadline and stop-token wake-up
   event_ptr backoff;   // fd-exhaustion rest
   accept_op* pending = nullptr;
+  // Try accept4() before waiting only while connections queue up faster than they are
+  // accepted; a server that keeps up would otherwise pay a failing accept4 per connection.
+  bool speculate = true;
   clock::time_point backoff_until{};
 
   ~listener_state() {
@@ -41,9 +44,7 @@ std::error_code system_error(int e) noexcept {
 bool try_accept(listener_state& s, accept_op& op) noexcept {
   for (;;) {
     const int fd = ::accept4(s.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-      const int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (fd >= 0) {  // TCP_NODELAY comes from the listening socket (Linux inherits it)
       op.fd = fd;
       return true;
     }
@@ -90,6 +91,7 @@ void on_readable(evutil_socket_t, short, void* arg) {
   accept_op* op = s.pending;
   if (!op) {
     event_del(s.readable.get());  // level-triggered: nobody to accept for, stop watching
+    s.speculate = true;           // connections queue up faster than they are accepted
     return;
   }
   if (try_accept(s, *op)) finish_now(s, *op);
@@ -137,8 +139,10 @@ bool accept_op::await_ready() {
     ec = errc::busy;
     return true;
   }
-  if (clock::now() < s->backoff_until) return false;
-  return try_accept(*s, *this);
+  if (clock::now() < s->backoff_until || !s->speculate) return false;
+  if (try_accept(*s, *this)) return true;
+  s->speculate = false;  // nothing was queued: wait for readiness from now on
+  return false;
 }
 
 void accept_op::await_suspend(std::coroutine_handle<> h) {
@@ -187,6 +191,9 @@ result<listener> listener::bind(loop& lp, const endpoint& ep, listen_options o) 
     return fail();
   }
   if (o.reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    return fail();
+  }
+  if (o.no_delay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
     return fail();
   }
   if (ep.is_v6()) {

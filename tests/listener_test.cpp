@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <event2/bufferevent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -33,6 +36,11 @@ task<void> accept_and_talk(loop& lp) {
   REQUIRE(s);
   CHECK(s.value().remote_endpoint().value() == c.value().local_endpoint().value());
   CHECK(s.value().local_endpoint().value() == ep.value());
+  int nodelay = 0;
+  socklen_t len = sizeof nodelay;
+  REQUIRE(getsockopt(bufferevent_getfd(s.value().native_handle()), IPPROTO_TCP, TCP_NODELAY,
+                     &nodelay, &len) == 0);
+  CHECK(nodelay == 1);  // inherited from the listening socket
   REQUIRE(co_await c.value().write("hi"));
   std::string buf(2, '\0');
   REQUIRE(co_await s.value().read_exactly(std::span<char>(buf)));

@@ -19,6 +19,7 @@ struct listen_options {
   bool reuse_address = true;  ///< SO_REUSEADDR: rebind while old connections sit in TIME_WAIT
   bool reuse_port = false;    ///< SO_REUSEPORT: one listener per loop/thread on the same port
   bool v6_only = false;       ///< IPV6_V6ONLY for an IPv6 endpoint
+  bool no_delay = true;       ///< TCP_NODELAY on every accepted stream
 };
 static_assert(std::is_trivially_destructible_v<listen_options>);  // see op_options
 
