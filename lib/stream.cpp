@@ -50,7 +50,7 @@ void note_read_end(stream_state& s, int err) noexcept {
 }
 
 bool may_read_direct(const stream_state& s) noexcept {
-  return s.direct_write && !s.read_idle_timeout && !s.read_error;
+  return s.plain_socket && !s.read_idle_timeout && !s.read_error;
 }
 
 // Plain sockets: recv() straight into the caller's buffer, skipping libevent's capped reads
@@ -149,7 +149,7 @@ bool try_write(stream_state& s, stream_op& op) noexcept {
     case op_kind::write: {
       if (s.write_high != 0 && len > s.write_high) return false;
       std::size_t sent = 0;
-      if (len == 0 && s.direct_write && op.size > 0) {
+      if (len == 0 && s.plain_socket && op.size > 0) {
         // Nothing queued: hand the bytes to the kernel now. bufferevent would enable
         // EPOLLOUT, wait a loop turn and disable it again: two epoll_ctl and an epoll_wait
         // per write. MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE.
@@ -238,24 +238,13 @@ void fill_input(stream_state& s) noexcept {
   // A bufferevent freezes the end of its input buffer; it unfreezes it around its own reads.
   evbuffer_unfreeze(in, 0);
   evbuffer_iovec vec;
-  ssize_t r = -1;
-  int e = ENOMEM;
   if (evbuffer_reserve_space(in, chunk, &vec, 1) == 1) {
-    r = ::recv(bufferevent_getfd(s.bev), vec.iov_base, vec.iov_len, MSG_DONTWAIT);
-    e = errno;
-    if (r > 0) {
-      vec.iov_len = static_cast<std::size_t>(r);
-      evbuffer_commit_space(in, &vec, 1);
-    }
+    vec.iov_len = read_direct(s, static_cast<std::byte*>(vec.iov_base), vec.iov_len);
+    if (vec.iov_len > 0) evbuffer_commit_space(in, &vec, 1);
+  } else {
+    note_read_end(s, ENOMEM);
   }
   evbuffer_freeze(in, 0);
-  if (r > 0) {
-    s.more_pending = static_cast<std::size_t>(r) == chunk;
-    return;
-  }
-  errno = e;
-  s.more_pending = false;
-  note_read_end(s, r == 0 ? 0 : errno);
 }
 
 void on_socket_readable(evutil_socket_t, short what, void* arg) {
@@ -548,7 +537,7 @@ result<stream> make_socket_stream(loop& lp, int fd) {
   bufferevent_set_max_single_write(bev, max_single_write);
   stream st = attach(lp, bev, false);
   stream_state& s = *st.s_;
-  s.direct_write = true;
+  s.plain_socket = true;
   s.socket_read.reset(
       event_new(lp.native_handle(), fd, EV_READ | EV_PERSIST, on_socket_readable, &s));
   if (!s.socket_read) return std::make_error_code(std::errc::not_enough_memory);

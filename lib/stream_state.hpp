@@ -29,7 +29,7 @@ struct stream_state {
   bool write_shut = false;
   // A plain socket bufferevent: write() may send() directly while nothing is queued, and
   // reads may recv() straight into the caller's buffer (see read_direct in stream.cpp).
-  bool direct_write = false;
+  bool plain_socket = false;
   // The socket probably holds more: the last direct read filled its buffer, or libevent's
   // last read hit its 4096-byte cap. Only then is a read tried without waiting.
   bool more_pending = false;

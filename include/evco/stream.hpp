@@ -44,7 +44,7 @@ struct op_options {
 namespace detail {
 
 struct stream_state;
-result<stream> make_socket_stream(loop& lp, int fd);  // friend: marks direct writes
+result<stream> make_socket_stream(loop& lp, int fd);  // friend: marks it a plain socket
 // friend: tls.cpp takes the socket out of a plain stream
 bufferevent* release_bufferevent(stream& st, loop*& lp) noexcept;
 stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads);  // friend: the constructor
