@@ -36,12 +36,38 @@ struct loop::impl {
   std::size_t dns_lookups = 0;                   // lookups whose callback is still to come
   duration dns_timeout{};
   int dns_attempts = 0;
+  // Coroutines to resume: `ready` from the wake event in the current loop pass, `later` from
+  // wake_after_poll, a zero timer, which libevent fires only after it polled the sockets.
+  struct wait_list {
+    detail::waiter* head = nullptr;
+    detail::waiter* tail = nullptr;
+  };
+  wait_list ready, later;
   detail::event_ptr wake;
-  detail::waiter* ready_head = nullptr;
-  detail::waiter* ready_tail = nullptr;
+  detail::event_ptr wake_after_poll;
   detail::owned* owned_head = nullptr;
   std::mutex posted_mutex;
   std::vector<detail::unique_function> posted;  // guarded by posted_mutex
+  // run_ready is running (written under posted_mutex, by the loop's thread only): whatever
+  // it makes ready waits for the next poll.
+  bool draining = false;
+
+  void push(wait_list& l, detail::waiter& w) noexcept {
+    w.queued = true;
+    w.after_poll = &l == &later;
+    w.next = nullptr;
+    w.prev = l.tail;
+    (l.tail ? l.tail->next : l.head) = &w;
+    l.tail = &w;
+    if (w.prev) return;
+    if (w.after_poll) {
+      static constexpr timeval now{0, 0};
+      event_add(wake_after_poll.get(), &now);
+    } else if (!draining) {
+      event_active(wake.get(), EV_TIMEOUT, 0);
+    }
+  }
+  void run_ready(loop& self);
   bool running = false;
 };
 
@@ -154,31 +180,58 @@ loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) 
   if (!impl_->base) throw std::runtime_error("evco: event_base_new failed");
   base_ = impl_->base.get();
   impl_->wake.reset(event_new(
+      base_, -1, 0, [](evutil_socket_t, short, void* arg) {
+        auto& self = *static_cast<loop*>(arg);
+        self.impl_->run_ready(self);
+      },
+      this));
+  impl_->wake_after_poll.reset(event_new(
       base_, -1, 0,
       [](evutil_socket_t, short, void* arg) {
         auto& self = *static_cast<loop*>(arg);
         auto& im = *self.impl_;
-        std::vector<detail::unique_function> posted;
-        {
-          std::lock_guard lock(im.posted_mutex);
-          posted.swap(im.posted);
+        // Behind whatever became ready since (normally nothing: the wake ran first).
+        if (im.later.head) {
+          for (auto* w = im.later.head; w; w = w->next)
+            w->after_poll = false;
+          im.later.head->prev = im.ready.tail;
+          (im.ready.tail ? im.ready.tail->next : im.ready.head) = im.later.head;
+          im.ready.tail = im.later.tail;
+          im.later = {};
         }
-        for (auto& f : posted)
-          f();
-        // Only what is queued now runs this turn; whatever those resumptions schedule waits
-        // for the next turn, so a coroutine that keeps rescheduling itself cannot starve I/O.
-        std::size_t n = 0;
-        for (auto* w = im.ready_head; w; w = w->next)
-          ++n;
-        while (n-- > 0 && im.ready_head) {
-          detail::waiter* w = im.ready_head;
-          self.unschedule(*w);
-          w->handle.resume();
-        }
-        if (im.ready_head) event_active(im.wake.get(), EV_TIMEOUT, 0);
+        im.run_ready(self);
       },
       this));
-  if (!impl_->wake) throw std::runtime_error("evco: event_new failed");
+  if (!impl_->wake || !impl_->wake_after_poll) throw std::runtime_error("evco: event_new failed");
+}
+
+// Runs what was posted and what is ready now. What those resumptions schedule or post waits
+// until the loop has polled its sockets once more: libevent runs an event activated from its
+// own callback again in the same pass, without polling, so a coroutine that kept
+// rescheduling itself would otherwise starve all I/O.
+void loop::impl::run_ready(loop& self) {
+  std::vector<detail::unique_function> fs;
+  {
+    std::lock_guard lock(posted_mutex);
+    fs.swap(posted);
+    draining = true;
+  }
+  for (auto& f : fs)
+    f();
+  while (detail::waiter* w = ready.head) {  // nothing joins `ready` while draining
+    self.unschedule(*w);
+    w->handle.resume();
+  }
+  bool more;
+  {
+    std::lock_guard lock(posted_mutex);
+    draining = false;
+    more = !posted.empty();
+  }
+  if (more && !later.head) {
+    static constexpr timeval now{0, 0};
+    event_add(wake_after_poll.get(), &now);
+  }
 }
 
 loop::~loop() {
@@ -192,6 +245,7 @@ loop::~loop() {
   // callbacks run once: bufferevent_free() already unhooked ours, and with the wake event
   // removed no coroutine is resumed here.
   event_del(impl_->wake.get());
+  event_del(impl_->wake_after_poll.get());
   event_base_loop(base_, EVLOOP_NONBLOCK);
   // Destroying the frames above cancelled every DNS lookup still pending. libevent reports a
   // cancellation through a deferred callback that also frees the request, so those callbacks
@@ -286,31 +340,26 @@ void loop::post(detail::unique_function f) {
   bool first;
   {
     std::lock_guard lock(impl_->posted_mutex);
-    first = impl_->posted.empty();
+    first = impl_->posted.empty() && !impl_->draining;
     impl_->posted.push_back(std::move(f));
   }
   if (first) event_active(impl_->wake.get(), EV_TIMEOUT, 0);
 }
 
 void loop::schedule(detail::waiter& w) noexcept {
-  if (w.queued) return;
-  w.queued = true;
-  w.next = nullptr;
-  w.prev = impl_->ready_tail;
-  if (impl_->ready_tail) {
-    impl_->ready_tail->next = &w;
-  } else {
-    impl_->ready_head = &w;
-    event_active(impl_->wake.get(), EV_TIMEOUT, 0);
-  }
-  impl_->ready_tail = &w;
+  if (!w.queued) impl_->push(impl_->draining ? impl_->later : impl_->ready, w);
+}
+
+void loop::schedule_after_poll(detail::waiter& w) noexcept {
+  if (!w.queued) impl_->push(impl_->later, w);
 }
 
 void loop::unschedule(detail::waiter& w) noexcept {
   if (!w.queued) return;
   w.queued = false;
-  (w.prev ? w.prev->next : impl_->ready_head) = w.next;
-  (w.next ? w.next->prev : impl_->ready_tail) = w.prev;
+  impl::wait_list& l = w.after_poll ? impl_->later : impl_->ready;
+  (w.prev ? w.prev->next : l.head) = w.next;
+  (w.next ? w.next->prev : l.tail) = w.prev;
   w.prev = w.next = nullptr;
 }
 

@@ -80,6 +80,68 @@ struct counter {
   static task<void> wait(counter* c) { co_await *c; }
 };
 
+// Yields until `flag` is set, at most `limit` times; counts the yields.
+task<void> yield_until(loop& lp, const bool* flag, int limit, int* yields) {
+  while (!*flag && *yields < limit) {
+    ++*yields;
+    co_await lp.yield();
+  }
+}
+
+task<void> yield_forever(loop& lp, counted c) {
+  for (int i = 0; i < 1000000; ++i)
+    co_await lp.yield();
+  (void)c;
+}
+
+// Posts itself again until `flag` is set, at most `limit` times.
+struct post_chain {
+  loop* lp;
+  const bool* flag;
+  int limit;
+  int posts = 0;
+  void next() {
+    if (*flag || posts >= limit) return;
+    ++posts;
+    lp->post([this] { next(); });
+  }
+};
+
+task<void> read_one_byte(evco::stream* s, bool* got) {
+  char c = 0;
+  auto r = co_await s->read_some(std::span(&c, 1));
+  REQUIRE_MESSAGE(r, evco::test::error_of(r));
+  *got = c == 'x';
+}
+
+// A byte waits in the socket while the loop is kept busy by coroutines that never block.
+task<void> io_while_busy(loop& lp, bool by_posts) {
+  auto p = co_await evco::test::connected_pair(lp);
+  REQUIRE(co_await p.client.write("x"));
+  bool got = false;
+  lp.spawn(read_one_byte(&p.server, &got), [](std::exception_ptr) { FAIL("reader"); });
+  constexpr int limit = 100000;
+  if (by_posts) {
+    post_chain chain{&lp, &got, limit};
+    chain.next();
+    while (!got && chain.posts < limit)
+      co_await lp.yield();
+    CHECK(chain.posts < limit);
+  } else {
+    int yields = 0;
+    co_await yield_until(lp, &got, limit, &yields);
+    CHECK(yields < limit);
+  }
+  CHECK(got);
+}
+
+task<void> yield_after_ready(loop& lp, bool* a, bool* b) {
+  lp.spawn(set_flag(a), [](std::exception_ptr) { FAIL("a"); });
+  lp.spawn(set_flag(b), [](std::exception_ptr) { FAIL("b"); });
+  CHECK_FALSE(*a);
+  co_await lp.yield();
+}
+
 task<std::thread::id> hop(loop& lp, std::thread* th) {
   co_await resumed_by_thread{lp, th};
   co_return std::this_thread::get_id();
@@ -138,6 +200,35 @@ TEST_SUITE("loop") {
     {
       loop lp;
       lp.spawn(sleep_long(lp, counted(&alive)), [](std::exception_ptr) {});
+      CHECK(alive == 1);
+    }
+    CHECK(alive == 0);
+  }
+
+  TEST_CASE("yield resumes the caller after the coroutines already ready") {
+    loop lp;
+    bool a = false, b = false;
+    lp.run(yield_after_ready(lp, &a, &b));
+    CHECK(a);
+    CHECK(b);
+  }
+
+  TEST_CASE("coroutines that never block do not starve a socket waiting to be read") {
+    loop lp;
+    SUBCASE("one that keeps yielding") {
+      lp.run(io_while_busy(lp, false));
+    }
+    SUBCASE("a callable that keeps posting itself") {
+      lp.run(io_while_busy(lp, true));
+    }
+  }
+
+  TEST_CASE("destroying a loop destroys a frame parked in yield") {
+    int alive = 0;
+    {
+      loop lp;
+      lp.spawn(yield_forever(lp, counted(&alive)), [](std::exception_ptr) {});
+      lp.run(yield_once(lp));
       CHECK(alive == 1);
     }
     CHECK(alive == 0);

@@ -19,6 +19,22 @@ struct evdns_base;
 
 namespace evco {
 
+class loop;
+
+namespace detail {
+// co_await lp.yield(): back on the ready list, behind everything already there.
+struct [[nodiscard]] yield_awaiter : waiter {
+  explicit yield_awaiter(loop& l) noexcept : lp(&l) {}
+  yield_awaiter(const yield_awaiter&) = delete;
+  yield_awaiter& operator=(const yield_awaiter&) = delete;
+  ~yield_awaiter();
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) noexcept;
+  void await_resume() const noexcept {}
+  loop* lp;
+};
+}  // namespace detail
+
 struct loop_options {
   /// Set SIGPIPE to SIG_IGN when it is still SIG_DFL, so that writing to a closed peer is an
   /// EPIPE value rather than the death of the process (libevent writes with writev, which has
@@ -58,6 +74,11 @@ class loop {
   /// Runs `f` on the loop's thread during a later loop turn. Thread-safe; wakes the loop.
   void post(detail::unique_function f);
 
+  /// Suspends the caller and resumes it from this loop once the sockets were polled again
+  /// and every coroutine already ready ran: a fairness point for long loops that never
+  /// wait (Asio's `co_await post(use_awaitable)`). Must be awaited on the loop's thread.
+  detail::yield_awaiter yield() noexcept { return detail::yield_awaiter(*this); }
+
   event_base* native_handle() const noexcept { return base_; }
 
   /// Sends this loop's DNS queries to `servers` instead of the nameservers of
@@ -77,6 +98,8 @@ class loop {
 
   // Internal: resume `w` from the loop during the current or next turn.
   void schedule(detail::waiter& w) noexcept;
+  // Internal: resume `w` from the loop once it has polled its sockets again.
+  void schedule_after_poll(detail::waiter& w) noexcept;
   // Internal: take `w` off the ready list if it is queued.
   void unschedule(detail::waiter& w) noexcept;
   // Internal: things the loop owns until they finish (spawned frames, streams closing in the
@@ -99,6 +122,14 @@ class loop {
   event_base* base_;  // cached from impl_ for native_handle()
   std::unique_ptr<impl> impl_;
 };
+
+inline detail::yield_awaiter::~yield_awaiter() {
+  lp->unschedule(*this);
+}
+inline void detail::yield_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
+  handle = h;
+  lp->schedule_after_poll(*this);
+}
 
 template <class T>
 T loop::run(task<T> t) {

@@ -19,6 +19,7 @@ struct waiter {
   waiter* prev = nullptr;
   waiter* next = nullptr;
   bool queued = false;
+  bool after_poll = false;  // queued on the list that runs after the next poll
 };
 
 // Something the loop owns until it finishes, and destroys with itself if it never does.
