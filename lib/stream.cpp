@@ -40,6 +40,7 @@ void fail_read(stream_state& s, stream_op& op, std::error_code ec) noexcept {
 // libevent 2.1 reads at most this much per readv (EVBUFFER_MAX_READ), once per loop turn.
 constexpr std::size_t libevent_read_cap = 4096;
 constexpr std::size_t max_single_write = 256 << 10;
+constexpr std::size_t inline_budget = 256 << 10;
 
 // After a recv() that returned nothing: 0 is the peer's end, an errno other than "try again"
 // a failure. The first of them sticks: a reset socket reads 0 afterwards, which is no eof.
@@ -133,6 +134,19 @@ bool try_read(stream_state& s, stream_op& op) noexcept {
   return false;
 }
 
+// A deadline, stop request or close ends a parked write-side op. A write the kernel took part
+// of is never torn: the rest is queued, as if it had not had to wait, and the write succeeds.
+void interrupt_write(stream_state& s, stream_op& op, std::error_code ec) noexcept {
+  if (op.kind == op_kind::write && op.done > 0 && op.done < op.size && !s.write_error) {
+    if (evbuffer_add(output(s), op.data + op.done, op.size - op.done) == 0) {
+      op.done = op.size;
+      return;
+    }
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  op.ec = ec;
+}
+
 // Completes a write-side op if the output buffer allows it; true if done.
 bool try_write(stream_state& s, stream_op& op) noexcept {
   if (s.write_error) {
@@ -147,23 +161,26 @@ bool try_write(stream_state& s, stream_op& op) noexcept {
   const std::size_t len = evbuffer_get_length(out);
   switch (op.kind) {
     case op_kind::write: {
-      if (s.write_high != 0 && len > s.write_high) return false;
-      std::size_t sent = 0;
-      if (len == 0 && s.plain_socket && op.size > 0) {
-        // Nothing queued: hand the bytes to the kernel now. bufferevent would enable
-        // EPOLLOUT, wait a loop turn and disable it again: two epoll_ctl and an epoll_wait
-        // per write. MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE.
-        const ssize_t n =
-            ::send(bufferevent_getfd(s.bev), op.data, op.size, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0) {
-          sent = static_cast<std::size_t>(n);
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-          s.write_error = system_error(errno);
-          op.ec = s.write_error;
-          return true;
+      if (len == 0 && s.plain_socket) {
+        // Nothing queued: hand the bytes to the kernel now, from the caller's buffer.
+        // bufferevent would copy them, enable EPOLLOUT, wait a loop turn and disable it
+        // again. What the kernel does not take yet is sent from here as well once the socket
+        // is writable (park waits on socket_write). MSG_NOSIGNAL: a closed peer is EPIPE.
+        if (op.done < op.size) {
+          const ssize_t n = ::send(bufferevent_getfd(s.bev), op.data + op.done,
+                                   op.size - op.done, MSG_NOSIGNAL | MSG_DONTWAIT);
+          if (n >= 0) {
+            op.done += static_cast<std::size_t>(n);
+          } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            s.write_error = system_error(errno);
+            op.ec = s.write_error;
+            return true;
+          }
         }
+        return op.done == op.size;
       }
-      if (sent < op.size && evbuffer_add(out, op.data + sent, op.size - sent) != 0) {
+      if (s.write_high != 0 && len > s.write_high) return false;
+      if (evbuffer_add(out, op.data + op.done, op.size - op.done) != 0) {
         op.ec = std::make_error_code(std::errc::not_enough_memory);
       } else {
         op.done = op.size;
@@ -197,6 +214,10 @@ void unpark(stream_state& s, stream_op& op) noexcept {
   const bool armed = op.timeout.count() > 0 || op.on_stop;
   op.on_stop.reset();  // first: blocks while a stop callback runs on another thread
   if (armed) event_del((reading ? s.read_timer : s.write_timer).get());
+  if (s.write_direct && !reading) {
+    event_del(s.socket_write.get());
+    s.write_direct = false;
+  }
   if (op.kind == op_kind::read_until && s.read_high != 0 && op.max > s.read_high) {
     bufferevent_setwatermark(s.bev, EV_READ, 0, s.read_high);
   } else if (op.kind == op_kind::drain || op.kind == op_kind::shutdown) {
@@ -277,6 +298,17 @@ void on_socket_readable(evutil_socket_t, short what, void* arg) {
   if (s.read_high != 0 && evbuffer_get_length(input(s)) >= s.read_high) pause_reading(s);
 }
 
+void on_socket_writable(evutil_socket_t, short what, void* arg) {
+  auto& s = *static_cast<stream_state*>(arg);
+  stream_op* op = s.writer;
+  if (!op) return;
+  if (what & EV_TIMEOUT) {  // the idle write timeout
+    interrupt_write(s, *op, errc::timed_out);
+    return finish_now(s, *op);
+  }
+  if (try_write(s, *op)) finish_now(s, *op);
+}
+
 void on_read(bufferevent*, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
   if (stream_op* op = s.reader; op && try_read(s, *op)) finish_now(s, *op);
@@ -302,7 +334,7 @@ void on_event(bufferevent* bev, short what, void* arg) {
     if (what & BEV_EVENT_WRITING) {
       bufferevent_enable(bev, EV_WRITE);
       if (stream_op* op = s.writer) {
-        op->ec = errc::timed_out;
+        interrupt_write(s, *op, errc::timed_out);
         finish_later(s, *op);
       }
     }
@@ -332,7 +364,7 @@ void on_timer(stream_state& s, stream_op* op) noexcept {
   if (is_read(op->kind)) {
     fail_read(s, *op, ec);
   } else {
-    op->ec = ec;
+    interrupt_write(s, *op, ec);
   }
   finish_now(s, *op);
 }
@@ -373,6 +405,15 @@ void park(stream_state& s, stream_op& op) {
     }
   } else if (op.kind == op_kind::drain || op.kind == op_kind::shutdown) {
     bufferevent_setwatermark(s.bev, EV_WRITE, 0, 0);  // write callback only once empty
+  } else if (s.plain_socket && evbuffer_get_length(output(s)) == 0) {
+    // A direct write the kernel could not take at once (see try_write).
+    if (!s.socket_write) {
+      s.socket_write.reset(event_new(s.lp->native_handle(), bufferevent_getfd(s.bev),
+                                     EV_WRITE | EV_PERSIST, on_socket_writable, &s));
+      if (!s.socket_write) throw std::bad_alloc();
+    }
+    event_add(s.socket_write.get(), s.write_idle_timeout ? &s.write_idle : nullptr);
+    s.write_direct = true;
   }
 }
 
@@ -432,14 +473,17 @@ void linger_event(bufferevent* bev, short what, void* arg) {
 }
 
 void close_state(stream_state* s) noexcept {
-  for (stream_op* op : {s->reader, s->writer}) {
-    if (op) {
-      op->ec = errc::closed;
-      finish_later(*s, *op);
-    }
+  if (stream_op* op = s->reader) {
+    op->ec = errc::closed;
+    finish_later(*s, *op);
+  }
+  if (stream_op* op = s->writer) {
+    interrupt_write(*s, *op, errc::closed);  // its queued rest goes out with the close
+    finish_later(*s, *op);
   }
   s->read_timer.reset();
   s->write_timer.reset();
+  s->socket_write.reset();
   s->socket_read.reset();  // the linger below reads through the bufferevent again
   if (!s->bev) {
     delete s;
@@ -478,12 +522,15 @@ void close_state(stream_state* s) noexcept {
 }  // namespace
 
 stream_state::~stream_state() {
-  socket_read.reset();  // before bufferevent_free closes the fd under it
+  socket_read.reset();
+  socket_write.reset();  // before bufferevent_free closes the fd under it
   if (bev) bufferevent_free(bev);
 }
 
 stream_op::~stream_op() {
   if (parked) {
+    // A frame destroyed in the middle of a direct write leaves the stream untorn as well.
+    if (s->write_direct && this == s->writer) interrupt_write(*s, *this, errc::cancelled);
     unpark(*s, *this);
   } else if (queued) {
     lp->unschedule(*this);
@@ -503,15 +550,32 @@ bool stream_op::await_ready() {
     ec = std::make_error_code(std::errc::invalid_argument);
     return true;
   }
-  if ((is_read(kind) ? s->reader : s->writer) != nullptr) {
+  const bool reading = is_read(kind);
+  if ((reading ? s->reader : s->writer) != nullptr) {
     ec = errc::busy;
     return true;
   }
-  return try_complete(*s, *this);
+  if (!try_complete(*s, *this)) return false;
+  // Fairness: a direction that keeps completing at once (a writer the kernel keeps taking
+  // from, a reader the socket keeps feeding) lets the loop poll after every inline_budget
+  // bytes, so the other end of the data, and every other connection, runs in between.
+  // Without it a sender runs megabytes ahead of its receiver, out of the CPU caches.
+  std::size_t& moved = reading ? s->inline_read : s->inline_write;
+  moved += done;
+  if (moved < inline_budget || ec) return true;
+  moved = 0;
+  yielding = true;
+  return false;
 }
 
 void stream_op::await_suspend(std::coroutine_handle<> h) {
   handle = h;
+  if (yielding) {
+    lp = s->lp;
+    s->lp->schedule_after_poll(*this);
+    return;
+  }
+  (is_read(kind) ? s->inline_read : s->inline_write) = 0;
   park(*s, *this);
 }
 
@@ -571,10 +635,16 @@ void stream::set_timeouts(duration read, duration write) {
   if (!s_) return;
   s_->read_idle_timeout = read.count() > 0;
   s_->read_idle = detail::to_timeval(read);
+  s_->write_idle_timeout = write.count() > 0;
+  s_->write_idle = detail::to_timeval(write);
   if (s_->socket_read && !s_->read_paused) {
     // event_add keeps an old timeout when given none: remove it first.
     event_del(s_->socket_read.get());
     event_add(s_->socket_read.get(), s_->read_idle_timeout ? &s_->read_idle : nullptr);
+  }
+  if (s_->write_direct) {
+    event_del(s_->socket_write.get());
+    event_add(s_->socket_write.get(), s_->write_idle_timeout ? &s_->write_idle : nullptr);
   }
   const timeval r = detail::to_timeval(read), w = detail::to_timeval(write);
   bufferevent_set_timeouts(s_->bev, read.count() > 0 ? &r : nullptr,

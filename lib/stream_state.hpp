@@ -41,6 +41,17 @@ struct stream_state {
   // bufferevent keeps the input and output buffers and does the writing.
   event_ptr socket_read;
   bool read_paused = false;  // socket_read removed: at the read limit, or at the end
+  // Plain sockets: a write that finds the output buffer empty sends straight from the
+  // caller's buffer and, when the kernel takes only part, waits on this event (made on first
+  // use) to send the rest from there too: no copy into the output buffer (see try_write).
+  event_ptr socket_write;
+  bool write_direct = false;  // the parked writer waits on socket_write
+  // Bytes moved by ops that completed without suspending, since the direction last waited
+  // (see stream_op::await_ready).
+  std::size_t inline_read = 0;
+  std::size_t inline_write = 0;
+  bool write_idle_timeout = false;
+  timeval write_idle{};
   // TLS (set by tls.cpp; null for plain streams): the error behind BEV_EVENT_ERROR, which
   // sits in OpenSSL's queue rather than errno, and the close_notify a close sends before its
   // FIN (true once sent or hopeless, false while the socket is full: retry when writable).

@@ -45,6 +45,12 @@ task<result<std::string>> read_to_eof(stream* s, std::size_t chunk = 65536) {
   }
 }
 
+// read_to_eof for a spawned reader: the outcome goes to `out`, then `done` is set.
+task<void> collect(stream* s, result<std::string>* out, evco::test::signal* done) {
+  *out = co_await read_to_eof(s);
+  done->set();
+}
+
 task<result<void>> write_all(stream* s, std::string data, std::size_t chunk) {
   for (std::size_t off = 0; off < data.size(); off += chunk) {
     EVCO_TRYV(co_await s->write(std::string_view(data).substr(off, chunk)));
@@ -297,6 +303,113 @@ task<void> backpressure(loop& lp) {
   CHECK((received == data));
 }
 
+// ---- direct writes: no copy, never torn -------------------------------------------------------
+
+task<void> write_then_signal(stream* s, std::string_view data, std::stop_token stop,
+                             result<void>* out, evco::test::signal* done) {
+  *out = co_await s->write(data, stop);
+  done->set();
+}
+
+// The kernel takes part of a big write (the peer reads nothing yet); the rest waits in the
+// caller's buffer. A stop request or a close then queues the rest: the write succeeds and the
+// peer gets every byte, once, in order.
+task<void> interrupted_direct_write(loop& lp, bool by_close) {
+  auto p = co_await evco::test::connected_pair(lp);
+  const std::string data = pattern(32 << 20, 12);
+  std::stop_source src;
+  result<void> written = errc::busy;
+  evco::test::signal done;
+  lp.spawn(write_then_signal(&p.server, data, src.get_token(), &written, &done),
+           [](std::exception_ptr) { FAIL("writer"); });
+  co_await lp.yield();  // the writer has run and waits for the socket
+  REQUIRE_FALSE(done.is_set);
+  CHECK(p.server.buffered_output() == 0);  // nothing was copied
+  if (by_close) {
+    p.server.close();
+  } else {
+    src.request_stop();
+  }
+  co_await done;
+  REQUIRE_MESSAGE(written, error_of(written));
+  if (!by_close) {
+    CHECK(p.server.buffered_output() > 0);
+    p.server.close();
+  }
+  auto got = co_await read_to_eof(&p.client);
+  REQUIRE_MESSAGE(got, error_of(got));
+  CHECK(got.value().size() == data.size());
+  CHECK((got.value() == data));
+}
+
+// With the kernel full and nothing queued, a write that times out has sent nothing, and the
+// stream goes on.
+task<void> direct_write_times_out_unsent(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  p.server.set_read_limit(1);  // the server reads one chunk ahead, then nothing
+  const int fd = bufferevent_getfd(p.client.native_handle());
+  const std::string chunk = pattern(64 << 10, 13);
+  std::string sent;
+  const auto raw_send = [&] {
+    const ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) sent.append(chunk.data(), static_cast<std::size_t>(n));
+    return n > 0;
+  };
+  REQUIRE(raw_send());
+  for (int i = 0; i < 1000 && p.server.buffered_input() == 0; ++i)
+    co_await lp.yield();
+  REQUIRE(p.server.buffered_input() > 0);
+  for (int i = 0; i < 100000 && raw_send(); ++i) {
+  }
+  REQUIRE(errno == EAGAIN);
+
+  auto w = co_await p.client.write("tail", 20ms);
+  REQUIRE_FALSE(w);
+  CHECK(w.error() == errc::timed_out);
+  CHECK(p.client.buffered_output() == 0);
+
+  p.server.set_read_limit(0);
+  result<std::string> got = errc::busy;
+  evco::test::signal done;
+  lp.spawn(collect(&p.server, &got, &done), [](std::exception_ptr) { FAIL("reader"); });
+  REQUIRE(co_await p.client.write("tail"));
+  REQUIRE(co_await p.client.shutdown());
+  co_await done;
+  REQUIRE_MESSAGE(got, error_of(got));
+  CHECK(got.value().size() == sent.size() + 4);
+  CHECK((got.value() == sent + "tail"));
+}
+
+// ---- fairness -------------------------------------------------------------------------------
+
+task<void> count_until(stream* s, std::size_t total, std::size_t* got,
+                       evco::test::signal* done) {
+  std::string buf(64 << 10, '\0');
+  while (*got < total) {
+    auto n = co_await s->read_some(span_of(buf));
+    REQUIRE_MESSAGE(n, error_of(n));
+    *got += n.value();
+  }
+  done->set();
+}
+
+// Every write completes at once (the kernel takes it), yet the receiver on the same loop gets
+// to read before the writer is through.
+task<void> busy_writer_lets_receiver_run(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  constexpr std::size_t chunk = 64 << 10, total = 1 << 20;
+  const std::string data = pattern(chunk, 14);
+  std::size_t got = 0;
+  evco::test::signal done;
+  lp.spawn(count_until(&p.server, total, &got, &done), [](std::exception_ptr) { FAIL("reader"); });
+  for (std::size_t sent = 0; sent < total; sent += chunk)
+    REQUIRE(co_await p.client.write(data));
+  const std::size_t received_meanwhile = got;
+  co_await done;
+  CHECK(received_meanwhile > 0);
+  CHECK(got == total);
+}
+
 // ---- 9: cancellation ------------------------------------------------------------------------
 
 task<void> cancel_read(loop& lp) {
@@ -410,14 +523,18 @@ task<void> destroy_frame_while_reading(loop& lp) {
 task<void> graceful_close(loop& lp, bool unread_input) {
   auto p = co_await evco::test::connected_pair(lp);
   if (unread_input) {
-    // Bytes we never read sit in the kernel; closing over them would send RST.
+    // Bytes we never read sit in the kernel (the server reads one 64 KiB chunk ahead);
+    // closing over them would send RST.
     p.server.set_read_limit(1);
-    REQUIRE(co_await write_all(&p.client, pattern(200000, 5), 65536));
+    REQUIRE(co_await write_all(&p.client, pattern(100000, 5), 65536));
   }
   const std::string data = pattern(4 << 20, 6);
+  result<std::string> got = errc::busy;
+  evco::test::signal done;
+  lp.spawn(collect(&p.client, &got, &done), [](std::exception_ptr) { FAIL("reader"); });
   REQUIRE(co_await p.server.write(data));
-  p.server.close();  // no drain: close flushes in the background
-  auto got = co_await read_to_eof(&p.client);
+  p.server.close();  // no drain
+  co_await done;
   REQUIRE_MESSAGE(got, error_of(got));
   CHECK(got.value().size() == data.size());
   CHECK((got.value() == data));
@@ -505,6 +622,26 @@ TEST_SUITE("stream") {
   TEST_CASE("a writer suspends at the high watermark and resumes when the peer reads") {
     loop lp;
     lp.run(backpressure(lp));
+  }
+
+  TEST_CASE("a write interrupted after the kernel took part of it queues the rest") {
+    loop lp;
+    SUBCASE("by a stop request") {
+      lp.run(interrupted_direct_write(lp, false));
+    }
+    SUBCASE("by close()") {
+      lp.run(interrupted_direct_write(lp, true));
+    }
+  }
+
+  TEST_CASE("a write that times out on a full socket has sent nothing") {
+    loop lp;
+    lp.run(direct_write_times_out_unsent(lp));
+  }
+
+  TEST_CASE("a writer whose writes never wait still lets its receiver run") {
+    loop lp;
+    lp.run(busy_writer_lets_receiver_run(lp));
   }
 
   TEST_CASE("a stop request cancels a pending read from the loop and the stream stays usable") {

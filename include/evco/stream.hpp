@@ -79,6 +79,7 @@ struct stream_op : waiter {
   loop* lp = nullptr;  // set while parked or queued
   op_kind kind;
   bool parked = false;
+  bool yielding = false;  // completed at once, but resumed after a poll (see await_ready)
   std::byte* data;
   std::size_t size;
   std::size_t done = 0;  // bytes moved so far
@@ -125,6 +126,11 @@ using shutdown_op = void_op;
 /// A connected byte stream. Move-only; destroying it closes it (see close()). At most one
 /// read and one write may be pending at a time (a second gets errc::busy). All ops must be
 /// started on the loop's thread. A buffer passed to an op is borrowed until the op completes.
+///
+/// An op that can complete at once does so without suspending, except that once a direction
+/// has moved 256 KiB that way in a row, its next op resumes only after the loop has polled
+/// again: a stream that is always ready cannot starve the others (or its own peer on the
+/// same loop).
 class stream {
  public:
   stream() noexcept = default;
@@ -166,10 +172,15 @@ class stream {
     return {s_, &out, delim, max, std::move(o)};
   }
 
-  /// Completes once the bytes are queued, which waits while the output buffer is above its
-  /// high watermark (until it drains to the low one). Errors of earlier writes (EPIPE,
-  /// ECONNRESET, ...) are reported here or by drain(). A write that times out or is cancelled
-  /// while it waits has queued nothing: all of `data` is still to be sent.
+  /// Completes once all of `data` is handed on, and never tears it. On a TCP stream with
+  /// nothing queued (the normal case) the bytes go to the kernel straight from `data`, without
+  /// a copy, and the write completes when the kernel has taken the last of them. Otherwise
+  /// (TLS, pairs, or output still queued) they are copied into the output buffer, which waits
+  /// while it holds more than the high watermark (until it drains to the low one). Errors of
+  /// earlier writes (EPIPE, ECONNRESET, ...) are reported here or by drain().
+  /// A write that times out, is cancelled or is closed before any byte left has sent
+  /// nothing and fails; once the kernel took part of it, such an interruption queues the rest
+  /// instead (as if it had never had to wait) and the write succeeds.
   detail::write_op write(std::span<const std::byte> data, op_options o = {}) {
     return {s_, detail::op_kind::write, const_cast<std::byte*>(data.data()), data.size(),
             std::move(o)};
