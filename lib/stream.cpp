@@ -69,13 +69,30 @@ std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
   return 0;
 }
 
+// read_some into a string: makes the room for the bytes about to be read (once). False, with
+// the op failed, when there is no memory for it.
+bool make_room(stream_op& op) noexcept {
+  if (!op.line || op.data) return true;
+  try {
+    op.scanned = op.line->size();
+    op.line->resize(op.scanned + op.max);
+  } catch (const std::exception&) {
+    op.ec = std::make_error_code(std::errc::not_enough_memory);
+    return false;
+  }
+  op.data = reinterpret_cast<std::byte*>(op.line->data()) + op.scanned;
+  op.size = op.max;
+  return true;
+}
+
 // Completes a read from the input buffer or the sticky read error, if it can; true if done.
 bool try_read(stream_state& s, stream_op& op) noexcept {
   evbuffer* in = input(s);
   const std::size_t len = evbuffer_get_length(in);
   switch (op.kind) {
     case op_kind::read_some:
-      if (len > 0 || op.size == 0) {
+      if (len > 0 || (op.line ? op.max : op.size) == 0) {
+        if (!make_room(op)) return true;
         const int n = evbuffer_remove(in, op.data, std::min(len, op.size));
         op.done = n > 0 ? static_cast<std::size_t>(n) : 0;
         if (op.done < op.size && len >= libevent_read_cap && may_read_direct(s)) {
@@ -84,6 +101,7 @@ bool try_read(stream_state& s, stream_op& op) noexcept {
         return true;
       }
       if (s.more_pending && may_read_direct(s)) {
+        if (!make_room(op)) return true;
         op.done = read_direct(s, op.data, op.size);
         if (op.done > 0) return true;
       }
@@ -280,6 +298,7 @@ void on_socket_readable(evutil_socket_t, short what, void* arg) {
   }
   if (op && op->kind != op_kind::read_until && evbuffer_get_length(input(s)) == 0) {
     // Straight into the waiting op's buffer: one recv, no copy.
+    if (!make_room(*op)) return finish_now(s, *op);
     const std::size_t n = read_direct(s, op->data + op->done, op->size - op->done);
     op->done += n;
     if (op->kind == op_kind::read_some ? n > 0 : op->done == op->size) {

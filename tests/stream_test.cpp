@@ -303,6 +303,39 @@ task<void> backpressure(loop& lp) {
   CHECK((received == data));
 }
 
+// ---- read_some into a string ----------------------------------------------------------------
+
+task<void> read_some_into_string(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  std::string out = "ab";
+  {
+    // Parked with nothing to read, then cancelled: the string is untouched.
+    evco::test::stop_probe probe;
+    probe.stop_from_loop(lp);
+    auto r = co_await p.server.read_some(out, 1024, probe.src.get_token());
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == errc::cancelled);
+    CHECK(out == "ab");
+  }
+  REQUIRE(co_await p.client.write("0123456789"));
+  auto n = co_await p.server.read_some(out, 4);
+  REQUIRE_MESSAGE(n, error_of(n));
+  CHECK(n.value() == 4);
+  CHECK(out == "ab0123");
+  std::size_t total = 4;
+  while (total < 10) {
+    auto m = co_await p.server.read_some(out, 1024);
+    REQUIRE_MESSAGE(m, error_of(m));
+    total += m.value();
+  }
+  CHECK(out == "ab0123456789");
+  REQUIRE(co_await p.client.shutdown());
+  auto end = co_await p.server.read_some(out, 1024);
+  REQUIRE_FALSE(end);
+  CHECK(end.error() == errc::eof);
+  CHECK(out == "ab0123456789");
+}
+
 // ---- direct writes: no copy, never torn -------------------------------------------------------
 
 task<void> write_then_signal(stream* s, std::string_view data, std::stop_token stop,
@@ -622,6 +655,11 @@ TEST_SUITE("stream") {
   TEST_CASE("a writer suspends at the high watermark and resumes when the peer reads") {
     loop lp;
     lp.run(backpressure(lp));
+  }
+
+  TEST_CASE("read_some into a string appends up to max and leaves it alone otherwise") {
+    loop lp;
+    lp.run(read_some_into_string(lp));
   }
 
   TEST_CASE("a write interrupted after the kernel took part of it queues the rest") {

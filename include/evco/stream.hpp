@@ -57,10 +57,10 @@ enum class op_kind : unsigned char { read_some, read_exactly, read_until, write,
 struct stream_op : waiter {
   stream_op(stream_state* st, op_kind k, std::byte* p, std::size_t n, op_options o) noexcept
       : s(st), kind(k), data(p), size(n), timeout(o.timeout), stop(std::move(o.stop)) {}
-  stream_op(stream_state* st, std::string* out, std::string_view d, std::size_t m,
+  stream_op(stream_state* st, op_kind k, std::string* out, std::string_view d, std::size_t m,
             op_options o) noexcept
       : s(st),
-        kind(op_kind::read_until),
+        kind(k),
         data(nullptr),
         size(0),
         line(out),
@@ -83,10 +83,12 @@ struct stream_op : waiter {
   std::byte* data;
   std::size_t size;
   std::size_t done = 0;  // bytes moved so far
-  std::string* line = nullptr;
+  std::string* line = nullptr;  // read_until's output; read_some's when it reads into a string
   std::string_view delim;
   std::size_t max = 0;
-  std::size_t scanned = 0;  // read_until: bytes already searched for the delimiter
+  // read_until: bytes already searched for the delimiter; read_some into a string: its size
+  // before the read (its buffer, data and size above, is made only once bytes are there).
+  std::size_t scanned = 0;
   duration timeout;
   std::stop_token stop;
   std::error_code ec;
@@ -97,6 +99,14 @@ struct stream_op : waiter {
 struct [[nodiscard]] read_some_op : stream_op {
   using stream_op::stream_op;
   result<std::size_t> await_resume() const noexcept {
+    if (ec) return ec;
+    return done;
+  }
+};
+struct [[nodiscard]] read_some_string_op : stream_op {
+  using stream_op::stream_op;
+  result<std::size_t> await_resume() noexcept {
+    if (data) line->resize(scanned + done);  // what was made room for and not filled
     if (ec) return ec;
     return done;
   }
@@ -154,6 +164,13 @@ class stream {
     return read_some(std::as_writable_bytes(buf), std::move(o));
   }
 
+  /// Appends what is available, at least one byte and at most `max`, to `out` (Asio's
+  /// dynamic_buffer). `out` only grows once bytes are there, so a reader waiting on an idle
+  /// connection holds no buffer; a string reused for the next read keeps its capacity.
+  detail::read_some_string_op read_some(std::string& out, std::size_t max, op_options o = {}) {
+    return {s_, detail::op_kind::read_some, &out, {}, max, std::move(o)};
+  }
+
   /// Completes when `buf` is full. If the stream ends, times out or is cancelled first, the
   /// error is reported and the bytes received so far stay readable by the next read.
   detail::read_exactly_op read_exactly(std::span<std::byte> buf, op_options o = {}) {
@@ -169,7 +186,7 @@ class stream {
   /// the bytes stay buffered for the next read.
   detail::read_until_op read_until(std::string& out, std::string_view delim, std::size_t max,
                                    op_options o = {}) {
-    return {s_, &out, delim, max, std::move(o)};
+    return {s_, detail::op_kind::read_until, &out, delim, max, std::move(o)};
   }
 
   /// Completes once all of `data` is handed on, and never tears it. On a TCP stream with
