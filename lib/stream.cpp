@@ -18,6 +18,9 @@ constexpr auto linger_timeout = std::chrono::seconds(5);
 bool is_read(op_kind k) noexcept {
   return k <= op_kind::read_until;
 }
+string_op& as_string(stream_op& op) noexcept {
+  return static_cast<string_op&>(op);
+}
 evbuffer* input(stream_state& s) noexcept {
   return bufferevent_get_input(s.bev);
 }
@@ -72,16 +75,17 @@ std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
 // read_some into a string: makes the room for the bytes about to be read (once). False, with
 // the op failed, when there is no memory for it.
 bool make_room(stream_op& op) noexcept {
-  if (!op.line || op.data) return true;
+  if (!op.into_string || op.data) return true;
+  string_op& so = as_string(op);
   try {
-    op.scanned = op.line->size();
-    op.line->resize(op.scanned + op.max);
+    so.scanned = so.line->size();
+    so.line->resize(so.scanned + so.max);
   } catch (const std::exception&) {
     op.ec = std::make_error_code(std::errc::not_enough_memory);
     return false;
   }
-  op.data = reinterpret_cast<std::byte*>(op.line->data()) + op.scanned;
-  op.size = op.max;
+  op.data = reinterpret_cast<std::byte*>(so.line->data()) + so.scanned;
+  op.size = so.max;
   return true;
 }
 
@@ -91,7 +95,7 @@ bool try_read(stream_state& s, stream_op& op) noexcept {
   const std::size_t len = evbuffer_get_length(in);
   switch (op.kind) {
     case op_kind::read_some:
-      if (len > 0 || (op.line ? op.max : op.size) == 0) {
+      if (len > 0 || (op.into_string ? as_string(op).max : op.size) == 0) {
         if (!make_room(op)) return true;
         const int n = evbuffer_remove(in, op.data, std::min(len, op.size));
         op.done = n > 0 ? static_cast<std::size_t>(n) : 0;
@@ -117,26 +121,27 @@ bool try_read(stream_state& s, stream_op& op) noexcept {
       if (op.done == op.size) return true;
       break;
     case op_kind::read_until: {
-      const std::size_t dlen = op.delim.size();
-      if (len >= dlen && len > op.scanned) {
+      string_op& so = as_string(op);
+      const std::size_t dlen = so.delim.size();
+      if (len >= dlen && len > so.scanned) {
         evbuffer_ptr start;
-        evbuffer_ptr_set(in, &start, op.scanned, EVBUFFER_PTR_SET);
-        const evbuffer_ptr found = evbuffer_search(in, op.delim.data(), dlen, &start);
+        evbuffer_ptr_set(in, &start, so.scanned, EVBUFFER_PTR_SET);
+        const evbuffer_ptr found = evbuffer_search(in, so.delim.data(), dlen, &start);
         if (found.pos >= 0) {
           const std::size_t n = static_cast<std::size_t>(found.pos) + dlen;
-          if (n > op.max) {
+          if (n > so.max) {
             op.ec = errc::limit_exceeded;
             return true;
           }
-          const std::size_t old = op.line->size();
-          op.line->resize(old + n);
-          evbuffer_remove(in, op.line->data() + old, n);
+          const std::size_t old = so.line->size();
+          so.line->resize(old + n);
+          evbuffer_remove(in, so.line->data() + old, n);
           op.done = n;
           return true;
         }
-        op.scanned = len - dlen + 1;
+        so.scanned = len - dlen + 1;
       }
-      if (len >= op.max) {
+      if (len >= so.max) {
         op.ec = errc::limit_exceeded;
         return true;
       }
@@ -229,14 +234,18 @@ void unpark(stream_state& s, stream_op& op) noexcept {
   const bool reading = is_read(op.kind);
   (reading ? s.reader : s.writer) = nullptr;
   op.parked = false;
-  const bool armed = op.timeout.count() > 0 || op.on_stop;
-  op.on_stop.reset();  // first: blocks while a stop callback runs on another thread
-  if (armed) event_del((reading ? s.read_timer : s.write_timer).get());
+  if (op.armed) {
+    stream_state::op_timer& timer = *(reading ? s.read_timer : s.write_timer);
+    timer.on_stop.reset();  // first: blocks while a stop callback runs on another thread
+    event_del(timer.ev.get());
+    op.armed = false;
+  }
   if (s.write_direct && !reading) {
     event_del(s.socket_write.get());
     s.write_direct = false;
   }
-  if (op.kind == op_kind::read_until && s.read_high != 0 && op.max > s.read_high) {
+  if (op.kind == op_kind::read_until && !s.plain_socket && s.read_high != 0 &&
+      as_string(op).max > s.read_high) {
     bufferevent_setwatermark(s.bev, EV_READ, 0, s.read_high);
   } else if (op.kind == op_kind::drain || op.kind == op_kind::shutdown) {
     bufferevent_setwatermark(s.bev, EV_WRITE, s.write_low, 0);
@@ -375,9 +384,9 @@ void on_event(bufferevent* bev, short what, void* arg) {
   if (stream_op* op = s.writer; op && try_write(s, *op)) finish_later(s, *op);
 }
 
-void on_timer(stream_state& s, stream_op* op) noexcept {
+void on_timer(stream_state& s, stream_op* op, const stream_state::op_timer& timer) noexcept {
   if (!op) return;
-  const std::error_code ec = op->stop_requested.load(std::memory_order_acquire)
+  const std::error_code ec = timer.stop_requested.load(std::memory_order_acquire)
                                  ? make_error_code(errc::cancelled)
                                  : make_error_code(errc::timed_out);
   if (is_read(op->kind)) {
@@ -394,33 +403,38 @@ void park(stream_state& s, stream_op& op) {
   op.parked = true;
   (reading ? s.reader : s.writer) = &op;
   if (op.timeout.count() > 0 || op.stop.stop_possible()) {
-    event_ptr& timer = reading ? s.read_timer : s.write_timer;
+    std::unique_ptr<stream_state::op_timer>& timer = reading ? s.read_timer : s.write_timer;
     if (!timer) {
-      timer.reset(event_new(
+      auto made = std::make_unique<stream_state::op_timer>();
+      made->ev.reset(event_new(
           s.lp->native_handle(), -1, 0,
           reading ? +[](evutil_socket_t, short, void* a) {
             auto& st = *static_cast<stream_state*>(a);
-            on_timer(st, st.reader);
+            on_timer(st, st.reader, *st.read_timer);
           }
                   : +[](evutil_socket_t, short, void* a) {
                       auto& st = *static_cast<stream_state*>(a);
-                      on_timer(st, st.writer);
+                      on_timer(st, st.writer, *st.write_timer);
                     },
           &s));
-      if (!timer) throw std::bad_alloc();
+      if (!made->ev) throw std::bad_alloc();
+      timer = std::move(made);
     }
+    op.armed = true;
+    timer->stop_requested.store(false, std::memory_order_relaxed);
     if (op.timeout.count() > 0) {
       const timeval tv = to_timeval(op.timeout);
-      event_add(timer.get(), &tv);
+      event_add(timer->ev.get(), &tv);
     }
     if (op.stop.stop_possible())
-      op.on_stop.emplace(op.stop, cancel_fn{timer.get(), &op.stop_requested});
+      timer->on_stop.emplace(op.stop, cancel_fn{timer->ev.get(), &timer->stop_requested});
   }
   if (reading) {
     if (s.socket_read) resume_reading(s);
     // A framed read may need more than the read limit holds; it has its own maximum.
-    if (op.kind == op_kind::read_until && s.read_high != 0 && op.max > s.read_high) {
-      bufferevent_setwatermark(s.bev, EV_READ, 0, op.max);
+    if (op.kind == op_kind::read_until && !s.plain_socket && s.read_high != 0 &&
+        as_string(op).max > s.read_high) {
+      bufferevent_setwatermark(s.bev, EV_READ, 0, as_string(op).max);
     }
   } else if (op.kind == op_kind::drain || op.kind == op_kind::shutdown) {
     bufferevent_setwatermark(s.bev, EV_WRITE, 0, 0);  // write callback only once empty
@@ -458,8 +472,8 @@ void linger_shut(stream_state* s) noexcept {
   if (s->write_shut) return;
   if (s->send_close_notify && !s->send_close_notify(s->bev)) {
     // The socket is full: retry once it is writable (bounded by the linger timeout).
-    if (!s->write_timer) {
-      s->write_timer.reset(event_new(
+    if (!s->socket_write) {
+      s->socket_write.reset(event_new(
           s->lp->native_handle(), bufferevent_getfd(s->bev), EV_WRITE,
           [](evutil_socket_t, short, void* a) {
             auto* st = static_cast<stream_state*>(a);
@@ -468,7 +482,7 @@ void linger_shut(stream_state* s) noexcept {
           },
           s));
     }
-    if (s->write_timer && event_add(s->write_timer.get(), nullptr) == 0) return;
+    if (s->socket_write && event_add(s->socket_write.get(), nullptr) == 0) return;
   }
   ::shutdown(bufferevent_getfd(s->bev), SHUT_WR);
   s->write_shut = true;
@@ -565,7 +579,7 @@ bool stream_op::await_ready() {
     ec = errc::closed;
     return true;
   }
-  if (kind == op_kind::read_until && delim.empty()) {
+  if (kind == op_kind::read_until && as_string(*this).delim.empty()) {
     ec = std::make_error_code(std::errc::invalid_argument);
     return true;
   }
@@ -579,8 +593,8 @@ bool stream_op::await_ready() {
   // from, a reader the socket keeps feeding) lets the loop poll after every inline_budget
   // bytes, so the other end of the data, and every other connection, runs in between.
   // Without it a sender runs megabytes ahead of its receiver, out of the CPU caches.
-  std::size_t& moved = reading ? s->inline_read : s->inline_write;
-  moved += done;
+  std::uint32_t& moved = reading ? s->inline_read : s->inline_write;
+  moved += static_cast<std::uint32_t>(std::min<std::size_t>(done, inline_budget));
   if (moved < inline_budget || ec) return true;
   moved = 0;
   yielding = true;
@@ -602,7 +616,8 @@ stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads) {
   stream st;
   st.s_ = new stream_state(lp, bev);
   bufferevent_setcb(bev, on_read, on_write, on_event, st.s_);
-  bufferevent_setwatermark(bev, EV_READ, 0, st.s_->read_high);
+  // A plain socket's reads are evco's own (socket_read), which keep to the read limit.
+  if (bufferevent_reads) bufferevent_setwatermark(bev, EV_READ, 0, st.s_->read_high);
   bufferevent_setwatermark(bev, EV_WRITE, st.s_->write_low, 0);
   bufferevent_enable(bev, bufferevent_reads ? EV_READ | EV_WRITE : EV_WRITE);
   return st;
@@ -673,7 +688,10 @@ void stream::set_timeouts(duration read, duration write) {
 void stream::set_read_limit(std::size_t high) {
   if (!s_) return;
   s_->read_high = high;
-  bufferevent_setwatermark(s_->bev, EV_READ, 0, high);
+  if (!s_->plain_socket) bufferevent_setwatermark(s_->bev, EV_READ, 0, high);
+  if (high == 0 || evbuffer_get_length(bufferevent_get_input(s_->bev)) < high) {
+    detail::resume_reading(*s_);
+  }
 }
 
 void stream::set_write_watermarks(std::size_t low, std::size_t high) {

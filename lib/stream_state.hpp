@@ -1,6 +1,7 @@
 #pragma once
 // Private: what a stream owns, shared by stream.cpp, listener.cpp and connect.cpp.
 
+#include <cstdint>
 #include <system_error>
 
 #include "evco/loop.hpp"
@@ -21,37 +22,31 @@ struct stream_state {
   std::error_code read_error;
   std::error_code write_error;
   // Per-op deadlines and stop-token wake-ups, one per direction, made on first use.
-  event_ptr read_timer;
-  event_ptr write_timer;
+  struct op_timer {
+    event_ptr ev;
+    std::atomic<bool> stop_requested{false};  // set by on_stop, on any thread
+    std::optional<std::stop_callback<cancel_fn>> on_stop;
+  };
+  std::unique_ptr<op_timer> read_timer;
+  std::unique_ptr<op_timer> write_timer;
   std::size_t read_high = 1 << 20;
   std::size_t write_low = 256 << 10;
   std::size_t write_high = 1 << 20;
-  bool write_shut = false;
-  // A plain socket bufferevent: write() may send() directly while nothing is queued, and
-  // reads may recv() straight into the caller's buffer (see read_direct in stream.cpp).
-  bool plain_socket = false;
-  // The socket probably holds more: the last direct read filled its buffer, or libevent's
-  // last read hit its 4096-byte cap. Only then is a read tried without waiting.
-  bool more_pending = false;
-  // With an idle read timeout, bytes must go through the read event, which re-arms it.
-  bool read_idle_timeout = false;
-  timeval read_idle{};
   // Plain sockets read through this event of their own instead of libevent's bufferevent
   // reads (which ioctl(FIONREAD) before every readv and cap each at 4096 bytes); the
   // bufferevent keeps the input and output buffers and does the writing.
   event_ptr socket_read;
-  bool read_paused = false;  // socket_read removed: at the read limit, or at the end
   // Plain sockets: a write that finds the output buffer empty sends straight from the
   // caller's buffer and, when the kernel takes only part, waits on this event (made on first
   // use) to send the rest from there too: no copy into the output buffer (see try_write).
   event_ptr socket_write;
-  bool write_direct = false;  // the parked writer waits on socket_write
+  // The idle timeouts, for socket_read and socket_write (zero: none).
+  timeval read_idle{};
+  timeval write_idle{};
   // Bytes moved by ops that completed without suspending, since the direction last waited
   // (see stream_op::await_ready).
-  std::size_t inline_read = 0;
-  std::size_t inline_write = 0;
-  bool write_idle_timeout = false;
-  timeval write_idle{};
+  std::uint32_t inline_read = 0;
+  std::uint32_t inline_write = 0;
   // TLS (set by tls.cpp; null for plain streams): the error behind BEV_EVENT_ERROR, which
   // sits in OpenSSL's queue rather than errno, and the close_notify a close sends before its
   // FIN (true once sent or hopeless, false while the socket is full: retry when writable).
@@ -61,6 +56,18 @@ struct stream_state {
   struct linger_node : owned {
     stream_state* state = nullptr;
   } lingering;
+  // A plain socket bufferevent: write() may send() directly while nothing is queued, and
+  // reads may recv() straight into the caller's buffer (see read_direct in stream.cpp).
+  bool plain_socket = false;
+  // The socket probably holds more: the last direct read filled its buffer, or libevent's
+  // last read hit its 4096-byte cap. Only then is a read tried without waiting.
+  bool more_pending = false;
+  // With an idle read timeout, bytes must go through the read event, which re-arms it.
+  bool read_idle_timeout = false;
+  bool write_idle_timeout = false;
+  bool read_paused = false;   // socket_read removed: at the read limit, or at the end
+  bool write_direct = false;  // the parked writer waits on socket_write
+  bool write_shut = false;
   bool peer_eof = false;
 };
 

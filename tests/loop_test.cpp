@@ -142,6 +142,31 @@ task<void> yield_after_ready(loop& lp, bool* a, bool* b) {
   co_await lp.yield();
 }
 
+task<void> stop_from_thread(std::stop_source* src, std::thread* th) {
+  *th = std::thread([src] { src->request_stop(); });
+  co_return;
+}
+
+// The stop callback runs on another thread while the read is parked on the loop's.
+task<void> cancel_stream_read_from_thread(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  for (int round = 0; round < 20; ++round) {
+    std::stop_source src;
+    std::thread th;
+    lp.spawn(stop_from_thread(&src, &th), [](std::exception_ptr) { FAIL("stopper"); });
+    char c = 0;
+    auto r = co_await p.server.read_some(std::span(&c, 1), src.get_token());
+    th.join();
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == evco::errc::cancelled);
+  }
+  REQUIRE(co_await p.client.write("x"));
+  char c = 0;
+  auto r = co_await p.server.read_some(std::span(&c, 1));
+  REQUIRE_MESSAGE(r, evco::test::error_of(r));
+  CHECK(c == 'x');
+}
+
 task<std::thread::id> hop(loop& lp, std::thread* th) {
   co_await resumed_by_thread{lp, th};
   co_return std::this_thread::get_id();
@@ -221,6 +246,11 @@ TEST_SUITE("loop") {
     SUBCASE("a callable that keeps posting itself") {
       lp.run(io_while_busy(lp, true));
     }
+  }
+
+  TEST_CASE("a stop requested from another thread cancels a parked stream read") {
+    loop lp;
+    lp.run(cancel_stream_read_from_thread(lp));
   }
 
   TEST_CASE("destroying a loop destroys a frame parked in yield") {

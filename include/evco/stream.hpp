@@ -53,21 +53,12 @@ enum class op_kind : unsigned char { read_some, read_exactly, read_until, write,
 
 // The one awaiter behind every stream op. It lives in the awaiting coroutine's frame, so a
 // steady-state read or write allocates nothing; the stream keeps a pointer to it while it is
-// parked, and its destructor takes it back out if the frame dies first.
+// parked, and its destructor takes it back out if the frame dies first. It is kept small (one
+// sits in the frame for every co_await on a stream): a deadline's timer and a stop token's
+// callback live in the stream, one per direction.
 struct stream_op : waiter {
   stream_op(stream_state* st, op_kind k, std::byte* p, std::size_t n, op_options o) noexcept
       : s(st), kind(k), data(p), size(n), timeout(o.timeout), stop(std::move(o.stop)) {}
-  stream_op(stream_state* st, op_kind k, std::string* out, std::string_view d, std::size_t m,
-            op_options o) noexcept
-      : s(st),
-        kind(k),
-        data(nullptr),
-        size(0),
-        line(out),
-        delim(d),
-        max(m),
-        timeout(o.timeout),
-        stop(std::move(o.stop)) {}
   stream_op(const stream_op&) = delete;
   stream_op& operator=(const stream_op&) = delete;
   ~stream_op();
@@ -79,21 +70,30 @@ struct stream_op : waiter {
   loop* lp = nullptr;  // set while parked or queued
   op_kind kind;
   bool parked = false;
-  bool yielding = false;  // completed at once, but resumed after a poll (see await_ready)
+  bool armed = false;        // parked with the direction's timer or stop callback in use
+  bool yielding = false;     // completed at once, but resumed after a poll (see await_ready)
+  bool into_string = false;  // a string_op
   std::byte* data;
   std::size_t size;
   std::size_t done = 0;  // bytes moved so far
-  std::string* line = nullptr;  // read_until's output; read_some's when it reads into a string
-  std::string_view delim;
-  std::size_t max = 0;
-  // read_until: bytes already searched for the delimiter; read_some into a string: its size
-  // before the read (its buffer, data and size above, is made only once bytes are there).
-  std::size_t scanned = 0;
   duration timeout;
   std::stop_token stop;
   std::error_code ec;
-  std::atomic<bool> stop_requested{false};
-  std::optional<std::stop_callback<cancel_fn>> on_stop;
+};
+
+// read_until, and read_some into a string: the op plus where the bytes go.
+struct string_op : stream_op {
+  string_op(stream_state* st, op_kind k, std::string* out, std::string_view d, std::size_t m,
+            op_options o) noexcept
+      : stream_op(st, k, nullptr, 0, std::move(o)), line(out), delim(d), max(m) {
+    into_string = true;
+  }
+  std::string* line;
+  std::string_view delim;
+  std::size_t max;
+  // read_until: bytes already searched for the delimiter; read_some: the string's size before
+  // the read (the room for the bytes, data and size above, is made only once they are there).
+  std::size_t scanned = 0;
 };
 
 struct [[nodiscard]] read_some_op : stream_op {
@@ -103,16 +103,16 @@ struct [[nodiscard]] read_some_op : stream_op {
     return done;
   }
 };
-struct [[nodiscard]] read_some_string_op : stream_op {
-  using stream_op::stream_op;
+struct [[nodiscard]] read_some_string_op : string_op {
+  using string_op::string_op;
   result<std::size_t> await_resume() noexcept {
     if (data) line->resize(scanned + done);  // what was made room for and not filled
     if (ec) return ec;
     return done;
   }
 };
-struct [[nodiscard]] read_until_op : stream_op {
-  using stream_op::stream_op;
+struct [[nodiscard]] read_until_op : string_op {
+  using string_op::string_op;
   result<std::size_t> await_resume() const noexcept {
     if (ec) return ec;
     return done;
