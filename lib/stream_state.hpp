@@ -59,8 +59,8 @@ struct stream_state {
   // A plain socket bufferevent: write() may send() directly while nothing is queued, and
   // reads may recv() straight into the caller's buffer (see read_direct in stream.cpp).
   bool plain_socket = false;
-  // The socket probably holds more: the last direct read filled its buffer, or libevent's
-  // last read hit its 4096-byte cap. Only then is a read tried without waiting.
+  // The socket probably holds more: a direct read filled its buffer, and none has found the
+  // socket empty since. Only then is a read tried without waiting.
   bool more_pending = false;
   // With an idle read timeout, bytes must go through the read event, which re-arms it.
   bool read_idle_timeout = false;
