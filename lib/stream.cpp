@@ -94,6 +94,15 @@ bool make_room(stream_op& op) noexcept {
   return true;
 }
 
+// ... and gives it back when the socket had nothing after all: a waiting read holds no room.
+void drop_room(stream_op& op) noexcept {
+  if (!op.into_string || !op.data || op.done > 0) return;
+  string_op& so = as_string(op);
+  so.line->resize(so.scanned);
+  op.data = nullptr;
+  op.size = 0;
+}
+
 // Completes a read from the input buffer or the sticky read error, if it can; true if done.
 bool try_read(stream_state& s, stream_op& op) noexcept {
   evbuffer* in = input(s);
@@ -113,6 +122,7 @@ bool try_read(stream_state& s, stream_op& op) noexcept {
         if (!make_room(op)) return true;
         op.done = read_direct(s, op.data, op.size);
         if (op.done > 0) return true;
+        drop_room(op);
       }
       break;
     case op_kind::read_exactly:
@@ -318,6 +328,7 @@ void on_socket_readable(evutil_socket_t, short what, void* arg) {
     if (op->kind == op_kind::read_some ? n > 0 : op->done == op->size) {
       return finish_now(s, *op);
     }
+    drop_room(*op);
   } else {
     fill_input(s);
   }

@@ -74,9 +74,20 @@ struct stream_state {
 // Wraps a connected, non-blocking socket; closes `fd` on failure.
 result<stream> make_socket_stream(loop& lp, int fd);
 
-// Takes the bufferevent out of `st`, which becomes empty, with its callbacks cleared and the
-// loop it belongs to in `lp`; null (and `st` untouched) when `st` is closed or has an op
-// pending. For tls.cpp, which rebuilds the socket as a TLS bufferevent.
-bufferevent* release_bufferevent(stream& st, loop*& lp) noexcept;
+// What the application set on a stream, carried over to the TLS stream that replaces it.
+struct stream_settings {
+  std::size_t read_high = 0;
+  std::size_t write_low = 0;
+  std::size_t write_high = 0;
+  duration read_idle{};
+  duration write_idle{};
+  void apply_to(stream& st) const;
+};
+
+// Takes the bufferevent out of `st`, which becomes empty, with its callbacks cleared, the
+// loop it belongs to in `lp` and its settings in `kept`; null (and `st` untouched) when `st`
+// is closed or has an op pending. For tls.cpp, which rebuilds the socket as a TLS
+// bufferevent.
+bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) noexcept;
 
 }  // namespace evco::detail

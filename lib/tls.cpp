@@ -268,7 +268,8 @@ task<result<stream>> handshake(stream tcp, ssl_ptr ssl, bufferevent_ssl_state st
   // Plaintext still queued would have to go out before the handshake; drain() it first.
   if (tcp.buffered_output() > 0) co_return errc::busy;
   loop* lp = nullptr;
-  bufferevent* plain = detail::release_bufferevent(tcp, lp);
+  detail::stream_settings kept;
+  bufferevent* plain = detail::release_bufferevent(tcp, lp, kept);
   if (!plain) co_return errc::busy;
 
   // Take the socket out of the plain bufferevent, and with it what it already read. A TLS
@@ -304,6 +305,7 @@ task<result<stream>> handshake(stream tcp, ssl_ptr ssl, bufferevent_ssl_state st
   auto* s = static_cast<detail::stream_state*>(arg);
   s->map_error = &stream_error;
   s->send_close_notify = &send_close_notify;
+  kept.apply_to(st);  // the read limit, watermarks and idle timeouts of the TCP stream
   co_return st;
 }
 
@@ -321,11 +323,27 @@ SSL* ssl_of(const stream& s) noexcept {
 
 namespace detail {
 
-bufferevent* release_bufferevent(stream& st, loop*& lp) noexcept {
+namespace {
+duration to_duration(const timeval& tv) noexcept {
+  return std::chrono::duration_cast<duration>(std::chrono::seconds(tv.tv_sec) +
+                                              std::chrono::microseconds(tv.tv_usec));
+}
+}  // namespace
+
+void stream_settings::apply_to(stream& st) const {
+  st.set_read_limit(read_high);
+  st.set_write_watermarks(write_low, write_high);
+  st.set_timeouts(read_idle, write_idle);
+}
+
+bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) noexcept {
   stream_state* s = st.s_;
   if (!s || s->reader || s->writer) return nullptr;
   st.s_ = nullptr;
   lp = s->lp;
+  kept = {s->read_high, s->write_low, s->write_high,
+          s->read_idle_timeout ? to_duration(s->read_idle) : duration{},
+          s->write_idle_timeout ? to_duration(s->write_idle) : duration{}};
   bufferevent* bev = std::exchange(s->bev, nullptr);
   bufferevent_disable(bev, EV_READ | EV_WRITE);
   bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);

@@ -394,6 +394,38 @@ task<void> silent_server(loop& lp, evco::duration budget, std::stop_source* stop
   *out = error_of(r);
 }
 
+task<void> stop_after(loop& lp, std::stop_source* src, evco::duration d) {
+  (void)co_await evco::sleep_for(lp, d);
+  src->request_stop();
+}
+
+// Idle timeouts, the read limit and the write watermarks set on the TCP stream hold for the
+// TLS stream that replaces it.
+task<void> settings_survive_the_handshake(loop& lp) {
+  const auto server = server_ctx("good");
+  const auto client = client_ctx();
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  auto ep = l.value().local_endpoint();
+  REQUIRE(ep);
+  server_end srv;
+  lp.spawn(accept_tls(&l.value(), &server, &srv), [](std::exception_ptr) { FAIL("server"); });
+  auto tcp = co_await evco::connect(lp, ep.value());
+  REQUIRE_MESSAGE(tcp, error_of(tcp));
+  tcp.value().set_timeouts(100ms, evco::duration{});
+  auto c = co_await evco::tls_client(std::move(tcp).value(), client, "localhost", 10s);
+  REQUIRE_MESSAGE(c, error_of(c));
+  co_await srv.done;
+  REQUIRE(srv.s->has_value());
+  // The server sends nothing. Should the idle timeout be lost, the backstop cancels instead.
+  std::stop_source backstop;
+  lp.spawn(stop_after(lp, &backstop, 10s), [](std::exception_ptr) { FAIL("backstop"); });
+  std::string buf(16, '\0');
+  auto r = co_await c.value().read_some(span_of(buf), backstop.get_token());
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::timed_out);
+}
+
 task<void> truncation(loop& lp) {
   const auto server = server_ctx("good");
   const auto client = client_ctx();
@@ -553,6 +585,11 @@ TEST_SUITE("tls") {
     lp.run(silent_server(lp, {}, &stop, &ec));
     CHECK(ec == errc::cancelled);
     CHECK(ec == std::errc::operation_canceled);
+  }
+
+  TEST_CASE("a TLS stream keeps the idle timeouts set on its TCP stream") {
+    loop lp;
+    lp.run(settings_survive_the_handshake(lp));
   }
 
   TEST_CASE("a peer ending TCP without close_notify is a truncation error, not eof") {

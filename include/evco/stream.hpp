@@ -44,9 +44,10 @@ struct op_options {
 namespace detail {
 
 struct stream_state;
+struct stream_settings;
 result<stream> make_socket_stream(loop& lp, int fd);  // friend: marks it a plain socket
 // friend: tls.cpp takes the socket out of a plain stream
-bufferevent* release_bufferevent(stream& st, loop*& lp) noexcept;
+bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) noexcept;
 stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads);  // friend: the constructor
 
 enum class op_kind : unsigned char { read_some, read_exactly, read_until, write, drain, shutdown };
@@ -239,7 +240,8 @@ class stream {
 
  private:
   friend result<stream> detail::make_socket_stream(loop&, int);
-  friend bufferevent* detail::release_bufferevent(stream&, loop*&) noexcept;
+  friend bufferevent* detail::release_bufferevent(stream&, loop*&,
+                                                  detail::stream_settings&) noexcept;
   friend stream detail::attach(loop&, bufferevent*, bool);
   detail::stream_state* s_ = nullptr;
 };
