@@ -185,6 +185,22 @@ void interrupt_write(stream_state& s, stream_op& op, std::error_code ec) noexcep
   op.ec = ec;
 }
 
+void on_socket_writable(evutil_socket_t, short what, void* arg);
+
+// Makes the parked writer wait for the socket to be writable (socket_write); false when out
+// of memory.
+bool wait_writable(stream_state& s) noexcept {
+  if (s.write_direct) return true;
+  if (!s.socket_write) {
+    s.socket_write.reset(event_new(s.lp->native_handle(), bufferevent_getfd(s.bev),
+                                   EV_WRITE | EV_PERSIST, on_socket_writable, &s));
+    if (!s.socket_write) return false;
+  }
+  event_add(s.socket_write.get(), s.write_idle_timeout ? &s.write_idle : nullptr);
+  s.write_direct = true;
+  return true;
+}
+
 // Completes a write-side op if the output buffer allows it; true if done.
 bool try_write(stream_state& s, stream_op& op) noexcept {
   if (s.write_error) {
@@ -229,10 +245,15 @@ bool try_write(stream_state& s, stream_op& op) noexcept {
       return len == 0;
     case op_kind::shutdown:
       if (len != 0) return false;
-      // TLS ends its direction with close_notify before the FIN. It only fails to go out
-      // when the socket is full right after the output drained; the peer then sees a
-      // truncation, which is what it is.
-      if (s.send_close_notify) (void)s.send_close_notify(s.bev);
+      // TLS ends its direction with close_notify before the FIN. When the socket is too
+      // full to take it, wait until it is writable (park arms socket_write) and try again.
+      if (s.send_close_notify && !s.send_close_notify(s.bev)) {
+        if (op.parked && !wait_writable(s)) {
+          op.ec = std::make_error_code(std::errc::not_enough_memory);
+          return true;
+        }
+        return false;
+      }
       if (::shutdown(bufferevent_getfd(s.bev), SHUT_WR) != 0) op.ec = system_error(errno);
       s.write_shut = true;
       return true;
@@ -452,17 +473,13 @@ void park(stream_state& s, stream_op& op) {
         as_string(op).max > s.read_high) {
       bufferevent_setwatermark(s.bev, EV_READ, 0, as_string(op).max);
     }
-  } else if (op.kind == op_kind::drain || op.kind == op_kind::shutdown) {
+  } else if (op.kind == op_kind::drain ||
+             (op.kind == op_kind::shutdown && evbuffer_get_length(output(s)) > 0)) {
     bufferevent_setwatermark(s.bev, EV_WRITE, 0, 0);  // write callback only once empty
-  } else if (s.plain_socket && evbuffer_get_length(output(s)) == 0) {
-    // A direct write the kernel could not take at once (see try_write).
-    if (!s.socket_write) {
-      s.socket_write.reset(event_new(s.lp->native_handle(), bufferevent_getfd(s.bev),
-                                     EV_WRITE | EV_PERSIST, on_socket_writable, &s));
-      if (!s.socket_write) throw std::bad_alloc();
-    }
-    event_add(s.socket_write.get(), s.write_idle_timeout ? &s.write_idle : nullptr);
-    s.write_direct = true;
+  } else if (op.kind == op_kind::shutdown ||
+             (s.plain_socket && evbuffer_get_length(output(s)) == 0)) {
+    // A direct write the kernel could not take at once (see try_write), or a close_notify.
+    if (!wait_writable(s)) throw std::bad_alloc();
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -426,6 +427,24 @@ task<void> settings_survive_the_handshake(loop& lp) {
   CHECK(r.error() == errc::timed_out);
 }
 
+// shutdown() waits for its close_notify to go out rather than report success without it.
+task<void> shutdown_on_a_full_socket(loop& lp) {
+  const auto server = server_ctx("good");
+  const auto client = client_ctx();
+  auto p = co_await connected(lp, &server, &client);
+  bufferevent_disable(p.server.native_handle(), EV_READ);  // the server reads nothing now
+  // Fill the client's socket (with bytes the server will never decrypt).
+  const int fd = bufferevent_getfd(p.client.native_handle());
+  const std::string junk(64 << 10, 'x');
+  int sends = 0;
+  while (sends < 100000 && ::send(fd, junk.data(), junk.size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+    ++sends;
+  REQUIRE(errno == EAGAIN);
+  auto r = co_await p.client.shutdown(50ms);
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::timed_out);
+}
+
 task<void> truncation(loop& lp) {
   const auto server = server_ctx("good");
   const auto client = client_ctx();
@@ -585,6 +604,11 @@ TEST_SUITE("tls") {
     lp.run(silent_server(lp, {}, &stop, &ec));
     CHECK(ec == errc::cancelled);
     CHECK(ec == std::errc::operation_canceled);
+  }
+
+  TEST_CASE("shutdown on a TLS stream whose socket is full waits to send close_notify") {
+    loop lp;
+    lp.run(shutdown_on_a_full_socket(lp));
   }
 
   TEST_CASE("a TLS stream keeps the idle timeouts set on its TCP stream") {
