@@ -130,6 +130,10 @@ struct dns_server {
         evdns_server_request_drop(req);
         return;
       }
+      if (const auto f = failing.find(name); f != failing.end()) {
+        err = f->second;
+        continue;
+      }
       const auto it = names.find(name);
       if (it == names.end()) {
         err = DNS_ERR_NOTEXIST;
@@ -153,6 +157,7 @@ struct dns_server {
   evdns_server_port* port = nullptr;
   std::map<std::string, records> names;
   std::set<std::string> ignored;  // queries for these are dropped, never answered
+  std::map<std::string, int> failing;  // queries for these get this error code (RCODE)
   bool hold = false;
   std::vector<evdns_server_request*> held;
   int queries = 0;
@@ -252,6 +257,27 @@ task<void> resolves_both_families(loop& lp) {
   REQUIRE_MESSAGE(r4, error_of(r4));
   CHECK(r4.value().size() == 2);
   CHECK(std::all_of(r4.value().begin(), r4.value().end(), [](auto& e) { return e.is_v4(); }));
+}
+
+// A nameserver that answers SERVFAIL or REFUSED: the lookup fails in the resolve phase with
+// a server failure, and does not wait for a timeout.
+task<void> failing_nameserver(loop& lp, int rcode) {
+  dns_server server(lp);
+  server.failing["broken.test"] = rcode;
+  server.use(lp);
+  auto r = co_await evco::resolve(lp, "broken.test", 80);
+  REQUIRE_FALSE(r);
+  MESSAGE("rcode ", rcode, ": ", error_of(r), " after ", server.queries, " queries");
+  CHECK(r.error() == dns_errc::server_failure);
+  CHECK(std::string(r.error().category().name()) == "dns");
+
+  connect_report report;
+  connect_options o;
+  o.report = &report;
+  auto c = co_await evco::connect(lp, "broken.test", 80, o);
+  REQUIRE_FALSE(c);
+  CHECK(c.error() == dns_errc::server_failure);
+  CHECK(report.failed == connect_phase::resolve);
 }
 
 task<void> no_such_host(loop& lp) {
@@ -569,6 +595,16 @@ TEST_SUITE("dns") {
   TEST_CASE("a name that does not exist fails in the resolve phase with 'no such host'") {
     loop lp;
     lp.run(no_such_host(lp));
+  }
+
+  TEST_CASE("a nameserver answering SERVFAIL or REFUSED fails the lookup with server_failure") {
+    loop lp({.dns_timeout = 2s, .dns_attempts = 1});
+    SUBCASE("SERVFAIL") {
+      lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
+    }
+    SUBCASE("REFUSED") {
+      lp.run(failing_nameserver(lp, DNS_ERR_REFUSED));
+    }
   }
 
   TEST_CASE("a nameserver that never answers makes the lookup time out in the resolve phase") {
