@@ -67,7 +67,7 @@ struct loop::impl {
       event_active(wake.get(), EV_TIMEOUT, 0);
     }
   }
-  void run_ready(loop& self);
+  void run_ready(loop& self) noexcept;
   bool running = false;
 };
 
@@ -209,7 +209,7 @@ loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) 
 // until the loop has polled its sockets once more: libevent runs an event activated from its
 // own callback again in the same pass, without polling, so a coroutine that kept
 // rescheduling itself would otherwise starve all I/O.
-void loop::impl::run_ready(loop& self) {
+void loop::impl::run_ready(loop& self) noexcept {
   std::vector<detail::unique_function> fs;
   {
     std::lock_guard lock(posted_mutex);

@@ -43,7 +43,7 @@ void fail_read(stream_state& s, stream_op& op, std::error_code ec) noexcept {
 // libevent 2.1 reads at most this much per readv (EVBUFFER_MAX_READ), once per loop turn.
 constexpr std::size_t libevent_read_cap = 4096;
 constexpr std::size_t max_single_write = 256 << 10;
-constexpr std::size_t inline_budget = 256 << 10;
+constexpr std::size_t inline_budget = 128 << 10;
 
 // After a recv() that returned nothing: 0 is the peer's end, an errno other than "try again"
 // a failure. The first of them sticks: a reset socket reads 0 afterwards, which is no eof.
@@ -79,18 +79,23 @@ std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
 
 // read_some into a string: makes the room for the bytes about to be read (once). False, with
 // the op failed, when there is no memory for it.
-bool make_room(stream_op& op) noexcept {
+// At most max bytes, and no more than the input buffer holds or one socket read would bring:
+// `max` may well be npos ("whatever is there").
+bool make_room(stream_state& s, stream_op& op) noexcept {
   if (!op.into_string || op.data) return true;
   string_op& so = as_string(op);
+  constexpr std::size_t socket_read_room = 64 << 10;
+  std::size_t room = std::max(evbuffer_get_length(input(s)), socket_read_room);
+  room = std::min({room, so.max, so.line->max_size() - so.line->size()});
   try {
     so.scanned = so.line->size();
-    so.line->resize(so.scanned + so.max);
+    so.line->resize(so.scanned + room);
   } catch (const std::exception&) {
     op.ec = std::make_error_code(std::errc::not_enough_memory);
     return false;
   }
   op.data = reinterpret_cast<std::byte*>(so.line->data()) + so.scanned;
-  op.size = so.max;
+  op.size = room;
   return true;
 }
 
@@ -110,7 +115,7 @@ bool try_read(stream_state& s, stream_op& op) noexcept {
   switch (op.kind) {
     case op_kind::read_some:
       if (len > 0 || (op.into_string ? as_string(op).max : op.size) == 0) {
-        if (!make_room(op)) return true;
+        if (!make_room(s, op)) return true;
         const int n = evbuffer_remove(in, op.data, std::min(len, op.size));
         op.done = n > 0 ? static_cast<std::size_t>(n) : 0;
         if (op.done < op.size && len >= libevent_read_cap && may_read_direct(s)) {
@@ -119,7 +124,7 @@ bool try_read(stream_state& s, stream_op& op) noexcept {
         return true;
       }
       if (s.more_pending && may_read_direct(s)) {
-        if (!make_room(op)) return true;
+        if (!make_room(s, op)) return true;
         op.done = read_direct(s, op.data, op.size);
         if (op.done > 0) return true;
         drop_room(op);
@@ -231,7 +236,14 @@ bool try_write(stream_state& s, stream_op& op) noexcept {
             return true;
           }
         }
-        return op.done == op.size;
+        if (op.done == op.size) return true;
+        // A parked write (one that waited at the watermark until the queued output drained)
+        // now waits on the socket itself.
+        if (op.parked && !wait_writable(s)) {
+          interrupt_write(s, op, std::make_error_code(std::errc::not_enough_memory));
+          return true;
+        }
+        return false;
       }
       if (s.write_high != 0 && len > s.write_high) return false;
       if (evbuffer_add(out, op.data + op.done, op.size - op.done) != 0) {
@@ -270,6 +282,7 @@ void unpark(stream_state& s, stream_op& op) noexcept {
   const bool reading = is_read(op.kind);
   (reading ? s.reader : s.writer) = nullptr;
   op.parked = false;
+  op.yielding = false;
   if (op.armed) {
     stream_state::op_timer& timer = *(reading ? s.read_timer : s.write_timer);
     timer.on_stop.reset();  // first: blocks while a stop callback runs on another thread
@@ -343,7 +356,7 @@ void on_socket_readable(evutil_socket_t, short what, void* arg) {
   }
   if (op && op->kind != op_kind::read_until && evbuffer_get_length(input(s)) == 0) {
     // Straight into the waiting op's buffer: one recv, no copy.
-    if (!make_room(*op)) return finish_now(s, *op);
+    if (!make_room(s, *op)) return finish_now(s, *op);
     const std::size_t n = read_direct(s, op->data + op->done, op->size - op->done);
     op->done += n;
     if (op->kind == op_kind::read_some ? n > 0 : op->done == op->size) {
@@ -477,10 +490,35 @@ void park(stream_state& s, stream_op& op) {
              (op.kind == op_kind::shutdown && evbuffer_get_length(output(s)) > 0)) {
     bufferevent_setwatermark(s.bev, EV_WRITE, 0, 0);  // write callback only once empty
   } else if (op.kind == op_kind::shutdown ||
-             (s.plain_socket && evbuffer_get_length(output(s)) == 0)) {
+             (s.plain_socket && evbuffer_get_length(output(s)) == 0 && !op.yielding)) {
     // A direct write the kernel could not take at once (see try_write), or a close_notify.
+    // (One over the fairness budget waits for the retry, which comes after the poll's I/O
+    // callbacks, so that the reader on the other end goes first.)
     if (!wait_writable(s)) throw std::bad_alloc();
   }
+}
+
+// --- fairness: ops over the inline budget ----------------------------------------------------
+
+// After the next poll, tries the ops that parked for the inline budget (see await_ready); one
+// that still cannot complete stays parked as usual. Both directions go through the ready list:
+// resuming one could end the stream under the other.
+void on_retry(evutil_socket_t, short, void* arg) {
+  auto& s = *static_cast<stream_state*>(arg);
+  for (stream_op* op : {s.reader, s.writer}) {
+    if (!op || !op->yielding) continue;
+    op->yielding = false;
+    if (try_complete(s, *op)) finish_later(s, *op);
+  }
+}
+
+bool retry_after_poll(stream_state& s) noexcept {
+  if (!s.retry) {
+    s.retry.reset(event_new(s.lp->native_handle(), -1, 0, on_retry, &s));
+    if (!s.retry) return false;
+  }
+  static constexpr timeval now{0, 0};  // a zero timeout fires only after the next poll
+  return event_add(s.retry.get(), &now) == 0;
 }
 
 // --- graceful close -------------------------------------------------------------------------
@@ -550,6 +588,7 @@ void close_state(stream_state* s) noexcept {
   s->read_timer.reset();
   s->write_timer.reset();
   s->socket_write.reset();
+  s->retry.reset();
   s->socket_read.reset();  // the linger below reads through the bufferevent again
   if (!s->bev) {
     delete s;
@@ -589,14 +628,17 @@ void close_state(stream_state* s) noexcept {
 
 stream_state::~stream_state() {
   socket_read.reset();
-  socket_write.reset();  // before bufferevent_free closes the fd under it
+  socket_write.reset();
+  retry.reset();  // before bufferevent_free closes the fd under it
   if (bev) bufferevent_free(bev);
 }
 
 stream_op::~stream_op() {
   if (parked) {
-    // A frame destroyed in the middle of a direct write leaves the stream untorn as well.
-    if (s->write_direct && this == s->writer) interrupt_write(*s, *this, errc::cancelled);
+    // A frame destroyed in the middle of a direct write leaves the stream untorn, and one
+    // destroyed in the middle of read_exactly gives back what it took.
+    if (kind == op_kind::write) interrupt_write(*s, *this, errc::cancelled);
+    if (kind == op_kind::read_exactly) fail_read(*s, *this, errc::cancelled);
     unpark(*s, *this);
   } else if (queued) {
     lp->unschedule(*this);
@@ -621,28 +663,29 @@ bool stream_op::await_ready() {
     ec = errc::busy;
     return true;
   }
-  if (!try_complete(*s, *this)) return false;
   // Fairness: a direction that keeps completing at once (a writer the kernel keeps taking
   // from, a reader the socket keeps feeding) lets the loop poll after every inline_budget
   // bytes, so the other end of the data, and every other connection, runs in between.
-  // Without it a sender runs megabytes ahead of its receiver, out of the CPU caches.
+  // Without it a sender runs megabytes ahead of its receiver, out of the CPU caches. The op
+  // over the budget waits like any parked op (it holds its direction, and a close, a stop or
+  // the end of its frame find it untouched) and is tried again after the next poll.
   std::uint32_t& moved = reading ? s->inline_read : s->inline_write;
+  if (moved >= inline_budget) {
+    yielding = true;
+    return false;
+  }
+  if (!try_complete(*s, *this)) return false;
   moved += static_cast<std::uint32_t>(std::min<std::size_t>(done, inline_budget));
-  if (moved < inline_budget || ec) return true;
-  moved = 0;
-  yielding = true;
-  return false;
+  return true;
 }
 
 void stream_op::await_suspend(std::coroutine_handle<> h) {
   handle = h;
-  if (yielding) {
-    lp = s->lp;
-    s->lp->schedule_after_poll(*this);
-    return;
-  }
   (is_read(kind) ? s->inline_read : s->inline_write) = 0;
   park(*s, *this);
+  if (yielding && !retry_after_poll(*s)) {
+    yielding = false;  // out of memory for the event: it waits for its socket as usual
+  }
 }
 
 stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads) {

@@ -40,6 +40,9 @@ struct stream_state {
   // caller's buffer and, when the kernel takes only part, waits on this event (made on first
   // use) to send the rest from there too: no copy into the output buffer (see try_write).
   event_ptr socket_write;
+  // Tries the ops that parked for the fairness budget again after the next poll (made on
+  // first use; see stream_op::await_ready).
+  event_ptr retry;
   // The idle timeouts, for socket_read and socket_write (zero: none).
   timeval read_idle{};
   timeval write_idle{};

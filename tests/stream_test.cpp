@@ -33,10 +33,11 @@ std::span<char> span_of(std::string& s) {
 }
 
 // Reads until eof; returns everything read, or the error that ended it otherwise.
-task<result<std::string>> read_to_eof(stream* s, std::size_t chunk = 65536) {
+task<result<std::string>> read_to_eof(stream* s, std::size_t chunk = 65536,
+                                      evco::duration per_read = {}) {
   std::string all, buf(chunk, '\0');
   for (;;) {
-    auto r = co_await s->read_some(span_of(buf));
+    auto r = co_await s->read_some(span_of(buf), per_read);
     if (!r) {
       if (r.error() == errc::eof) co_return all;
       co_return r.error();
@@ -329,11 +330,19 @@ task<void> read_some_into_string(loop& lp) {
     total += m.value();
   }
   CHECK(out == "ab0123456789");
+  // npos: whatever is there.
+  const std::string more = pattern(100000, 17);
+  REQUIRE(co_await p.client.write(more));
+  while (out.size() < 12 + more.size()) {
+    auto m = co_await p.server.read_some(out, std::string::npos);
+    REQUIRE_MESSAGE(m, error_of(m));
+  }
+  CHECK((out == "ab0123456789" + more));
   REQUIRE(co_await p.client.shutdown());
   auto end = co_await p.server.read_some(out, 1024);
   REQUIRE_FALSE(end);
   CHECK(end.error() == errc::eof);
-  CHECK(out == "ab0123456789");
+  CHECK((out == "ab0123456789" + more));
 }
 
 // ---- direct writes: no copy, never torn -------------------------------------------------------
@@ -413,6 +422,30 @@ task<void> direct_write_times_out_unsent(loop& lp) {
   CHECK((got.value() == sent + "tail"));
 }
 
+// A write interrupted after part of it went leaves the rest queued; the next write waits at
+// the (low) watermark, and once the queue drains it goes on straight to the socket.
+task<void> write_after_queued_rest(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  p.server.set_write_watermarks(16 << 10, 64 << 10);
+  const std::string first = pattern(32 << 20, 15), second = pattern(32 << 20, 16);
+  REQUIRE(co_await p.server.write(first, 50ms));  // the peer reads nothing yet
+  REQUIRE(p.server.buffered_output() > 0);
+  struct writer {
+    static task<void> run(stream* s, std::string_view data, result<void>* out) {
+      *out = co_await s->write(data);
+      if (*out) *out = co_await s->shutdown();
+    }
+  };
+  result<void> second_written = errc::busy;
+  lp.spawn(writer::run(&p.server, second, &second_written),
+           [](std::exception_ptr) { FAIL("writer"); });
+  auto got = co_await read_to_eof(&p.client, 65536, 10s);  // the deadline only guards a hang
+  REQUIRE_MESSAGE(got, error_of(got));
+  REQUIRE_MESSAGE(second_written, error_of(second_written));
+  CHECK(got.value().size() == first.size() + second.size());
+  CHECK((got.value() == first + second));
+}
+
 // ---- fairness -------------------------------------------------------------------------------
 
 task<void> count_until(stream* s, std::size_t total, std::size_t* got,
@@ -424,6 +457,50 @@ task<void> count_until(stream* s, std::size_t total, std::size_t* got,
     *got += n.value();
   }
   done->set();
+}
+
+// An eager coroutine that the test destroys by hand, to end a frame while its op waits.
+struct raw {
+  struct promise_type {
+    raw get_return_object() { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_always final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+  std::coroutine_handle<promise_type> h;
+};
+
+raw read_exactly_raw(stream* s, std::string* buf, result<void>* out) {
+  *out = co_await s->read_exactly(span_of(*buf));
+}
+
+// An op over the fairness budget waits like any other: it holds its direction, and ending its
+// frame loses no byte.
+task<void> op_over_budget_waits_untouched(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  const std::string data = pattern(600 << 10, 18);
+  REQUIRE(co_await p.client.write(data));
+  REQUIRE(co_await p.client.shutdown());
+  for (int i = 0; i < 1000 && p.server.buffered_input() < (300u << 10); ++i)
+    co_await lp.yield();
+  REQUIRE(p.server.buffered_input() >= (300u << 10));
+  std::string b1(256 << 10, '\0'), b2(256 << 10, '\0');
+  result<void> r1 = errc::busy, r2 = errc::busy;
+  raw first = read_exactly_raw(&p.server, &b1, &r1);  // completes at once: 256 KiB moved
+  REQUIRE(first.h.done());
+  REQUIRE(r1);
+  raw second = read_exactly_raw(&p.server, &b2, &r2);  // over the budget: waits for a poll
+  CHECK_FALSE(second.h.done());
+  std::string b3(16, '\0');
+  auto third = co_await p.server.read_some(span_of(b3));
+  REQUIRE_FALSE(third);
+  CHECK(third.error() == errc::busy);
+  second.h.destroy();
+  first.h.destroy();
+  auto rest = co_await read_to_eof(&p.server);
+  REQUIRE_MESSAGE(rest, error_of(rest));
+  CHECK((b1 + rest.value() == data));
 }
 
 // Every write completes at once (the kernel takes it), yet the receiver on the same loop gets
@@ -675,6 +752,16 @@ TEST_SUITE("stream") {
   TEST_CASE("a write that times out on a full socket has sent nothing") {
     loop lp;
     lp.run(direct_write_times_out_unsent(lp));
+  }
+
+  TEST_CASE("a write after an interrupted one waits for the queue, then goes on directly") {
+    loop lp;
+    lp.run(write_after_queued_rest(lp));
+  }
+
+  TEST_CASE("an op over the fairness budget holds its direction and loses nothing") {
+    loop lp;
+    lp.run(op_over_budget_waits_untouched(lp));
   }
 
   TEST_CASE("a writer whose writes never wait still lets its receiver run") {

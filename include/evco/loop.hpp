@@ -72,6 +72,7 @@ class loop {
   void spawn(task<result<void>> t, std::function<void(std::error_code)> on_error);
 
   /// Runs `f` on the loop's thread during a later loop turn. Thread-safe; wakes the loop.
+  /// `f` must not throw (it runs inside libevent's callback): an exception terminates.
   void post(detail::unique_function f);
 
   /// Suspends the caller and resumes it from this loop once the sockets were polled again

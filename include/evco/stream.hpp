@@ -72,7 +72,7 @@ struct stream_op : waiter {
   op_kind kind;
   bool parked = false;
   bool armed = false;        // parked with the direction's timer or stop callback in use
-  bool yielding = false;     // completed at once, but resumed after a poll (see await_ready)
+  bool yielding = false;     // parked for the fairness budget: tried again after a poll
   bool into_string = false;  // a string_op
   std::byte* data;
   std::size_t size;
@@ -139,7 +139,7 @@ using shutdown_op = void_op;
 /// started on the loop's thread. A buffer passed to an op is borrowed until the op completes.
 ///
 /// An op that can complete at once does so without suspending, except that once a direction
-/// has moved 256 KiB that way in a row, its next op resumes only after the loop has polled
+/// has moved 128 KiB that way in a row, its next op resumes only after the loop has polled
 /// again: a stream that is always ready cannot starve the others (or its own peer on the
 /// same loop).
 class stream {
@@ -221,11 +221,16 @@ class stream {
   /// Resumes pending ops with errc::closed (from the loop). Queued output is still sent in
   /// the background, followed by FIN; unread input is drained before the socket closes, so
   /// the peer sees a clean end rather than RST. The loop owns that tail end (bounded by a
-  /// linger timeout) and ends it at the latest when the loop is destroyed.
+  /// linger timeout) and ends it at the latest when the loop is destroyed. A write still
+  /// waiting with part of its bytes sent has the rest copied out of its buffer here, and
+  /// succeeds: so that buffer, like any op's, must outlive the op.
   void close() noexcept;
 
   /// Idle timeouts (libevent's): a read or write op fails with errc::timed_out when no byte
   /// moves in that direction for this long. Re-armed by every partial progress; zero = none.
+  /// A write the kernel already took part of is never torn: on the write timeout it queues
+  /// its rest and succeeds (see write()); a stall of those queued bytes then fails the next
+  /// write, drain or shutdown.
   void set_timeouts(duration read, duration write);
   /// The input buffer stops reading from the socket at `high` bytes (zero = unlimited).
   void set_read_limit(std::size_t high);
