@@ -62,6 +62,7 @@ bool may_read_direct(const stream_state& s) noexcept {
 // byte order holds. Returns the bytes read; 0 when there were none, or when the stream
 // ended or failed (then read_error says so).
 std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
+  if (n == 0) return 0;  // recv() of nothing returns 0, which would read as the peer's end
   const ssize_t r = ::recv(bufferevent_getfd(s.bev), p, n, MSG_DONTWAIT);
   if (r > 0) {
     // A full read says more is waiting. After one, a short read does not say the socket is
@@ -314,6 +315,14 @@ void finish_later(stream_state& s, stream_op& op) noexcept {
   op.lp->schedule(op);
 }
 
+// An op that parked for the fairness budget was never tried: a timeout or a stop request that
+// finds it gives it its try first, so it does not fail with its bytes already there.
+bool completes_when_tried(stream_state& s, stream_op& op) noexcept {
+  if (!op.yielding) return false;
+  op.yielding = false;
+  return try_complete(s, op);
+}
+
 // --- plain sockets: reading through socket_read ----------------------------------------------
 
 void pause_reading(stream_state& s) noexcept {
@@ -349,7 +358,7 @@ void on_socket_readable(evutil_socket_t, short what, void* arg) {
   stream_op* op = s.reader;
   if (what & EV_TIMEOUT) {  // the idle read timeout
     if (op) {
-      fail_read(s, *op, errc::timed_out);
+      if (!completes_when_tried(s, *op)) fail_read(s, *op, errc::timed_out);
       finish_now(s, *op);
     }
     return;
@@ -381,7 +390,7 @@ void on_socket_writable(evutil_socket_t, short what, void* arg) {
   stream_op* op = s.writer;
   if (!op) return;
   if (what & EV_TIMEOUT) {  // the idle write timeout
-    interrupt_write(s, *op, errc::timed_out);
+    if (!completes_when_tried(s, *op)) interrupt_write(s, *op, errc::timed_out);
     return finish_now(s, *op);
   }
   if (try_write(s, *op)) finish_now(s, *op);
@@ -405,14 +414,14 @@ void on_event(bufferevent* bev, short what, void* arg) {
     if (what & BEV_EVENT_READING) {
       bufferevent_enable(bev, EV_READ);
       if (stream_op* op = s.reader) {
-        fail_read(s, *op, errc::timed_out);
+        if (!completes_when_tried(s, *op)) fail_read(s, *op, errc::timed_out);
         finish_later(s, *op);
       }
     }
     if (what & BEV_EVENT_WRITING) {
       bufferevent_enable(bev, EV_WRITE);
       if (stream_op* op = s.writer) {
-        interrupt_write(s, *op, errc::timed_out);
+        if (!completes_when_tried(s, *op)) interrupt_write(s, *op, errc::timed_out);
         finish_later(s, *op);
       }
     }
@@ -436,6 +445,7 @@ void on_event(bufferevent* bev, short what, void* arg) {
 
 void on_timer(stream_state& s, stream_op* op, const stream_state::op_timer& timer) noexcept {
   if (!op) return;
+  if (completes_when_tried(s, *op)) return finish_now(s, *op);
   const std::error_code ec = timer.stop_requested.load(std::memory_order_acquire)
                                  ? make_error_code(errc::cancelled)
                                  : make_error_code(errc::timed_out);
@@ -492,24 +502,29 @@ void park(stream_state& s, stream_op& op) {
   } else if (op.kind == op_kind::shutdown ||
              (s.plain_socket && evbuffer_get_length(output(s)) == 0 && !op.yielding)) {
     // A direct write the kernel could not take at once (see try_write), or a close_notify.
-    // (One over the fairness budget waits for the retry, which comes after the poll's I/O
-    // callbacks, so that the reader on the other end goes first.)
+    // (One over the fairness budget waits for the retry, which comes after the poll's socket
+    // callbacks, so that a reader on the other end of a loopback connection goes first.)
     if (!wait_writable(s)) throw std::bad_alloc();
   }
 }
 
 // --- fairness: ops over the inline budget ----------------------------------------------------
 
-// After the next poll, tries the ops that parked for the inline budget (see await_ready); one
-// that still cannot complete stays parked as usual. Both directions go through the ready list:
-// resuming one could end the stream under the other.
+bool retry_after_poll(stream_state& s) noexcept;
+
+// After the next poll, tries an op that parked for the inline budget (see await_ready); one
+// that still cannot complete stays parked as usual. One op per call, resumed at once (resuming
+// it may end the stream): when both directions wait, the writer's turn is the next call.
 void on_retry(evutil_socket_t, short, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
-  for (stream_op* op : {s.reader, s.writer}) {
-    if (!op || !op->yielding) continue;
-    op->yielding = false;
-    if (try_complete(s, *op)) finish_later(s, *op);
+  stream_op* const w = s.writer && s.writer->yielding ? s.writer : nullptr;
+  stream_op* op = s.reader && s.reader->yielding ? s.reader : w;
+  if (!op) return;
+  if (op != w && w && !retry_after_poll(s) && completes_when_tried(s, *w)) {
+    finish_later(s, *w);  // out of memory for the event: no turn of its own, then
   }
+  op->yielding = false;
+  if (try_complete(s, *op)) finish_now(s, *op);
 }
 
 bool retry_after_poll(stream_state& s) noexcept {
@@ -627,9 +642,10 @@ void close_state(stream_state* s) noexcept {
 }  // namespace
 
 stream_state::~stream_state() {
+  // The events on the fd go before bufferevent_free closes it under them.
   socket_read.reset();
   socket_write.reset();
-  retry.reset();  // before bufferevent_free closes the fd under it
+  retry.reset();
   if (bev) bufferevent_free(bev);
 }
 
@@ -679,13 +695,15 @@ bool stream_op::await_ready() {
   return true;
 }
 
-void stream_op::await_suspend(std::coroutine_handle<> h) {
+bool stream_op::await_suspend(std::coroutine_handle<> h) {
   handle = h;
   (is_read(kind) ? s->inline_read : s->inline_write) = 0;
   park(*s, *this);
-  if (yielding && !retry_after_poll(*s)) {
-    yielding = false;  // out of memory for the event: it waits for its socket as usual
+  if (yielding && !retry_after_poll(*s) && completes_when_tried(*s, *this)) {
+    unpark(*s, *this);  // out of memory for the retry event: no poll in between, then
+    return false;
   }
+  return true;
 }
 
 stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads) {

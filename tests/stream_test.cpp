@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <new>
 #include <optional>
+#include <thread>
 
 #include "support.hpp"
 
@@ -503,6 +504,54 @@ task<void> op_over_budget_waits_untouched(loop& lp) {
   CHECK((b1 + rest.value() == data));
 }
 
+// A zero-length read over the budget (a frame with an empty body) leaves the stream alone:
+// the recv() of nothing it might do returns 0, which is not the peer's end.
+task<void> zero_length_read_over_budget(loop& lp, bool exactly) {
+  auto p = co_await evco::test::connected_pair(lp);
+  const std::string first = pattern(200 << 10, 30);
+  REQUIRE(co_await p.client.write(first));
+  for (int i = 0; i < 1000 && p.server.buffered_input() < first.size(); ++i)
+    co_await lp.yield();
+  REQUIRE(p.server.buffered_input() == first.size());
+  std::string b1(first.size(), '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(b1)));  // at once: the budget is used up
+  REQUIRE(co_await p.client.write("hello"));
+  std::string none;
+  if (exactly) {
+    auto z = co_await p.server.read_exactly(span_of(none));
+    CHECK_MESSAGE(z, error_of(z));
+  } else {
+    auto z = co_await p.server.read_some(span_of(none));
+    REQUIRE_MESSAGE(z, error_of(z));
+    CHECK(z.value() == 0);
+  }
+  std::string b2(5, '\0');
+  auto r = co_await p.server.read_exactly(span_of(b2), 10s);  // the deadline guards a hang
+  REQUIRE_MESSAGE(r, error_of(r));
+  CHECK(b2 == "hello");
+}
+
+// An op over the budget that meets the idle read timeout still gets the bytes already
+// buffered. The sleep stands for an application busy past the idle timeout (the loop is
+// blocked meanwhile); nothing here depends on how long anything takes.
+task<void> read_over_budget_meets_idle_timeout(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  p.server.set_timeouts(100ms, {});
+  const std::string data = pattern(300 << 10, 31);
+  REQUIRE(co_await p.client.write(data));
+  for (int i = 0; i < 1000 && p.server.buffered_input() < data.size(); ++i)
+    co_await lp.yield();
+  REQUIRE(p.server.buffered_input() == data.size());
+  std::this_thread::sleep_for(150ms);
+  co_await lp.yield();  // resumed in the pass that also has the idle timeout due
+  std::string b1(200 << 10, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(b1)));  // at once, from the input buffer
+  std::string b2(64 << 10, '\0');
+  auto r = co_await p.server.read_some(span_of(b2));  // over the budget
+  REQUIRE_MESSAGE(r, error_of(r));
+  CHECK(b1 + b2.substr(0, r.value()) == data.substr(0, b1.size() + r.value()));
+}
+
 // Every write completes at once (the kernel takes it), yet the receiver on the same loop gets
 // to read before the writer is through.
 task<void> busy_writer_lets_receiver_run(loop& lp) {
@@ -762,6 +811,21 @@ TEST_SUITE("stream") {
   TEST_CASE("an op over the fairness budget holds its direction and loses nothing") {
     loop lp;
     lp.run(op_over_budget_waits_untouched(lp));
+  }
+
+  TEST_CASE("a zero-length read over the fairness budget leaves the stream readable") {
+    loop lp;
+    SUBCASE("read_exactly") {
+      lp.run(zero_length_read_over_budget(lp, true));
+    }
+    SUBCASE("read_some") {
+      lp.run(zero_length_read_over_budget(lp, false));
+    }
+  }
+
+  TEST_CASE("a read over the fairness budget does not time out with its bytes buffered") {
+    loop lp;
+    lp.run(read_over_budget_meets_idle_timeout(lp));
   }
 
   TEST_CASE("a writer whose writes never wait still lets its receiver run") {

@@ -65,7 +65,7 @@ struct stream_op : waiter {
   ~stream_op();
 
   bool await_ready();
-  void await_suspend(std::coroutine_handle<> h);
+  bool await_suspend(std::coroutine_handle<> h);
 
   stream_state* s;
   loop* lp = nullptr;  // set while parked or queued
@@ -136,7 +136,9 @@ using shutdown_op = void_op;
 
 /// A connected byte stream. Move-only; destroying it closes it (see close()). At most one
 /// read and one write may be pending at a time (a second gets errc::busy). All ops must be
-/// started on the loop's thread. A buffer passed to an op is borrowed until the op completes.
+/// started on the loop's thread. A buffer passed to an op is borrowed until the op completes
+/// or its frame is destroyed (a destroyed read_exactly gives back what it took, a destroyed
+/// write queues its unsent rest: both from that buffer).
 ///
 /// An op that can complete at once does so without suspending, except that once a direction
 /// has moved 128 KiB that way in a row, its next op resumes only after the loop has polled
