@@ -510,21 +510,16 @@ void park(stream_state& s, stream_op& op) {
 
 // --- fairness: ops over the inline budget ----------------------------------------------------
 
-bool retry_after_poll(stream_state& s) noexcept;
-
-// After the next poll, tries an op that parked for the inline budget (see await_ready); one
-// that still cannot complete stays parked as usual. One op per call, resumed at once (resuming
-// it may end the stream): when both directions wait, the writer's turn is the next call.
+// After the next poll, tries the ops that parked for the inline budget (see await_ready); one
+// that still cannot complete stays parked as usual. A completed write resumes through the
+// ready list, behind the pass's other callbacks (resumed right here, a sender got ahead of
+// its receiver again: 4.4 GB/s instead of 7 in a quarter of the runs). A completed read
+// resumes at once, so that no frame can end between here and there with its bytes taken;
+// and since that may end the stream, last.
 void on_retry(evutil_socket_t, short, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
-  stream_op* const w = s.writer && s.writer->yielding ? s.writer : nullptr;
-  stream_op* op = s.reader && s.reader->yielding ? s.reader : w;
-  if (!op) return;
-  if (op != w && w && !retry_after_poll(s) && completes_when_tried(s, *w)) {
-    finish_later(s, *w);  // out of memory for the event: no turn of its own, then
-  }
-  op->yielding = false;
-  if (try_complete(s, *op)) finish_now(s, *op);
+  if (stream_op* w = s.writer; w && completes_when_tried(s, *w)) finish_later(s, *w);
+  if (stream_op* r = s.reader; r && completes_when_tried(s, *r)) finish_now(s, *r);
 }
 
 bool retry_after_poll(stream_state& s) noexcept {
