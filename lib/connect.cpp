@@ -103,6 +103,16 @@ struct race_state {
   std::exception_ptr exception;
   event* wake = nullptr;  // the connect's race_wait event while it is parked
 
+  // RFC 8305 section 3: AAAA and A are looked up apart, so that the first answer can start
+  // connecting. Each holds its addresses not tried yet.
+  struct family {
+    bool done = false;
+    clock::time_point at{};  // when the answer came
+    std::error_code error;
+    std::vector<endpoint> addrs;
+  };
+  family v6, v4;
+
   void notify() noexcept {
     if (wake) event_active(wake, EV_TIMEOUT, 0);
   }
@@ -123,6 +133,32 @@ task<void> run_attempt(loop& lp, std::shared_ptr<race_state> st, std::size_t i, 
     st->winner_index = i;
   }
   st->notify();
+}
+
+task<void> run_lookup(loop& lp, std::shared_ptr<race_state> st, std::string host,
+                      std::uint16_t port, int family, duration budget) {
+  resolve_options ro;
+  ro.family = family;
+  ro.timeout = budget;
+  auto r = co_await resolve(lp, std::move(host), port, ro, st->stop.get_token());
+  race_state::family& f = family == AF_INET6 ? st->v6 : st->v4;
+  f.done = true;
+  f.at = clock::now();
+  if (r) {
+    f.addrs = std::move(r).value();
+  } else {
+    f.error = r.error();
+  }
+  st->notify();
+}
+
+// When neither family has an address: the more telling of the two errors (a missing name, a
+// failure or a timeout rather than "no address of this family").
+std::error_code resolve_error(const race_state& st) noexcept {
+  const auto telling = [](const std::error_code& e) { return e && e != dns_errc::no_address; };
+  if (telling(st.v4.error)) return st.v4.error;
+  if (telling(st.v6.error)) return st.v6.error;
+  return st.v4.error ? st.v4.error : st.v6.error;
 }
 
 // Parks the connect until an attempt reports, `until` passes, or `stop` is requested.
@@ -207,65 +243,82 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
   }
 
   std::string server_name = o.tls ? host : std::string();
-  std::vector<endpoint> addrs;
-  if (auto ep = endpoint::parse(host, port)) {
-    addrs.push_back(ep.value());
-  } else {
-    resolve_options ro;
-    ro.timeout = capped(o.resolve_timeout, deadline, clock::now());
-    auto r = co_await resolve(lp, std::move(host), port, ro, stop);
-    if (!r) {
-      if (report) {
-        report->failed = connect_phase::resolve;
-        report->resolve_error = r.error();
-      }
-      co_return r.error();
-    }
-    addrs = interleave_families(std::move(r).value());
-  }
-  if (report) report->addresses = addrs;
-
   auto st = std::make_shared<race_state>(lp);
-  st->attempts.reserve(addrs.size());
   race_finisher finisher{*st};
-  std::size_t next = 0;
+  if (auto ep = endpoint::parse(host, port)) {
+    (ep.value().is_v6() ? st->v6 : st->v4).addrs.push_back(ep.value());
+    st->v6.done = st->v4.done = true;
+  } else {
+    const duration budget = capped(o.resolve_timeout, deadline, clock::now());
+    for (const int family : {AF_INET6, AF_INET}) {
+      lp.spawn(run_lookup(lp, st, host, port, family, budget), [st](std::exception_ptr e) {
+        st->exception = e;
+        st->notify();
+      });
+    }
+  }
+
+  bool v6_next = true;  // the families alternate, IPv6 first
   std::size_t failures_seen = 0;
   auto next_at = clock::now();
   std::error_code ec;
+  bool resolve_failed = false;
   for (;;) {
     if (st->exception) std::rethrow_exception(st->exception);
     if (st->winner) break;
     const auto now = clock::now();
     if (stop.stop_requested()) {
       ec = errc::cancelled;
+      resolve_failed = st->attempts.empty();
       break;
     }
-    if (now >= deadline) {
+    const bool resolving = !st->v6.done || !st->v4.done;
+    // IPv6 addresses start at once; IPv4 ones alone wait up to the resolution delay for the
+    // IPv6 answer (RFC 8305 section 3).
+    const bool v4_may_start = st->v6.done || now >= st->v4.at + o.resolution_delay;
+    const bool can_v6 = !st->v6.addrs.empty();
+    const bool can_v4 = !st->v4.addrs.empty() && v4_may_start;
+    // Until there is an address to try, the lookups' own budgets (capped by the deadline)
+    // end the wait, as a resolve failure.
+    const bool connecting = !st->attempts.empty() || can_v6 || !st->v4.addrs.empty();
+    if (now >= deadline && connecting) {
       ec = errc::connect_timed_out;
       break;
     }
     // The next address starts when the delay is up, or at once when an attempt failed.
-    if (next < addrs.size() &&
+    if ((can_v6 || can_v4) &&
         (now >= next_at || st->failures > failures_seen || st->running == 0)) {
       failures_seen = st->failures;
+      const bool take_v6 = can_v6 && (v6_next || !can_v4);
+      v6_next = !take_v6;
+      auto& list = (take_v6 ? st->v6 : st->v4).addrs;
+      const endpoint ep = list.front();
+      list.erase(list.begin());
       connect_options ao = o;
       ao.report = nullptr;
       ao.timeout = capped(o.timeout, deadline, now);
-      st->attempts.push_back({addrs[next], {}});
+      const std::size_t i = st->attempts.size();
+      st->attempts.push_back({ep, {}});
       ++st->running;
-      lp.spawn(run_attempt(lp, st, next, ao), [st](std::exception_ptr e) {
+      lp.spawn(run_attempt(lp, st, i, ao), [st](std::exception_ptr e) {
         st->exception = e;
         st->notify();
       });
-      ++next;
       next_at = now + o.happy_eyeballs_delay;
       continue;
     }
-    if (next == addrs.size() && st->running == 0) {
-      ec = st->last_error;
+    if (!resolving && st->v6.addrs.empty() && st->v4.addrs.empty() && st->running == 0) {
+      resolve_failed = st->attempts.empty();
+      ec = resolve_failed ? resolve_error(*st) : st->last_error;
       break;
     }
-    race_wait w(lp, *st, next < addrs.size() ? std::min(next_at, deadline) : deadline, stop);
+    auto until = connecting ? deadline : clock::time_point::max();
+    if (can_v6 || can_v4) {
+      until = std::min(until, next_at);
+    } else if (!st->v4.addrs.empty()) {
+      until = std::min(until, st->v4.at + o.resolution_delay);
+    }
+    race_wait w(lp, *st, until, stop);
     co_await w;
   }
 
@@ -273,9 +326,19 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
     report->attempts = st->attempts;
     for (std::size_t i = 0; i < report->attempts.size(); ++i) {
       auto& a = report->attempts[i];
+      report->addresses.push_back(a.address);
       if (!a.error && (ec || i != st->winner_index)) a.error = ec ? ec : errc::cancelled;
     }
-    report->failed = ec ? connect_phase::connect : connect_phase::none;
+    std::vector<endpoint> rest = st->v6.addrs;
+    rest.insert(rest.end(), st->v4.addrs.begin(), st->v4.addrs.end());
+    for (const endpoint& ep : interleave_families(std::move(rest)))
+      report->addresses.push_back(ep);
+    if (resolve_failed) {
+      report->failed = connect_phase::resolve;
+      report->resolve_error = ec;
+    } else {
+      report->failed = ec ? connect_phase::connect : connect_phase::none;
+    }
   }
   if (ec) co_return ec;
   if (!o.tls) co_return std::move(*st->winner);

@@ -130,6 +130,10 @@ struct dns_server {
         evdns_server_request_drop(req);
         return;
       }
+      if (q->type == EVDNS_TYPE_AAAA && no_aaaa_answer.count(name)) {
+        evdns_server_request_drop(req);
+        return;
+      }
       if (const auto f = failing.find(name); f != failing.end()) {
         err = f->second;
         continue;
@@ -158,6 +162,7 @@ struct dns_server {
   std::map<std::string, records> names;
   std::set<std::string> ignored;  // queries for these are dropped, never answered
   std::map<std::string, int> failing;  // queries for these get this error code (RCODE)
+  std::set<std::string> no_aaaa_answer;  // AAAA queries for these are dropped
   bool hold = false;
   std::vector<evdns_server_request*> held;
   int queries = 0;
@@ -283,6 +288,29 @@ task<void> failing_nameserver(loop& lp, int rcode) {
   server.failing["broken.test"] = rcode;
   server.use(lp);
   (void)co_await fails_to_resolve(lp, "broken.test", dns_errc::server_failure);
+}
+
+// RFC 8305 section 3: the A answer starts connecting after the resolution delay, without
+// waiting for an AAAA answer that never comes (libevent's getaddrinfo would wait 3 s for it).
+task<void> a_answer_does_not_wait_for_aaaa(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  const std::uint16_t port = l.value().local_endpoint().value().port();
+  dns_server server(lp);
+  server.names["slow6.test"] = {{v4("127.0.0.1")}, {v6("::1")}};
+  server.no_aaaa_answer.insert("slow6.test");
+  server.use(lp);
+  connect_report report;
+  connect_options o;
+  o.resolution_delay = 20ms;
+  o.total_timeout = 2s;
+  o.report = &report;
+  auto c = co_await evco::connect(lp, "slow6.test", port, o);
+  REQUIRE_MESSAGE(c, error_of(c));
+  CHECK(c.value().remote_endpoint().value().is_v4());
+  CHECK(report.failed == connect_phase::none);
+  REQUIRE(report.attempts.size() == 1);
+  CHECK(report.attempts[0].address == endpoint::parse("127.0.0.1", port).value());
 }
 
 task<void> no_such_host(loop& lp) {
@@ -599,6 +627,11 @@ TEST_SUITE("dns") {
     SUBCASE("REFUSED") {
       lp.run(failing_nameserver(lp, DNS_ERR_REFUSED));
     }
+  }
+
+  TEST_CASE("an A answer starts connecting without waiting for an AAAA answer that never comes") {
+    loop lp({.dns_timeout = 10s, .dns_attempts = 1});
+    lp.run(a_answer_does_not_wait_for_aaaa(lp));
   }
 
   TEST_CASE("a nameserver that never answers makes the lookup time out in the resolve phase") {

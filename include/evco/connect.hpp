@@ -29,6 +29,9 @@ struct connect_options {
   /// RFC 8305 "Connection Attempt Delay": the next address is tried when the previous attempt
   /// has not connected after this long (or at once when it fails).
   duration happy_eyeballs_delay = std::chrono::milliseconds(250);
+  /// RFC 8305 "Resolution Delay": AAAA and A are looked up apart; when the A answer comes
+  /// first, connecting waits this long for the AAAA one before it starts over IPv4.
+  duration resolution_delay = std::chrono::milliseconds(50);
   /// When set, filled in with what happened (borrowed until the connect completes).
   connect_report* report = nullptr;
   /// When set, the connected stream does a TLS handshake (tls_client) with `host` as the
@@ -63,7 +66,9 @@ struct connect_report {
 };
 
 /// Resolves `host` (a numeric address skips DNS), then connects with Happy Eyeballs
-/// (RFC 8305): IPv6 and IPv4 addresses alternate, a new attempt starts every
+/// (RFC 8305): AAAA and A are looked up apart and connecting starts with the first answer
+/// (an A answer waits up to resolution_delay for the AAAA one); IPv6 and IPv4 addresses
+/// alternate, IPv6 first, a new attempt starts every
 /// happy_eyeballs_delay (or as soon as the previous one fails) while the earlier ones go on,
 /// the first to connect wins and the others are cancelled. Errors: a resolve failure
 /// (dns_category(), phase resolve), else the last attempt's error (errno, connect_timed_out);
