@@ -205,6 +205,10 @@ struct race_finisher {
   }
 };
 
+clock::time_point saturating_add(clock::time_point t, duration d) noexcept {
+  return d >= clock::time_point::max() - t ? clock::time_point::max() : t + d;
+}
+
 // `budget` capped by what is left until `deadline`.
 duration capped(duration budget, clock::time_point deadline, clock::time_point now) {
   if (deadline == clock::time_point::max()) return budget;
@@ -274,15 +278,17 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
     }
     const bool resolving = !st->v6.done || !st->v4.done;
     // IPv6 addresses start at once; IPv4 ones alone wait up to the resolution delay for the
-    // IPv6 answer (RFC 8305 section 3).
-    const bool v4_may_start = st->v6.done || now >= st->v4.at + o.resolution_delay;
+    // IPv6 answer (RFC 8305 section 3), and no longer than the deadline.
+    const auto v4_start = std::min(saturating_add(st->v4.at, o.resolution_delay), deadline);
     const bool can_v6 = !st->v6.addrs.empty();
-    const bool can_v4 = !st->v4.addrs.empty() && v4_may_start;
+    const bool can_v4 = !st->v4.addrs.empty() && (st->v6.done || now >= v4_start);
     // Until there is an address to try, the lookups' own budgets (capped by the deadline)
     // end the wait, as a resolve failure.
-    const bool connecting = !st->attempts.empty() || can_v6 || !st->v4.addrs.empty();
+    const bool connecting = !st->attempts.empty() || can_v6 || can_v4;
     if (now >= deadline && connecting) {
-      ec = errc::connect_timed_out;
+      // Every attempt failed while the other family's lookup was still out: that is the error.
+      const bool all_failed = st->running == 0 && !st->attempts.empty() && st->last_error;
+      ec = all_failed ? st->last_error : make_error_code(errc::connect_timed_out);
       break;
     }
     // The next address starts when the delay is up, or at once when an attempt failed.
@@ -316,11 +322,16 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
     if (can_v6 || can_v4) {
       until = std::min(until, next_at);
     } else if (!st->v4.addrs.empty()) {
-      until = std::min(until, st->v4.at + o.resolution_delay);
+      until = std::min(until, v4_start);
     }
     race_wait w(lp, *st, until, stop);
     co_await w;
   }
+
+  // The race is over: cancel the lookup and the attempts still out before any handshake.
+  st->finished = true;
+  st->wake = nullptr;
+  st->stop.request_stop();
 
   if (report) {
     report->attempts = st->attempts;
@@ -329,10 +340,13 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
       report->addresses.push_back(a.address);
       if (!a.error && (ec || i != st->winner_index)) a.error = ec ? ec : errc::cancelled;
     }
-    std::vector<endpoint> rest = st->v6.addrs;
-    rest.insert(rest.end(), st->v4.addrs.begin(), st->v4.addrs.end());
-    for (const endpoint& ep : interleave_families(std::move(rest)))
-      report->addresses.push_back(ep);
+    // Then those never tried, in the order they would have been.
+    const auto& first = v6_next ? st->v6.addrs : st->v4.addrs;
+    const auto& second = v6_next ? st->v4.addrs : st->v6.addrs;
+    for (std::size_t i = 0; i < std::max(first.size(), second.size()); ++i) {
+      if (i < first.size()) report->addresses.push_back(first[i]);
+      if (i < second.size()) report->addresses.push_back(second[i]);
+    }
     if (resolve_failed) {
       report->failed = connect_phase::resolve;
       report->resolve_error = ec;

@@ -313,6 +313,28 @@ task<void> a_answer_does_not_wait_for_aaaa(loop& lp) {
   CHECK(report.attempts[0].address == endpoint::parse("127.0.0.1", port).value());
 }
 
+// The IPv4 attempt fails while the AAAA answer is still out: the connect reports that
+// failure, whether the total budget or the lookup's own ends the wait for the AAAA answer.
+task<void> refused_while_aaaa_is_out(loop& lp, bool total_budget) {
+  bound_port refused;
+  REQUIRE(refused.bind(endpoint::v4_loopback()));
+  dns_server server(lp);
+  server.names["half.test"] = {{v4("127.0.0.1")}, {v6("::1")}};
+  server.no_aaaa_answer.insert("half.test");
+  server.use(lp);
+  connect_report report;
+  connect_options o;
+  o.resolution_delay = 10ms;
+  if (total_budget) o.total_timeout = 300ms;
+  o.report = &report;
+  auto c = co_await evco::connect(lp, "half.test", refused.ep.port(), o);
+  REQUIRE_FALSE(c);
+  CHECK(c.error() == std::errc::connection_refused);
+  CHECK(report.failed == connect_phase::connect);
+  REQUIRE(report.attempts.size() == 1);
+  CHECK(report.attempts[0].error == std::errc::connection_refused);
+}
+
 task<void> no_such_host(loop& lp) {
   dns_server server(lp);
   server.use(lp);
@@ -632,6 +654,17 @@ TEST_SUITE("dns") {
   TEST_CASE("an A answer starts connecting without waiting for an AAAA answer that never comes") {
     loop lp({.dns_timeout = 10s, .dns_attempts = 1});
     lp.run(a_answer_does_not_wait_for_aaaa(lp));
+  }
+
+  TEST_CASE("an IPv4 attempt refused while the AAAA answer is out reports the refusal") {
+    SUBCASE("the total budget ends the wait") {
+      loop lp({.dns_timeout = 10s, .dns_attempts = 1});
+      lp.run(refused_while_aaaa_is_out(lp, true));
+    }
+    SUBCASE("the lookup's own budget ends the wait") {
+      loop lp({.dns_timeout = 200ms, .dns_attempts = 1});
+      lp.run(refused_while_aaaa_is_out(lp, false));
+    }
   }
 
   TEST_CASE("a nameserver that never answers makes the lookup time out in the resolve phase") {
