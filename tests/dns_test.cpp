@@ -290,6 +290,13 @@ task<void> failing_nameserver(loop& lp, int rcode) {
   (void)co_await fails_to_resolve(lp, "broken.test", dns_errc::server_failure);
 }
 
+// `name` has 127.0.0.1 and ::1, but its AAAA queries are never answered.
+void lose_aaaa(loop& lp, dns_server& server, const std::string& name) {
+  server.names[name] = {{v4("127.0.0.1")}, {v6("::1")}};
+  server.no_aaaa_answer.insert(name);
+  server.use(lp);
+}
+
 // RFC 8305 section 3: the A answer starts connecting after the resolution delay, without
 // waiting for an AAAA answer that never comes (libevent's getaddrinfo would wait 3 s for it).
 task<void> a_answer_does_not_wait_for_aaaa(loop& lp) {
@@ -297,9 +304,7 @@ task<void> a_answer_does_not_wait_for_aaaa(loop& lp) {
   REQUIRE(l);
   const std::uint16_t port = l.value().local_endpoint().value().port();
   dns_server server(lp);
-  server.names["slow6.test"] = {{v4("127.0.0.1")}, {v6("::1")}};
-  server.no_aaaa_answer.insert("slow6.test");
-  server.use(lp);
+  lose_aaaa(lp, server, "slow6.test");
   connect_report report;
   connect_options o;
   o.resolution_delay = 20ms;
@@ -319,9 +324,7 @@ task<void> refused_while_aaaa_is_out(loop& lp, bool total_budget) {
   bound_port refused;
   REQUIRE(refused.bind(endpoint::v4_loopback()));
   dns_server server(lp);
-  server.names["half.test"] = {{v4("127.0.0.1")}, {v6("::1")}};
-  server.no_aaaa_answer.insert("half.test");
-  server.use(lp);
+  lose_aaaa(lp, server, "half.test");
   connect_report report;
   connect_options o;
   o.resolution_delay = 10ms;
