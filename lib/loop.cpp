@@ -180,7 +180,8 @@ loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) 
   if (!impl_->base) throw std::runtime_error("evco: event_base_new failed");
   base_ = impl_->base.get();
   impl_->wake.reset(event_new(
-      base_, -1, 0, [](evutil_socket_t, short, void* arg) {
+      base_, -1, 0,
+      [](evutil_socket_t, short, void* arg) {
         auto& self = *static_cast<loop*>(arg);
         self.impl_->run_ready(self);
       },

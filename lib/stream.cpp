@@ -227,8 +227,8 @@ bool try_write(stream_state& s, stream_op& op) noexcept {
         // again. What the kernel does not take yet is sent from here as well once the socket
         // is writable (park waits on socket_write). MSG_NOSIGNAL: a closed peer is EPIPE.
         if (op.done < op.size) {
-          const ssize_t n = ::send(bufferevent_getfd(s.bev), op.data + op.done,
-                                   op.size - op.done, MSG_NOSIGNAL | MSG_DONTWAIT);
+          const ssize_t n = ::send(bufferevent_getfd(s.bev), op.data + op.done, op.size - op.done,
+                                   MSG_NOSIGNAL | MSG_DONTWAIT);
           if (n >= 0) {
             op.done += static_cast<std::size_t>(n);
           } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {

@@ -160,8 +160,8 @@ struct dns_server {
   endpoint ep;
   evdns_server_port* port = nullptr;
   std::map<std::string, records> names;
-  std::set<std::string> ignored;  // queries for these are dropped, never answered
-  std::map<std::string, int> failing;  // queries for these get this error code (RCODE)
+  std::set<std::string> ignored;         // queries for these are dropped, never answered
+  std::map<std::string, int> failing;    // queries for these get this error code (RCODE)
   std::set<std::string> no_aaaa_answer;  // AAAA queries for these are dropped
   bool hold = false;
   std::vector<evdns_server_request*> held;

@@ -449,8 +449,7 @@ task<void> write_after_queued_rest(loop& lp) {
 
 // ---- fairness -------------------------------------------------------------------------------
 
-task<void> count_until(stream* s, std::size_t total, std::size_t* got,
-                       evco::test::signal* done) {
+task<void> count_until(stream* s, std::size_t total, std::size_t* got, evco::test::signal* done) {
   std::string buf(64 << 10, '\0');
   while (*got < total) {
     auto n = co_await s->read_some(span_of(buf));
