@@ -28,4 +28,9 @@ inline timeval to_timeval(std::chrono::steady_clock::duration d) noexcept {
   return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
 }
 
+inline std::chrono::steady_clock::duration to_duration(const timeval& tv) noexcept {
+  using namespace std::chrono;
+  return duration_cast<steady_clock::duration>(seconds(tv.tv_sec) + microseconds(tv.tv_usec));
+}
+
 }  // namespace evco::detail

@@ -54,7 +54,8 @@ void note_read_end(stream_state& s, int err) noexcept {
 }
 
 bool may_read_direct(const stream_state& s) noexcept {
-  return s.plain_socket && !s.read_idle_timeout && !s.read_error;
+  // With an idle read timeout, bytes must go through the read event, which re-arms it.
+  return s.plain_socket && !s.read_idle_timeout() && !s.read_error;
 }
 
 // Plain sockets: recv() straight into the caller's buffer, skipping libevent's capped reads
@@ -78,15 +79,15 @@ std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
   return 0;
 }
 
-// read_some into a string: makes the room for the bytes about to be read (once). False, with
-// the op failed, when there is no memory for it.
-// At most max bytes, and no more than the input buffer holds or one socket read would bring:
-// `max` may well be npos ("whatever is there").
+// read_some into a string: makes the room for the bytes about to be read (once): what the
+// input buffer holds, or else what one socket read may bring, and at most max (which may
+// well be npos, "whatever is there"). False, with the op failed, when out of memory.
 bool make_room(stream_state& s, stream_op& op) noexcept {
   if (!op.into_string || op.data) return true;
   string_op& so = as_string(op);
   constexpr std::size_t socket_read_room = 64 << 10;
-  std::size_t room = std::max(evbuffer_get_length(input(s)), socket_read_room);
+  const std::size_t buffered = evbuffer_get_length(input(s));
+  std::size_t room = buffered > 0 ? buffered : socket_read_room;
   room = std::min({room, so.max, so.line->max_size() - so.line->size()});
   try {
     so.scanned = so.line->size();
@@ -202,7 +203,7 @@ bool wait_writable(stream_state& s) noexcept {
                                    EV_WRITE | EV_PERSIST, on_socket_writable, &s));
     if (!s.socket_write) return false;
   }
-  event_add(s.socket_write.get(), s.write_idle_timeout ? &s.write_idle : nullptr);
+  event_add(s.socket_write.get(), s.write_idle_timeout());
   s.write_direct = true;
   return true;
 }
@@ -333,7 +334,7 @@ void pause_reading(stream_state& s) noexcept {
 
 void resume_reading(stream_state& s) noexcept {
   if (!s.read_paused || s.read_error) return;
-  event_add(s.socket_read.get(), s.read_idle_timeout ? &s.read_idle : nullptr);
+  event_add(s.socket_read.get(), s.read_idle_timeout());
   s.read_paused = false;
 }
 
@@ -756,18 +757,16 @@ void stream::close() noexcept {
 
 void stream::set_timeouts(duration read, duration write) {
   if (!s_) return;
-  s_->read_idle_timeout = read.count() > 0;
   s_->read_idle = detail::to_timeval(read);
-  s_->write_idle_timeout = write.count() > 0;
   s_->write_idle = detail::to_timeval(write);
   if (s_->socket_read && !s_->read_paused) {
     // event_add keeps an old timeout when given none: remove it first.
     event_del(s_->socket_read.get());
-    event_add(s_->socket_read.get(), s_->read_idle_timeout ? &s_->read_idle : nullptr);
+    event_add(s_->socket_read.get(), s_->read_idle_timeout());
   }
   if (s_->write_direct) {
     event_del(s_->socket_write.get());
-    event_add(s_->socket_write.get(), s_->write_idle_timeout ? &s_->write_idle : nullptr);
+    event_add(s_->socket_write.get(), s_->write_idle_timeout());
   }
   const timeval r = detail::to_timeval(read), w = detail::to_timeval(write);
   bufferevent_set_timeouts(s_->bev, read.count() > 0 ? &r : nullptr,

@@ -46,6 +46,12 @@ struct stream_state {
   // The idle timeouts, for socket_read and socket_write (zero: none).
   timeval read_idle{};
   timeval write_idle{};
+  const timeval* read_idle_timeout() const noexcept {
+    return timerisset(&read_idle) ? &read_idle : nullptr;
+  }
+  const timeval* write_idle_timeout() const noexcept {
+    return timerisset(&write_idle) ? &write_idle : nullptr;
+  }
   // Bytes moved by ops that completed without suspending, since the direction last waited
   // (see stream_op::await_ready).
   std::uint32_t inline_read = 0;
@@ -65,9 +71,6 @@ struct stream_state {
   // The socket probably holds more: a direct read filled its buffer, and none has found the
   // socket empty since. Only then is a read tried without waiting.
   bool more_pending = false;
-  // With an idle read timeout, bytes must go through the read event, which re-arms it.
-  bool read_idle_timeout = false;
-  bool write_idle_timeout = false;
   bool read_paused = false;   // socket_read removed: at the read limit, or at the end
   bool write_direct = false;  // the parked writer waits on socket_write
   bool write_shut = false;

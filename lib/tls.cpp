@@ -323,13 +323,6 @@ SSL* ssl_of(const stream& s) noexcept {
 
 namespace detail {
 
-namespace {
-duration to_duration(const timeval& tv) noexcept {
-  return std::chrono::duration_cast<duration>(std::chrono::seconds(tv.tv_sec) +
-                                              std::chrono::microseconds(tv.tv_usec));
-}
-}  // namespace
-
 void stream_settings::apply_to(stream& st) const {
   st.set_read_limit(read_high);
   st.set_write_watermarks(write_low, write_high);
@@ -341,9 +334,8 @@ bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) n
   if (!s || s->reader || s->writer) return nullptr;
   st.s_ = nullptr;
   lp = s->lp;
-  kept = {s->read_high, s->write_low, s->write_high,
-          s->read_idle_timeout ? to_duration(s->read_idle) : duration{},
-          s->write_idle_timeout ? to_duration(s->write_idle) : duration{}};
+  kept = {s->read_high, s->write_low, s->write_high, to_duration(s->read_idle),
+          to_duration(s->write_idle)};
   bufferevent* bev = std::exchange(s->bev, nullptr);
   bufferevent_disable(bev, EV_READ | EV_WRITE);
   bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
