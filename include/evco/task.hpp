@@ -3,9 +3,10 @@
 
 #include <coroutine>
 #include <exception>
+#include <memory>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
-#include <variant>
 
 namespace evco {
 
@@ -57,21 +58,42 @@ class task_promise_base {
   bool finished_inline_ = false;
 };
 
+// The result lives in a union rather than a std::variant: g++ 12 warns (maybe-uninitialized,
+// a false positive) inside variant::emplace for Boost 1.81's outcome types under ASan.
 template <class T>
 class task_promise final : public task_promise_base {
  public:
+  task_promise() noexcept {}
+  task_promise(const task_promise&) = delete;
+  task_promise& operator=(const task_promise&) = delete;
+  ~task_promise() {
+    if (state_ == state::value) value_.~T();
+    if (state_ == state::exception) exception_.~exception_ptr();
+  }
+
   task<T> get_return_object() noexcept;
-  void unhandled_exception() noexcept { value_.template emplace<2>(std::current_exception()); }
+  void unhandled_exception() noexcept {
+    std::construct_at(&exception_, std::current_exception());
+    state_ = state::exception;
+  }
   template <class U = T>
   requires std::is_convertible_v<U&&, T>
-  void return_value(U&& v) { value_.template emplace<1>(std::forward<U>(v)); }
+  void return_value(U&& v) {
+    std::construct_at(&value_, std::forward<U>(v));
+    state_ = state::value;
+  }
   T take() {
-    if (value_.index() == 2) std::rethrow_exception(std::get<2>(value_));
-    return std::move(std::get<1>(value_));
+    if (state_ == state::exception) std::rethrow_exception(exception_);
+    return std::move(value_);
   }
 
  private:
-  std::variant<std::monostate, T, std::exception_ptr> value_;
+  enum class state : unsigned char { empty, value, exception };
+  union {
+    T value_;
+    std::exception_ptr exception_;
+  };
+  state state_ = state::empty;
 };
 
 template <>
@@ -116,7 +138,10 @@ class [[nodiscard]] task {
 
   struct awaiter {
     std::coroutine_handle<promise_type> h;
-    bool await_ready() const noexcept { return h.done(); }
+    bool await_ready() const {
+      if (!h) throw std::invalid_argument("evco::task: awaiting an empty task");
+      return h.done();
+    }
     bool await_suspend(std::coroutine_handle<> awaiting) { return h.promise().start(h, awaiting); }
     T await_resume() { return h.promise().take(); }
   };
