@@ -34,21 +34,15 @@ struct socket_guard {
 
 // Waits until a non-blocking connect on `fd` finished; reads its outcome from SO_ERROR.
 struct connect_wait : detail::event_op {
-  loop& lp;
   int fd;
   duration timeout;
 
   connect_wait(loop& l, int f, duration t, std::stop_token st)
-      : event_op(std::move(st)), lp(l), fd(f), timeout(t) {}
+      : event_op(l, std::move(st), &on_event), fd(f), timeout(t) {}
 
   bool await_ready() noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) {
-    handle = h;
-    ev.reset(event_new(lp.native_handle(), fd, EV_WRITE, &on_event, this));
-    if (!ev) throw std::bad_alloc();
-    const timeval tv = detail::to_timeval(timeout);
-    event_add(ev.get(), timeout.count() > 0 ? &tv : nullptr);
-    watch_stop();
+  bool await_suspend(std::coroutine_handle<> h) {
+    return park(h, detail::deadline_after(timeout), fd, EV_WRITE);
   }
   result<void> await_resume() const noexcept {
     if (ec) return ec;
@@ -106,10 +100,12 @@ struct race_state {
   // RFC 8305 section 3: AAAA and A are looked up apart, so that the first answer can start
   // connecting. Each holds its addresses not tried yet.
   struct family {
+    bool asked = false;  // a lookup was started (not for a numeric host)
     bool done = false;
     clock::time_point at{};  // when the answer came
     std::error_code error;
-    std::vector<endpoint> addrs;
+    std::size_t answered = 0;     // addresses in the answer
+    std::vector<endpoint> addrs;  // those not tried yet
   };
   family v6, v4;
 
@@ -146,6 +142,7 @@ task<void> run_lookup(loop& lp, std::shared_ptr<race_state> st, std::string host
   f.at = clock::now();
   if (r) {
     f.addrs = std::move(r).value();
+    f.answered = f.addrs.size();
   } else {
     f.error = r.error();
   }
@@ -164,22 +161,16 @@ std::error_code resolve_error(const race_state& st) noexcept {
 // Parks the connect until an attempt reports, `until` passes, or `stop` is requested.
 struct race_wait : detail::event_op {
   race_wait(loop& l, race_state& s, clock::time_point u, std::stop_token t)
-      : event_op(std::move(t)), lp(l), st(s), until(u) {}
+      : event_op(l, std::move(t), &on_event), st(s), until(u) {}
   ~race_wait() {
     if (ev && st.wake == ev.get()) st.wake = nullptr;
   }
 
   bool await_ready() const noexcept { return stop.stop_requested(); }
-  void await_suspend(std::coroutine_handle<> h) {
-    handle = h;
-    ev.reset(event_new(lp.native_handle(), -1, 0, &on_event, this));
-    if (!ev) throw std::bad_alloc();
-    if (until != clock::time_point::max()) {
-      const timeval tv = detail::to_timeval(until - clock::now());
-      event_add(ev.get(), &tv);
-    }
+  bool await_suspend(std::coroutine_handle<> h) {
+    if (!park(h, until, -1, 0, true)) return false;
     st.wake = ev.get();
-    watch_stop();
+    return true;
   }
   void await_resume() const noexcept {}
 
@@ -189,7 +180,6 @@ struct race_wait : detail::event_op {
     self.finish({});
   }
 
-  loop& lp;
   race_state& st;
   clock::time_point until;
 };
@@ -204,10 +194,6 @@ struct race_finisher {
     st.stop.request_stop();
   }
 };
-
-clock::time_point saturating_add(clock::time_point t, duration d) noexcept {
-  return d >= clock::time_point::max() - t ? clock::time_point::max() : t + d;
-}
 
 // `budget` capped by what is left until `deadline`.
 duration capped(duration budget, clock::time_point deadline, clock::time_point now) {
@@ -232,13 +218,32 @@ std::string connect_report::to_string() const {
     if (!s.empty()) s += "; ";
     s += a.address.to_string() + ": " + (a.error ? a.error.message() : "connected");
   }
-  return s.empty() ? std::string(failed == connect_phase::none ? "connected" : "no attempt") : s;
+  if (s.empty()) s = failed == connect_phase::none ? "connected" : "no attempt";
+  for (const auto& l : lookups) {
+    s += l.family == AF_INET6 ? "; AAAA: " : "; A: ";
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(l.after).count();
+    switch (l.outcome) {
+      case lookup::state::pending:
+        s += "still out";
+        break;
+      case lookup::state::answered:
+        s += std::to_string(l.addresses) + (l.addresses == 1 ? " address" : " addresses");
+        s += " after " + std::to_string(ms) + " ms";
+        break;
+      case lookup::state::failed:
+        s += l.error.message() + " after " + std::to_string(ms) + " ms";
+        break;
+    }
+  }
+  return s;
 }
 
 task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, connect_options o,
                              std::stop_token stop) {
-  const auto deadline = o.total_timeout > duration::zero() ? clock::now() + o.total_timeout
-                                                           : clock::time_point::max();
+  const auto started = clock::now();
+  const auto deadline = o.total_timeout > duration::zero()
+                            ? detail::saturating_add(started, o.total_timeout)
+                            : clock::time_point::max();
   connect_report* const report = o.report;
   if (report) *report = {};
   if (stop.stop_requested()) {
@@ -255,6 +260,7 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
   } else {
     const duration budget = capped(o.resolve_timeout, deadline, clock::now());
     for (const int family : {AF_INET6, AF_INET}) {
+      (family == AF_INET6 ? st->v6 : st->v4).asked = true;
       lp.spawn(run_lookup(lp, st, host, port, family, budget), [st](std::exception_ptr e) {
         st->exception = e;
         st->notify();
@@ -278,8 +284,13 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
     }
     const bool resolving = !st->v6.done || !st->v4.done;
     // IPv6 addresses start at once; IPv4 ones alone wait up to the resolution delay for the
-    // IPv6 answer (RFC 8305 section 3), and no longer than the deadline.
-    const auto v4_start = std::min(saturating_add(st->v4.at, o.resolution_delay), deadline);
+    // IPv6 answer (RFC 8305 section 3), and for no more than half of what was left of the
+    // total budget then, so that the address in hand still gets its try.
+    duration delay = o.resolution_delay;
+    if (deadline != clock::time_point::max() && st->v4.at < deadline) {
+      delay = std::min(delay, (deadline - st->v4.at) / 2);
+    }
+    const auto v4_start = std::min(detail::saturating_add(st->v4.at, delay), deadline);
     const bool can_v6 = !st->v6.addrs.empty();
     const bool can_v4 = !st->v4.addrs.empty() && (st->v6.done || now >= v4_start);
     // Until there is an address to try, the lookups' own budgets (capped by the deadline)
@@ -310,7 +321,7 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
         st->exception = e;
         st->notify();
       });
-      next_at = now + o.happy_eyeballs_delay;
+      next_at = detail::saturating_add(now, o.happy_eyeballs_delay);
       continue;
     }
     if (!resolving && st->v6.addrs.empty() && st->v4.addrs.empty() && st->running == 0) {
@@ -346,6 +357,19 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
     for (std::size_t i = 0; i < std::max(first.size(), second.size()); ++i) {
       if (i < first.size()) report->addresses.push_back(first[i]);
       if (i < second.size()) report->addresses.push_back(second[i]);
+    }
+    for (const race_state::family* f : {&st->v6, &st->v4}) {
+      if (!f->asked) continue;
+      connect_report::lookup l;
+      l.family = f == &st->v6 ? AF_INET6 : AF_INET;
+      if (f->done) {
+        l.outcome = f->error ? connect_report::lookup::state::failed
+                             : connect_report::lookup::state::answered;
+        l.error = f->error;
+        l.addresses = f->answered;
+        l.after = f->at - started;
+      }
+      report->lookups.push_back(l);
     }
     if (resolve_failed) {
       report->failed = connect_phase::resolve;

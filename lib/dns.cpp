@@ -87,8 +87,8 @@ struct lookup : detail::owned {
 };
 
 // Awaiter for one lookup; lives in resolve()'s frame. The result comes back through the loop's
-// ready list, not from inside libevent's evdns callback; the budget and a stop request come
-// through an event of its own, which resumes the awaiting coroutine from the loop.
+// ready list, not from inside libevent's evdns callback; the budget (a timer on the loop's
+// queue) and a stop request (an event of its own) resume the awaiting coroutine from the loop.
 struct resolve_op : detail::waiter {
   resolve_op(loop& l, evdns_base* d, std::string h, std::uint16_t p, resolve_options o,
              std::stop_token st)
@@ -97,12 +97,14 @@ struct resolve_op : detail::waiter {
         host(std::move(h)),
         port(p),
         family(o.family),
-        budget(o.timeout > duration::zero() ? std::min(o.timeout, l.dns_budget()) : l.dns_budget()),
+        budget(o.timeout > duration::zero()
+                   ? std::min(o.timeout, detail::loop_access::dns_budget(l))
+                   : detail::loop_access::dns_budget(l)),
         stop(std::move(st)) {}
   resolve_op(const resolve_op&) = delete;
   resolve_op& operator=(const resolve_op&) = delete;
   ~resolve_op() {
-    lp.unschedule(*this);
+    detail::loop_access::unschedule(lp, *this);
     unregister();
     if (pending) pending->detach();
   }
@@ -116,7 +118,7 @@ struct resolve_op : detail::waiter {
     lk->lp = &lp;
     lk->op = this;
     lk->destroy = [](detail::owned* o) noexcept { static_cast<lookup*>(o)->detach(); };
-    lp.dns_lookup_started(*lk);
+    detail::loop_access::dns_lookup_started(lp, *lk);
     pending = lk;
     evutil_addrinfo hints{};
     hints.ai_family = family;
@@ -134,10 +136,11 @@ struct resolve_op : detail::waiter {
   void await_suspend(std::coroutine_handle<> h) {
     handle = h;
     suspended = true;
-    ev.reset(event_new(lp.native_handle(), -1, 0, &on_event, this));
-    if (!ev) throw std::bad_alloc();
-    const timeval tv = detail::to_timeval(budget);
-    event_add(ev.get(), &tv);
+    if (stop.stop_possible()) {
+      ev.reset(event_new(lp.native_handle(), -1, 0, &on_event, this));
+      if (!ev) throw std::bad_alloc();
+    }
+    detail::loop_access::arm(lp, deadline, detail::deadline_after(budget));
     if (stop.stop_possible()) on_stop.emplace(stop, detail::cancel_fn{ev.get(), &stop_requested});
   }
 
@@ -160,7 +163,7 @@ struct resolve_op : detail::waiter {
     if (!ec && addrs.empty()) ec = dns_errc::no_address;
     if (suspended) {
       unregister();
-      lp.schedule(*this);
+      detail::loop_access::schedule(lp, *this);
     }
   }
 
@@ -179,6 +182,7 @@ struct resolve_op : detail::waiter {
   void unregister() noexcept {
     on_stop.reset();  // blocks while the callback runs on another thread
     if (ev) event_del(ev.get());
+    detail::loop_access::disarm(lp, deadline);
   }
 
   loop& lp;
@@ -190,7 +194,15 @@ struct resolve_op : detail::waiter {
   std::stop_token stop;
   lookup* pending = nullptr;
   bool suspended = false;
-  detail::event_ptr ev;
+  detail::event_ptr ev;  // the stop token's wake-up
+  struct deadline_node : detail::timer_node {
+    explicit deadline_node(resolve_op* o) noexcept : op(o) {
+      fire = [](detail::timer_node& n) noexcept {
+        on_event(-1, EV_TIMEOUT, static_cast<deadline_node&>(n).op);
+      };
+    }
+    resolve_op* op;
+  } deadline{this};  // the budget
   std::atomic<bool> stop_requested{false};
   std::optional<std::stop_callback<detail::cancel_fn>> on_stop;
   std::error_code ec;
@@ -202,7 +214,7 @@ void lookup::detach() noexcept {
     op->pending = nullptr;
     op = nullptr;
   }
-  lp->release(*this);
+  detail::loop_access::release(*lp, *this);
   // libevent answers with EVUTIL_EAI_CANCEL through a deferred callback, which frees us. (It
   // also frees the queries' transaction ids at once: a late reply to one can reach a new query
   // that reuses the id, which libevent 2.1 then fails or finds empty.)
@@ -212,14 +224,30 @@ void lookup::detach() noexcept {
 void lookup::on_result(int rc, evutil_addrinfo* res, void* arg) {
   auto* lk = static_cast<lookup*>(arg);
   if (resolve_op* op = lk->op) {
-    lk->lp->release(*lk);
+    detail::loop_access::release(*lk->lp, *lk);
     op->pending = nullptr;
     op->complete(rc, res);
   } else if (res) {
     evutil_freeaddrinfo(res);
   }
-  lk->lp->dns_lookup_ended();
+  detail::loop_access::dns_lookup_ended(*lk->lp);
   delete lk;
+}
+
+// What a DNS name can be (RFC 1035 section 2.3.4): at most 253 characters (a trailing dot
+// aside), labels of 1 to 63, no NUL (which c_str() would cut the name at).
+bool is_host_name(std::string_view name) noexcept {
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  if (name.empty() || name.size() > 253 || name.find('\0') != std::string_view::npos) return false;
+  std::size_t label = 0;
+  for (const char c : name) {
+    if (c != '.') {
+      if (++label > 63) return false;
+    } else if (std::exchange(label, 0) == 0) {
+      return false;
+    }
+  }
+  return label > 0;
 }
 
 }  // namespace
@@ -232,12 +260,15 @@ const std::error_category& dns_category() noexcept {
 task<result<std::vector<endpoint>>> resolve(loop& lp, std::string host, std::uint16_t port,
                                             resolve_options o, std::stop_token stop) {
   if (stop.stop_requested()) co_return errc::cancelled;
+  if (o.family != AF_UNSPEC && o.family != AF_INET && o.family != AF_INET6) {
+    co_return std::make_error_code(std::errc::invalid_argument);
+  }
   if (auto ep = endpoint::parse(host, port)) {
     if (o.family != AF_UNSPEC && ep.value().family() != o.family) co_return dns_errc::no_address;
     co_return std::vector<endpoint>{ep.value()};
   }
-  if (host.empty()) co_return dns_errc::no_such_host;
-  EVCO_TRY(evdns_base * dns, lp.dns());
+  if (!is_host_name(host)) co_return std::make_error_code(std::errc::invalid_argument);
+  EVCO_TRY(evdns_base * dns, detail::loop_access::dns(lp));
   // A named awaiter, not a temporary in the co_await expression (see op_options on g++ 12).
   resolve_op op(lp, dns, std::move(host), port, o, std::move(stop));
   co_return co_await op;

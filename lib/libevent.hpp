@@ -21,16 +21,14 @@ using c_handle = std::unique_ptr<T, c_deleter<Free>>;
 using base_ptr = c_handle<event_base, &event_base_free>;
 using event_ptr = c_handle<event, &event_free>;
 
+// Once per process: libevent's threading, and its log and fatal-error hooks (see log.cpp).
+void install_libevent_hooks();
+
 inline timeval to_timeval(std::chrono::steady_clock::duration d) noexcept {
   using namespace std::chrono;
   if (d < steady_clock::duration::zero()) d = steady_clock::duration::zero();
   const auto us = ceil<microseconds>(d).count();  // rounded up: a timer never fires early
   return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
-}
-
-inline std::chrono::steady_clock::duration to_duration(const timeval& tv) noexcept {
-  using namespace std::chrono;
-  return duration_cast<steady_clock::duration>(seconds(tv.tv_sec) + microseconds(tv.tv_usec));
 }
 
 }  // namespace evco::detail

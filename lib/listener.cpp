@@ -15,12 +15,32 @@ namespace detail {
 // How long accept() rests after running out of file descriptors before it tries again.
 constexpr auto fd_exhaustion_backoff = std::chrono::milliseconds(100);
 
+namespace {
+void on_timer(evutil_socket_t, short, void* arg);
+void on_backoff(listener_state& s) noexcept;
+}  // namespace
+
 struct listener_state {
+  listener_state(loop& l, int f) noexcept : lp(&l), fd(f) {}
   loop* lp;
   int fd;
-  event_ptr readable;  // EV_READ | EV_PERSIST on the socket, added while an accept is parked
-  event_ptr timer;     // the parked accept's deadline and stop-token wake-up
-  event_ptr backoff;   // fd-exhaustion rest
+  event_ptr readable;   // EV_READ | EV_PERSIST on the socket, added while an accept is parked
+  event_ptr stop_wake;  // the parked accept's stop-token wake-up
+  // On the loop's timer queue: the parked accept's deadline, and the fd-exhaustion rest.
+  struct deadline_node : timer_node {
+    explicit deadline_node(listener_state* st) noexcept : s(st) {
+      fire = [](timer_node& n) noexcept {
+        on_timer(-1, EV_TIMEOUT, static_cast<deadline_node&>(n).s);
+      };
+    }
+    listener_state* s;
+  } deadline{this};
+  struct backoff_node : timer_node {
+    explicit backoff_node(listener_state* st) noexcept : s(st) {
+      fire = [](timer_node& n) noexcept { on_backoff(*static_cast<backoff_node&>(n).s); };
+    }
+    listener_state* s;
+  } backoff{this};
   accept_op* pending = nullptr;
   // Try accept4() before waiting only while connections queue up faster than they are
   // accepted; a server that keeps up would otherwise pay a failing accept4 per connection.
@@ -29,8 +49,9 @@ struct listener_state {
 
   ~listener_state() {
     readable.reset();
-    timer.reset();
-    backoff.reset();
+    stop_wake.reset();
+    loop_access::disarm(*lp, deadline);
+    loop_access::disarm(*lp, backoff);
     ::close(fd);
   }
 };
@@ -77,8 +98,9 @@ void unpark(listener_state& s, accept_op& op) noexcept {
   s.pending = nullptr;
   op.parked = false;
   op.on_stop.reset();  // first: blocks while a stop callback runs on another thread
-  event_del(s.backoff.get());
-  event_del(s.timer.get());
+  loop_access::disarm(*s.lp, s.backoff);
+  loop_access::disarm(*s.lp, s.deadline);
+  event_del(s.stop_wake.get());
 }
 
 void finish_now(listener_state& s, accept_op& op) noexcept {
@@ -97,8 +119,7 @@ void on_readable(evutil_socket_t, short, void* arg) {
   if (try_accept(s, *op)) finish_now(s, *op);
 }
 
-void on_backoff(evutil_socket_t, short, void* arg) {
-  auto& s = *static_cast<listener_state*>(arg);
+void on_backoff(listener_state& s) noexcept {
   accept_op* op = s.pending;
   if (!op) return;
   if (try_accept(s, *op)) return finish_now(s, *op);
@@ -120,7 +141,7 @@ accept_op::~accept_op() {
   if (parked) {
     unpark(*s, *this);
   } else if (queued) {
-    lp->unschedule(*this);
+    loop_access::unschedule(*lp, *this);
   }
   if (fd >= 0) ::close(fd);
 }
@@ -149,18 +170,13 @@ void accept_op::await_suspend(std::coroutine_handle<> h) {
   handle = h;
   parked = true;
   s->pending = this;
-  const auto now = clock::now();
-  if (now < s->backoff_until) {
-    const timeval tv = to_timeval(s->backoff_until - now);
-    event_add(s->backoff.get(), &tv);
+  if (clock::now() < s->backoff_until) {
+    loop_access::arm(*lp, s->backoff, s->backoff_until);
   } else {
     event_add(s->readable.get(), nullptr);
   }
-  if (timeout.count() > 0) {
-    const timeval tv = to_timeval(timeout);
-    event_add(s->timer.get(), &tv);
-  }
-  if (stop.stop_possible()) on_stop.emplace(stop, cancel_fn{s->timer.get(), &stop_requested});
+  loop_access::arm(*lp, s->deadline, deadline_after(timeout));
+  if (stop.stop_possible()) on_stop.emplace(stop, cancel_fn{s->stop_wake.get(), &stop_requested});
 }
 
 result<stream> accept_op::await_resume() {
@@ -179,6 +195,7 @@ listener& listener::operator=(listener&& o) noexcept {
 }
 
 result<listener> listener::bind(loop& lp, const endpoint& ep, listen_options o) {
+  if (o.backlog < 0) return std::make_error_code(std::errc::invalid_argument);
   const int fd = ::socket(ep.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return detail::system_error(errno);
   auto fail = [fd]() -> std::error_code {
@@ -202,14 +219,13 @@ result<listener> listener::bind(loop& lp, const endpoint& ep, listen_options o) 
   }
   if (::bind(fd, ep.data(), ep.size()) != 0 || ::listen(fd, o.backlog) != 0) return fail();
 
-  auto* s = new detail::listener_state{&lp, fd, {}, {}, {}};
+  auto* s = new detail::listener_state(lp, fd);
   event_base* base = lp.native_handle();
   s->readable.reset(event_new(base, fd, EV_READ | EV_PERSIST, detail::on_readable, s));
-  s->timer.reset(event_new(base, -1, 0, detail::on_timer, s));
-  s->backoff.reset(event_new(base, -1, 0, detail::on_backoff, s));
+  s->stop_wake.reset(event_new(base, -1, 0, detail::on_timer, s));
   listener l;
   l.s_ = s;
-  if (!s->readable || !s->timer || !s->backoff) {
+  if (!s->readable || !s->stop_wake) {
     return std::make_error_code(std::errc::not_enough_memory);
   }
   return l;
@@ -221,7 +237,7 @@ void listener::close() noexcept {
   if (detail::accept_op* op = s->pending) {
     op->ec = errc::closed;
     detail::unpark(*s, *op);
-    op->lp->schedule(*op);
+    detail::loop_access::schedule(*op->lp, *op);
   }
   delete s;
 }

@@ -1,6 +1,7 @@
 #include "evco/loop.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <mutex>
@@ -8,8 +9,10 @@
 #include <string>
 #include <vector>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <event2/dns.h>
-#include <event2/thread.h>
 
 #include "libevent.hpp"
 
@@ -69,13 +72,133 @@ struct loop::impl {
   }
   void run_ready(loop& self) noexcept;
   bool running = false;
+
+  // The timer queue (see detail::timer_node): a binary min-heap and one libevent event, added
+  // for the earliest deadline. Disarming leaves the event alone: if it fires for a timer that
+  // is gone, fire_timers only adds it again for the next one.
+  std::vector<detail::timer_node*> timers;
+  std::uint64_t timer_seq = 0;
+  detail::event_ptr timer_event;
+  clock::time_point timer_event_at = clock::time_point::max();  // max: not added
+
+  static bool earlier(const detail::timer_node* a, const detail::timer_node* b) noexcept {
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+  }
+  void place(std::size_t i, detail::timer_node* n) noexcept {
+    timers[i] = n;
+    n->slot = i;
+  }
+  void sift_up(std::size_t i) noexcept;
+  void sift_down(std::size_t i) noexcept;
+  void add_timer(detail::timer_node& n, clock::time_point deadline);
+  void remove_timer(detail::timer_node& n) noexcept;
+  bool wake_timers_at(clock::time_point deadline) noexcept;
+  void fire_timers() noexcept;
 };
+
+void loop::impl::sift_up(std::size_t i) noexcept {
+  detail::timer_node* n = timers[i];
+  while (i > 0) {
+    const std::size_t parent = (i - 1) / 2;
+    if (!earlier(n, timers[parent])) break;
+    place(i, timers[parent]);
+    i = parent;
+  }
+  place(i, n);
+}
+
+void loop::impl::sift_down(std::size_t i) noexcept {
+  detail::timer_node* n = timers[i];
+  const std::size_t size = timers.size();
+  for (;;) {
+    std::size_t child = 2 * i + 1;
+    if (child >= size) break;
+    if (child + 1 < size && earlier(timers[child + 1], timers[child])) ++child;
+    if (!earlier(timers[child], n)) break;
+    place(i, timers[child]);
+    i = child;
+  }
+  place(i, n);
+}
+
+void loop::impl::add_timer(detail::timer_node& n, clock::time_point deadline) {
+  remove_timer(n);
+  if (deadline == clock::time_point::max()) return;  // never
+  timers.push_back(&n);                              // first: it may throw
+  n.deadline = deadline;
+  n.seq = timer_seq++;  // equal deadlines fire in the order they were armed
+  n.slot = timers.size() - 1;
+  sift_up(n.slot);
+  if (n.slot == 0 && !wake_timers_at(deadline)) {
+    remove_timer(n);
+    throw std::bad_alloc();
+  }
+}
+
+void loop::impl::remove_timer(detail::timer_node& n) noexcept {
+  if (!n.armed()) return;
+  const std::size_t i = n.slot;
+  n.slot = detail::timer_node::unarmed;
+  detail::timer_node* last = timers.back();
+  timers.pop_back();
+  if (last == &n) return;
+  place(i, last);
+  sift_up(i);
+  sift_down(last->slot);
+}
+
+// False when libevent could not add the event (out of memory).
+bool loop::impl::wake_timers_at(clock::time_point deadline) noexcept {
+  if (deadline >= timer_event_at) return true;
+  // libevent adds a relative timeout to its cached time, the start of the loop turn, which
+  // may be long past by now: refresh it first. Its clock is also a coarse one, so the event
+  // may still fire a little early; fire_timers checks steady_clock and waits on.
+  event_base_update_cache_time(base.get());
+  const timeval tv = detail::to_timeval(deadline - clock::now());
+  if (event_add(timer_event.get(), &tv) != 0) return false;
+  timer_event_at = deadline;
+  return true;
+}
+
+// Runs the timers that are due by steady_clock, earliest deadline first (equal ones in the
+// order armed); those armed meanwhile wait for the next pass.
+void loop::impl::fire_timers() noexcept {
+  timer_event_at = clock::time_point::max();
+  const auto now = clock::now();
+  const std::uint64_t limit = timer_seq;
+  while (!timers.empty()) {
+    detail::timer_node* n = timers.front();
+    if (n->deadline > now || n->seq >= limit) break;
+    remove_timer(*n);
+    n->fire(*n);
+  }
+  // Cannot fail: libevent's timer heap has the room this event just left.
+  if (!timers.empty()) wake_timers_at(timers.front()->deadline);
+}
 
 namespace {
 
-void enable_threads() {
-  static const int rc = evthread_use_pthreads();
-  if (rc != 0) throw std::runtime_error("evco: evthread_use_pthreads failed");
+// libevent's event_base_new exits the process when it cannot make its signal pipe (its
+// evsig_init_ treats that as fatal; libevent 2.1.12): so check first that the descriptors it
+// needs (epoll, the signal pipe, the eventfd that wakes the base) are there.
+std::error_code check_free_fds() noexcept {
+  int fds[4];
+  int n = 0;
+  std::error_code ec;
+  for (; n < 4; ++n) {
+    fds[n] = ::eventfd(0, EFD_CLOEXEC);
+    if (fds[n] < 0) {
+      ec = {errno, std::system_category()};
+      break;
+    }
+  }
+  while (n > 0)
+    ::close(fds[--n]);
+  return ec;
+}
+
+[[noreturn]] void fail(std::error_code ec, const char* what) {
+  throw std::system_error(ec, what);
 }
 
 // A spawned task's frame: started from the ready list, owned by the loop until it ends.
@@ -87,11 +210,11 @@ struct detached {
       node.destroy = [](detail::owned* o) noexcept {
         static_cast<frame_node*>(o)->frame.destroy();
       };
-      lp.adopt(node);
+      detail::loop_access::adopt(lp, node);
     }
     ~promise_type() {
-      lp.unschedule(start);
-      lp.release(node);
+      detail::loop_access::unschedule(lp, start);
+      detail::loop_access::release(lp, node);
     }
     detached get_return_object() noexcept {
       return {std::coroutine_handle<promise_type>::from_promise(*this)};
@@ -134,7 +257,7 @@ detached run_detached(loop&, task<result<void>> t, std::function<void(std::error
 
 void start_detached(loop& lp, detached d) {
   d.h.promise().start.handle = d.h;
-  lp.schedule(d.h.promise().start);
+  detail::loop_access::schedule(lp, d.h.promise().start);
 }
 
 // The continuation of loop::run's task: marks it finished and stops the base.
@@ -159,7 +282,7 @@ done_signal make_signal(event_base* base) {
 }  // namespace
 
 loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) {
-  enable_threads();
+  detail::install_libevent_hooks();
   if (opts.ignore_sigpipe) {
     struct sigaction old {};
     if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
@@ -167,17 +290,28 @@ loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) 
     }
   }
   // libevent refuses a resolver timeout under a millisecond.
-  impl_->dns_timeout = std::max<duration>(opts.dns_timeout, std::chrono::milliseconds(1));
-  impl_->dns_attempts = opts.dns_attempts > 0 ? opts.dns_attempts : 1;
+  // libevent refuses a resolver timeout under a millisecond and sends a query at most 255
+  // times (evco asks for one more than dns_attempts; see configure_dns); an hour per try is
+  // more than any resolver needs, and keeps dns_timeout * dns_attempts in range.
+  impl_->dns_timeout =
+      std::clamp<duration>(opts.dns_timeout, std::chrono::milliseconds(1), std::chrono::hours(1));
+  impl_->dns_attempts = std::clamp(opts.dns_attempts, 1, 254);
+  if (const std::error_code ec = check_free_fds()) fail(ec, "evco::loop: no file descriptor");
+  const auto no_memory = std::make_error_code(std::errc::not_enough_memory);
   // The changelist merges the changes a loop turn makes to one fd into one epoll_ctl
   // (a connect's write watch replaced by the stream's read watch, a close right after an
   // accept). Its documented hazard is fds shared through dup(), which evco never makes.
-  if (event_config* cfg = event_config_new()) {
-    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-    impl_->base.reset(event_base_new_with_config(cfg));
-    event_config_free(cfg);
+  event_config* cfg = event_config_new();
+  if (!cfg) fail(no_memory, "evco::loop: event_config_new");
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+  errno = 0;
+  impl_->base.reset(event_base_new_with_config(cfg));
+  const int e = errno;
+  event_config_free(cfg);
+  if (!impl_->base) {
+    fail(e == EMFILE || e == ENFILE ? std::error_code(e, std::system_category()) : no_memory,
+         "evco::loop: event_base_new");
   }
-  if (!impl_->base) throw std::runtime_error("evco: event_base_new failed");
   base_ = impl_->base.get();
   impl_->wake.reset(event_new(
       base_, -1, 0,
@@ -203,7 +337,13 @@ loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) 
         im.run_ready(self);
       },
       this));
-  if (!impl_->wake || !impl_->wake_after_poll) throw std::runtime_error("evco: event_new failed");
+  impl_->timer_event.reset(event_new(
+      base_, -1, 0,
+      [](evutil_socket_t, short, void* arg) { static_cast<loop::impl*>(arg)->fire_timers(); },
+      impl_.get()));
+  if (!impl_->wake || !impl_->wake_after_poll || !impl_->timer_event) {
+    fail(no_memory, "evco::loop: event_new");
+  }
 }
 
 // Runs what was posted and what is ready now. What those resumptions schedule or post waits
@@ -220,7 +360,7 @@ void loop::impl::run_ready(loop& self) noexcept {
   for (auto& f : fs)
     f();
   while (detail::waiter* w = ready.head) {  // nothing joins `ready` while draining
-    self.unschedule(*w);
+    detail::loop_access::unschedule(self, *w);
     w->handle.resume();
   }
   bool more;
@@ -273,12 +413,12 @@ bool configure_dns(evdns_base* d, duration timeout, int attempts) {
 
 }  // namespace
 
-result<evdns_base*> loop::dns() {
-  auto& im = *impl_;
+result<evdns_base*> detail::loop_access::dns(loop& lp) {
+  auto& im = *lp.impl_;
   if (!im.dns) {
     // Nameservers and search domains from /etc/resolv.conf; libevent loads /etc/hosts with them.
     im.dns.reset(evdns_base_new(
-        base_, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE));
+        lp.base_, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE));
     if (!im.dns) return std::make_error_code(std::errc::not_enough_memory);
     if (!configure_dns(im.dns.get(), im.dns_timeout, im.dns_attempts)) {
       im.dns.reset();
@@ -290,6 +430,12 @@ result<evdns_base*> loop::dns() {
 
 result<void> loop::set_nameservers(std::span<const endpoint> servers) {
   if (servers.empty()) return std::make_error_code(std::errc::invalid_argument);
+  // Checked before anything changes: a port and an address to send to.
+  for (const endpoint& ep : servers) {
+    const endpoint any = ep.is_v6() ? endpoint::parse("::", ep.port()).value()
+                                    : endpoint::parse("0.0.0.0", ep.port()).value();
+    if (ep.port() == 0 || ep == any) return std::make_error_code(std::errc::invalid_argument);
+  }
   auto& im = *impl_;
   const bool existed = static_cast<bool>(im.dns);
   if (existed) {
@@ -307,37 +453,54 @@ result<void> loop::set_nameservers(std::span<const endpoint> servers) {
   }
   bool ok = true;
   for (const endpoint& ep : servers) {
-    if (evdns_base_nameserver_sockaddr_add(im.dns.get(), ep.data(), ep.size(), 0) != 0) ok = false;
+    // 3: already added (listed twice), which is no failure.
+    const int rc = evdns_base_nameserver_sockaddr_add(im.dns.get(), ep.data(), ep.size(), 0);
+    if (rc != 0 && rc != 3) ok = false;
   }
   if (existed) evdns_base_resume(im.dns.get());
   if (!ok) return std::make_error_code(std::errc::invalid_argument);
   return success();
 }
 
-duration loop::dns_budget() const noexcept {
-  return impl_->dns_timeout * impl_->dns_attempts;
+namespace detail {
+
+duration loop_access::dns_budget(const loop& lp) noexcept {
+  return lp.impl_->dns_timeout * lp.impl_->dns_attempts;
 }
 
-void loop::dns_lookup_started(detail::owned& o) noexcept {
-  adopt(o);
-  ++impl_->dns_lookups;
+void loop_access::dns_lookup_started(loop& lp, owned& o) noexcept {
+  adopt(lp, o);
+  ++lp.impl_->dns_lookups;
 }
 
-void loop::dns_lookup_ended() noexcept {
-  --impl_->dns_lookups;
+void loop_access::dns_lookup_ended(loop& lp) noexcept {
+  --lp.impl_->dns_lookups;
 }
+
+void loop_access::arm(loop& lp, timer_node& t, clock::time_point deadline) {
+  lp.impl_->add_timer(t, deadline);
+}
+
+void loop_access::disarm(loop& lp, timer_node& t) noexcept {
+  lp.impl_->remove_timer(t);
+}
+
+}  // namespace detail
 
 void loop::spawn(task<void> t, std::function<void(std::exception_ptr)> on_exception) {
+  if (!t.valid()) throw std::invalid_argument("evco::loop::spawn: empty task");
   if (!on_exception) throw std::invalid_argument("evco::loop::spawn: empty error sink");
   start_detached(*this, run_detached(*this, std::move(t), std::move(on_exception)));
 }
 
 void loop::spawn(task<result<void>> t, std::function<void(std::error_code)> on_error) {
+  if (!t.valid()) throw std::invalid_argument("evco::loop::spawn: empty task");
   if (!on_error) throw std::invalid_argument("evco::loop::spawn: empty error sink");
   start_detached(*this, run_detached(*this, std::move(t), std::move(on_error)));
 }
 
 void loop::post(detail::unique_function f) {
+  if (!f) throw std::invalid_argument("evco::loop::post: empty function");
   bool first;
   {
     std::lock_guard lock(impl_->posted_mutex);
@@ -347,35 +510,41 @@ void loop::post(detail::unique_function f) {
   if (first) event_active(impl_->wake.get(), EV_TIMEOUT, 0);
 }
 
-void loop::schedule(detail::waiter& w) noexcept {
-  if (!w.queued) impl_->push(impl_->draining ? impl_->later : impl_->ready, w);
+namespace detail {
+
+void loop_access::schedule(loop& lp, waiter& w) noexcept {
+  auto& im = *lp.impl_;
+  if (!w.queued) im.push(im.draining ? im.later : im.ready, w);
 }
 
-void loop::schedule_after_poll(detail::waiter& w) noexcept {
-  if (!w.queued) impl_->push(impl_->later, w);
+void loop_access::schedule_after_poll(loop& lp, waiter& w) noexcept {
+  if (!w.queued) lp.impl_->push(lp.impl_->later, w);
 }
 
-void loop::unschedule(detail::waiter& w) noexcept {
+void loop_access::unschedule(loop& lp, waiter& w) noexcept {
   if (!w.queued) return;
   w.queued = false;
-  impl::wait_list& l = w.after_poll ? impl_->later : impl_->ready;
+  loop::impl::wait_list& l = w.after_poll ? lp.impl_->later : lp.impl_->ready;
   (w.prev ? w.prev->next : l.head) = w.next;
   (w.next ? w.next->prev : l.tail) = w.prev;
   w.prev = w.next = nullptr;
 }
 
-void loop::adopt(detail::owned& o) noexcept {
+void loop_access::adopt(loop& lp, owned& o) noexcept {
+  auto& head = lp.impl_->owned_head;
   o.prev = nullptr;
-  o.next = impl_->owned_head;
+  o.next = head;
   if (o.next) o.next->prev = &o;
-  impl_->owned_head = &o;
+  head = &o;
 }
 
-void loop::release(detail::owned& o) noexcept {
-  (o.prev ? o.prev->next : impl_->owned_head) = o.next;
+void loop_access::release(loop& lp, owned& o) noexcept {
+  (o.prev ? o.prev->next : lp.impl_->owned_head) = o.next;
   if (o.next) o.next->prev = o.prev;
   o.prev = o.next = nullptr;
 }
+
+}  // namespace detail
 
 std::coroutine_handle<> loop::make_done_signal(loop& lp) {
   return make_signal(lp.base_).h;

@@ -54,8 +54,7 @@ void note_read_end(stream_state& s, int err) noexcept {
 }
 
 bool may_read_direct(const stream_state& s) noexcept {
-  // With an idle read timeout, bytes must go through the read event, which re-arms it.
-  return s.plain_socket && !s.read_idle_timeout() && !s.read_error;
+  return s.plain_socket && !s.read_error;
 }
 
 // Plain sockets: recv() straight into the caller's buffer, skipping libevent's capped reads
@@ -203,7 +202,7 @@ bool wait_writable(stream_state& s) noexcept {
                                    EV_WRITE | EV_PERSIST, on_socket_writable, &s));
     if (!s.socket_write) return false;
   }
-  event_add(s.socket_write.get(), s.write_idle_timeout());
+  event_add(s.socket_write.get(), nullptr);
   s.write_direct = true;
   return true;
 }
@@ -288,7 +287,8 @@ void unpark(stream_state& s, stream_op& op) noexcept {
   if (op.armed) {
     stream_state::op_timer& timer = *(reading ? s.read_timer : s.write_timer);
     timer.on_stop.reset();  // first: blocks while a stop callback runs on another thread
-    event_del(timer.ev.get());
+    if (timer.stop_wake) event_del(timer.stop_wake.get());
+    loop_access::disarm(*s.lp, timer);
     op.armed = false;
   }
   if (s.write_direct && !reading) {
@@ -313,7 +313,7 @@ void finish_now(stream_state& s, stream_op& op) noexcept {
 // stream or the other frame, so both go through the loop's ready list instead.
 void finish_later(stream_state& s, stream_op& op) noexcept {
   unpark(s, op);
-  op.lp->schedule(op);
+  loop_access::schedule(*op.lp, op);
 }
 
 // An op that parked for the fairness budget was never tried: a timeout or a stop request that
@@ -334,7 +334,7 @@ void pause_reading(stream_state& s) noexcept {
 
 void resume_reading(stream_state& s) noexcept {
   if (!s.read_paused || s.read_error) return;
-  event_add(s.socket_read.get(), s.read_idle_timeout());
+  event_add(s.socket_read.get(), nullptr);
   s.read_paused = false;
 }
 
@@ -354,16 +354,9 @@ void fill_input(stream_state& s) noexcept {
   evbuffer_freeze(in, 0);
 }
 
-void on_socket_readable(evutil_socket_t, short what, void* arg) {
+void on_socket_readable(evutil_socket_t, short, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
   stream_op* op = s.reader;
-  if (what & EV_TIMEOUT) {  // the idle read timeout
-    if (op) {
-      if (!completes_when_tried(s, *op)) fail_read(s, *op, errc::timed_out);
-      finish_now(s, *op);
-    }
-    return;
-  }
   if (op && op->kind != op_kind::read_until && evbuffer_get_length(input(s)) == 0) {
     // Straight into the waiting op's buffer: one recv, no copy.
     if (!make_room(s, *op)) return finish_now(s, *op);
@@ -386,14 +379,10 @@ void on_socket_readable(evutil_socket_t, short what, void* arg) {
   if (s.read_high != 0 && evbuffer_get_length(input(s)) >= s.read_high) pause_reading(s);
 }
 
-void on_socket_writable(evutil_socket_t, short what, void* arg) {
+void on_socket_writable(evutil_socket_t, short, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
   stream_op* op = s.writer;
   if (!op) return;
-  if (what & EV_TIMEOUT) {  // the idle write timeout
-    if (!completes_when_tried(s, *op)) interrupt_write(s, *op, errc::timed_out);
-    return finish_now(s, *op);
-  }
   if (try_write(s, *op)) finish_now(s, *op);
 }
 
@@ -410,24 +399,6 @@ void on_write(bufferevent*, void* arg) {
 void on_event(bufferevent* bev, short what, void* arg) {
   const int err = EVUTIL_SOCKET_ERROR();  // first: anything below may overwrite it
   auto& s = *static_cast<stream_state*>(arg);
-  if (what & BEV_EVENT_TIMEOUT) {
-    // libevent disabled the direction that timed out; the stream stays usable.
-    if (what & BEV_EVENT_READING) {
-      bufferevent_enable(bev, EV_READ);
-      if (stream_op* op = s.reader) {
-        if (!completes_when_tried(s, *op)) fail_read(s, *op, errc::timed_out);
-        finish_later(s, *op);
-      }
-    }
-    if (what & BEV_EVENT_WRITING) {
-      bufferevent_enable(bev, EV_WRITE);
-      if (stream_op* op = s.writer) {
-        if (!completes_when_tried(s, *op)) interrupt_write(s, *op, errc::timed_out);
-        finish_later(s, *op);
-      }
-    }
-    return;
-  }
   if ((what & BEV_EVENT_EOF) && !s.read_error) s.read_error = errc::eof;
   if (what & BEV_EVENT_ERROR) {
     const std::error_code ec =
@@ -444,18 +415,55 @@ void on_event(bufferevent* bev, short what, void* arg) {
   if (stream_op* op = s.writer; op && try_write(s, *op)) finish_later(s, *op);
 }
 
-void on_timer(stream_state& s, stream_op* op, const stream_state::op_timer& timer) noexcept {
-  if (!op) return;
-  if (completes_when_tried(s, *op)) return finish_now(s, *op);
-  const std::error_code ec = timer.stop_requested.load(std::memory_order_acquire)
-                                 ? make_error_code(errc::cancelled)
-                                 : make_error_code(errc::timed_out);
-  if (is_read(op->kind)) {
-    fail_read(s, *op, ec);
+// What a parked op has moved so far, counting bytes still in the buffers: it only grows while
+// the op is parked (a read takes from the socket into the input buffer or its own; a write's
+// bytes leave the output buffer or its own for the kernel).
+std::int64_t progress_of(stream_state& s, const stream_op& op) noexcept {
+  const auto done = static_cast<std::int64_t>(op.done);
+  return is_read(op.kind) ? done + static_cast<std::int64_t>(evbuffer_get_length(input(s)))
+                          : done - static_cast<std::int64_t>(evbuffer_get_length(output(s)));
+}
+
+// (Re)starts the parked op's timer at `now`: due at its deadline, or once the direction's
+// idle timeout passes without progress.
+void arm_timer(stream_state& s, stream_op& op, stream_state::op_timer& t, clock::time_point now) {
+  const duration idle = t.reading ? s.read_idle : s.write_idle;
+  const auto idle_end =
+      idle > duration::zero() ? saturating_add(now, idle) : clock::time_point::max();
+  t.progress = progress_of(s, op);
+  loop_access::arm(*s.lp, t, std::min(t.op_deadline, idle_end));
+}
+
+// The deadline, the idle timeout or a stop request ended the parked op.
+void interrupt(stream_state& s, stream_op& op, std::error_code ec) noexcept {
+  if (completes_when_tried(s, op)) return finish_now(s, op);
+  if (is_read(op.kind)) {
+    fail_read(s, op, ec);
   } else {
-    interrupt_write(s, *op, ec);
+    interrupt_write(s, op, ec);
   }
-  finish_now(s, *op);
+  finish_now(s, op);
+}
+
+void on_timer(timer_node& n) noexcept {
+  auto& t = static_cast<stream_state::op_timer&>(n);
+  stream_state& s = *t.s;
+  stream_op* op = t.reading ? s.reader : s.writer;
+  if (!op) return;
+  const auto now = clock::now();
+  // Before the deadline it is the idle timeout, which progress since it started restarts. It
+  // comes at least `idle` after the last progress, and at most twice that.
+  if (now < t.op_deadline && progress_of(s, *op) != t.progress) {
+    arm_timer(s, *op, t, now);  // cannot throw: the queue just gave this timer's room back
+    return;
+  }
+  interrupt(s, *op, errc::timed_out);
+}
+
+void on_stop_wake(evutil_socket_t, short, void* arg) {
+  auto& t = *static_cast<stream_state::op_timer*>(arg);
+  stream_state& s = *t.s;
+  if (stream_op* op = t.reading ? s.reader : s.writer) interrupt(s, *op, errc::cancelled);
 }
 
 void park(stream_state& s, stream_op& op) {
@@ -463,32 +471,21 @@ void park(stream_state& s, stream_op& op) {
   op.lp = s.lp;
   op.parked = true;
   (reading ? s.reader : s.writer) = &op;
-  if (op.timeout.count() > 0 || op.stop.stop_possible()) {
+  const duration idle = reading ? s.read_idle : s.write_idle;
+  if (op.timeout != duration::zero() || idle > duration::zero() || op.stop.stop_possible()) {
     std::unique_ptr<stream_state::op_timer>& timer = reading ? s.read_timer : s.write_timer;
-    if (!timer) {
-      auto made = std::make_unique<stream_state::op_timer>();
-      made->ev.reset(event_new(
-          s.lp->native_handle(), -1, 0,
-          reading ? +[](evutil_socket_t, short, void* a) {
-            auto& st = *static_cast<stream_state*>(a);
-            on_timer(st, st.reader, *st.read_timer);
-          }
-                  : +[](evutil_socket_t, short, void* a) {
-                      auto& st = *static_cast<stream_state*>(a);
-                      on_timer(st, st.writer, *st.write_timer);
-                    },
-          &s));
-      if (!made->ev) throw std::bad_alloc();
-      timer = std::move(made);
+    if (!timer) timer = std::make_unique<stream_state::op_timer>(&s, reading);
+    stream_state::op_timer& t = *timer;
+    if (op.stop.stop_possible() && !t.stop_wake) {
+      t.stop_wake.reset(event_new(s.lp->native_handle(), -1, 0, on_stop_wake, &t));
+      if (!t.stop_wake) throw std::bad_alloc();
     }
     op.armed = true;
-    timer->stop_requested.store(false, std::memory_order_relaxed);
-    if (op.timeout.count() > 0) {
-      const timeval tv = to_timeval(op.timeout);
-      event_add(timer->ev.get(), &tv);
-    }
+    t.stop_requested.store(false, std::memory_order_relaxed);
+    t.op_deadline = deadline_after(op.timeout);
+    arm_timer(s, op, t, clock::now());
     if (op.stop.stop_possible())
-      timer->on_stop.emplace(op.stop, cancel_fn{timer->ev.get(), &timer->stop_requested});
+      t.on_stop.emplace(op.stop, cancel_fn{t.stop_wake.get(), &t.stop_requested});
   }
   if (reading) {
     if (s.socket_read) resume_reading(s);
@@ -535,7 +532,8 @@ bool retry_after_poll(stream_state& s) noexcept {
 // --- graceful close -------------------------------------------------------------------------
 
 void linger_done(stream_state* s) noexcept {
-  s->lp->release(s->lingering);
+  loop_access::release(*s->lp, s->lingering);
+  loop_access::disarm(*s->lp, s->linger_limit);
   delete s;
 }
 
@@ -584,7 +582,7 @@ void linger_event(bufferevent* bev, short what, void* arg) {
     linger_check(s);
     return;
   }
-  linger_done(s);  // error or linger timeout: give up on the peer
+  linger_done(s);  // an error: give up on the peer
 }
 
 void close_state(stream_state* s) noexcept {
@@ -623,12 +621,29 @@ void close_state(stream_state* s) noexcept {
   s->lingering.destroy = [](owned* o) noexcept {
     linger_done(static_cast<stream_state::linger_node*>(o)->state);
   };
-  s->lp->adopt(s->lingering);
+  loop_access::adopt(*s->lp, s->lingering);
+  s->linger_limit.state = s;
+  s->linger_limit.queued = evbuffer_get_length(output(*s));
+  s->linger_limit.fire = [](timer_node& n) noexcept {
+    auto& t = static_cast<stream_state::linger_timer&>(n);
+    // As long as the queued output keeps draining, the peer gets another linger_timeout.
+    const std::size_t queued = evbuffer_get_length(output(*t.state));
+    if (queued < t.queued) {
+      t.queued = queued;
+      loop_access::arm(*t.state->lp, t, saturating_add(clock::now(), linger_timeout));
+      return;
+    }
+    linger_done(t.state);  // give up on the peer
+  };
+  try {
+    loop_access::arm(*s->lp, s->linger_limit, saturating_add(clock::now(), linger_timeout));
+  } catch (const std::bad_alloc&) {
+    linger_done(s);  // no room for the timer: close at once rather than without a bound
+    return;
+  }
   bufferevent_setcb(s->bev, linger_read, linger_write, linger_event, s);
   bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
   bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
-  const timeval tv = to_timeval(linger_timeout);
-  bufferevent_set_timeouts(s->bev, &tv, &tv);
   if (s->read_error) s->peer_eof = true;
   evbuffer_drain(input(*s), evbuffer_get_length(input(*s)));
   bufferevent_enable(s->bev, s->peer_eof ? EV_WRITE : EV_READ | EV_WRITE);
@@ -636,6 +651,10 @@ void close_state(stream_state* s) noexcept {
 }
 
 }  // namespace
+
+stream_state::op_timer::op_timer(stream_state* st, bool r) noexcept : s(st), reading(r) {
+  fire = on_timer;
+}
 
 stream_state::~stream_state() {
   // The events on the fd go before bufferevent_free closes it under them.
@@ -653,7 +672,7 @@ stream_op::~stream_op() {
     if (kind == op_kind::read_exactly) fail_read(*s, *this, errc::cancelled);
     unpark(*s, *this);
   } else if (queued) {
-    lp->unschedule(*this);
+    loop_access::unschedule(*lp, *this);
   }
 }
 
@@ -744,10 +763,20 @@ stream& stream::operator=(stream&& o) noexcept {
 }
 
 stream stream::from_bufferevent(loop& lp, bufferevent* bev) {
+  if (!bev) throw std::invalid_argument("evco::stream::from_bufferevent: null bufferevent");
   return detail::attach(lp, bev, true);
 }
 
 result<stream> stream::from_socket(loop& lp, int fd) {
+  int type = 0, listening = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) return detail::system_error(errno);
+  len = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0) {
+    return detail::system_error(errno);
+  }
+  if (type != SOCK_STREAM || listening) return std::make_error_code(std::errc::invalid_argument);
+  if (evutil_make_socket_nonblocking(fd) != 0) return detail::system_error(errno);
   return detail::make_socket_stream(lp, fd);
 }
 
@@ -757,20 +786,19 @@ void stream::close() noexcept {
 
 void stream::set_timeouts(duration read, duration write) {
   if (!s_) return;
-  s_->read_idle = detail::to_timeval(read);
-  s_->write_idle = detail::to_timeval(write);
-  if (s_->socket_read && !s_->read_paused) {
-    // event_add keeps an old timeout when given none: remove it first.
-    event_del(s_->socket_read.get());
-    event_add(s_->socket_read.get(), s_->read_idle_timeout());
+  s_->read_idle = std::max(read, duration::zero());
+  s_->write_idle = std::max(write, duration::zero());
+  // An op parked now runs on the new timeouts, from now.
+  const auto now = clock::now();
+  for (detail::stream_op* op : {s_->reader, s_->writer}) {
+    if (!op) continue;
+    auto& timer = detail::is_read(op->kind) ? s_->read_timer : s_->write_timer;
+    if (!timer)
+      timer = std::make_unique<detail::stream_state::op_timer>(s_, detail::is_read(op->kind));
+    if (!op->armed) timer->op_deadline = clock::time_point::max();
+    op->armed = true;
+    detail::arm_timer(*s_, *op, *timer, now);
   }
-  if (s_->write_direct) {
-    event_del(s_->socket_write.get());
-    event_add(s_->socket_write.get(), s_->write_idle_timeout());
-  }
-  const timeval r = detail::to_timeval(read), w = detail::to_timeval(write);
-  bufferevent_set_timeouts(s_->bev, read.count() > 0 ? &r : nullptr,
-                           write.count() > 0 ? &w : nullptr);
 }
 
 void stream::set_read_limit(std::size_t high) {

@@ -21,9 +21,17 @@ struct stream_state {
   // Sticky: once the peer ended the stream or the socket failed, every later op sees it.
   std::error_code read_error;
   std::error_code write_error;
-  // Per-op deadlines and stop-token wake-ups, one per direction, made on first use.
-  struct op_timer {
-    event_ptr ev;
+  // Per direction, made on first use: the parked op's time limits, one timer on the loop's
+  // queue due at the earlier of its deadline and its idle timeout, and its stop-token wake-up.
+  struct op_timer : timer_node {
+    op_timer(stream_state* st, bool r) noexcept;
+    stream_state* s;
+    bool reading;
+    clock::time_point op_deadline = clock::time_point::max();
+    // What the op had moved (see progress_of in stream.cpp) when its idle timer last started:
+    // a timer that finds more has seen progress and starts again.
+    std::int64_t progress = 0;
+    event_ptr stop_wake;                      // made once a stop token needs it
     std::atomic<bool> stop_requested{false};  // set by on_stop, on any thread
     std::optional<std::stop_callback<cancel_fn>> on_stop;
   };
@@ -43,15 +51,9 @@ struct stream_state {
   // Tries the ops that parked for the fairness budget again after the next poll (made on
   // first use; see stream_op::await_ready).
   event_ptr retry;
-  // The idle timeouts, for socket_read and socket_write (zero: none).
-  timeval read_idle{};
-  timeval write_idle{};
-  const timeval* read_idle_timeout() const noexcept {
-    return timerisset(&read_idle) ? &read_idle : nullptr;
-  }
-  const timeval* write_idle_timeout() const noexcept {
-    return timerisset(&write_idle) ? &write_idle : nullptr;
-  }
+  // The idle timeouts (zero: none): an op parked this long without progress times out.
+  duration read_idle{};
+  duration write_idle{};
   // Bytes moved by ops that completed without suspending, since the direction last waited
   // (see stream_op::await_ready).
   std::uint32_t inline_read = 0;
@@ -61,10 +63,14 @@ struct stream_state {
   // FIN (true once sent or hopeless, false while the socket is full: retry when writable).
   std::error_code (*map_error)(bufferevent* bev, int socket_errno) noexcept = nullptr;
   bool (*send_close_notify)(bufferevent* bev) noexcept = nullptr;
-  // Graceful close in the background (see stream::close).
+  // Graceful close in the background (see stream::close), bounded by a timer.
   struct linger_node : owned {
     stream_state* state = nullptr;
   } lingering;
+  struct linger_timer : timer_node {
+    stream_state* state = nullptr;
+    std::size_t queued = 0;  // output still queued when it was armed
+  } linger_limit;
   // A plain socket bufferevent: write() may send() directly while nothing is queued, and
   // reads may recv() straight into the caller's buffer (see read_direct in stream.cpp).
   bool plain_socket = false;

@@ -214,30 +214,23 @@ bool attach_socket(SSL* ssl, int fd, std::string early) {
 
 // --- the handshake ---------------------------------------------------------------------------
 
-// Waits for BEV_EVENT_CONNECTED on a TLS bufferevent, bounded by a budget and a stop token. The
-// event `ev` of event_op is the budget's timer and the stop token's wake-up. While it waits,
+// Waits for BEV_EVENT_CONNECTED on a TLS bufferevent, bounded by a budget (on the
+// loop's timer queue) and a stop token. While it waits,
 // libevent watches only the direction OpenSSL asked for: a stalled peer costs no CPU.
 struct handshake_wait : detail::event_op {
-  event_base* base;
   bufferevent* bev;
   duration timeout;
 
-  handshake_wait(event_base* b, bufferevent* e, duration t, std::stop_token st)
-      : event_op(std::move(st)), base(b), bev(e), timeout(t) {}
+  handshake_wait(loop& l, bufferevent* e, duration t, std::stop_token st)
+      : event_op(l, std::move(st), &on_timer), bev(e), timeout(t) {}
   // A frame destroyed while parked: the bufferevent (freed after this) must not call back.
   ~handshake_wait() { bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr); }
 
   bool await_ready() noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) {
-    handle = h;
-    ev.reset(event_new(base, -1, 0, &on_timer, this));
-    if (!ev) throw std::bad_alloc();
-    if (timeout.count() > 0) {
-      const timeval tv = detail::to_timeval(timeout);
-      event_add(ev.get(), &tv);
-    }
-    watch_stop();
+  bool await_suspend(std::coroutine_handle<> h) {
+    if (!park(h, detail::deadline_after(timeout))) return false;
     bufferevent_setcb(bev, nullptr, nullptr, &on_bev_event, this);
+    return true;
   }
   result<void> await_resume() const noexcept {
     if (ec) return ec;
@@ -296,7 +289,7 @@ task<result<stream>> handshake(stream tcp, ssl_ptr ssl, bufferevent_ssl_state st
   if (!bev) co_return std::make_error_code(std::errc::not_enough_memory);
   bufferevent_openssl_set_allow_dirty_shutdown(bev.get(), 0);  // truncation is an error
 
-  EVCO_TRYV(co_await handshake_wait{lp->native_handle(), bev.get(), timeout, std::move(stop)});
+  EVCO_TRYV(co_await handshake_wait{*lp, bev.get(), timeout, std::move(stop)});
 
   bufferevent* b = bev.release();
   stream st = stream::from_bufferevent(*lp, b);
@@ -334,8 +327,7 @@ bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) n
   if (!s || s->reader || s->writer) return nullptr;
   st.s_ = nullptr;
   lp = s->lp;
-  kept = {s->read_high, s->write_low, s->write_high, to_duration(s->read_idle),
-          to_duration(s->write_idle)};
+  kept = {s->read_high, s->write_low, s->write_high, s->read_idle, s->write_idle};
   bufferevent* bev = std::exchange(s->bev, nullptr);
   bufferevent_disable(bev, EV_READ | EV_WRITE);
   bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);

@@ -44,6 +44,20 @@ task<void> times_out(loop& lp) {
   CHECK(evco::test::open_fds() == fds);  // the attempt's socket is gone: no late success
 }
 
+// A connect budget armed after long work inside a callback still lasts its whole duration.
+task<void> times_out_after_busy(loop& lp) {
+  full_backlog fb;
+  auto filled = co_await full_backlog::fill(lp, &fb);
+  REQUIRE_MESSAGE(filled, error_of(filled));
+  evco::test::busy_for(100ms);
+  const auto start = evco::clock::now();
+  auto c = co_await evco::connect(lp, fb.ep, {.timeout = 50ms});
+  const auto took = evco::clock::now() - start;
+  REQUIRE_FALSE(c);
+  CHECK(c.error() == errc::connect_timed_out);
+  CHECK(took >= 50ms);
+}
+
 task<void> cancelled_connect(loop& lp) {
   full_backlog fb;
   auto filled = co_await full_backlog::fill(lp, &fb);
@@ -133,6 +147,11 @@ TEST_SUITE("connect") {
   TEST_CASE("a connect that never completes times out within its budget") {
     loop lp;
     lp.run(times_out(lp));
+  }
+
+  TEST_CASE("a connect budget armed after long work inside a callback never ends early") {
+    loop lp;
+    lp.run(times_out_after_busy(lp));
   }
 
   TEST_CASE("a stop request cancels a pending connect") {

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <climits>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -42,10 +43,10 @@ namespace {
 struct loop_signal : evco::detail::waiter {
   explicit loop_signal(loop& l) : lp(l) {}
   loop_signal(const loop_signal&) = delete;
-  ~loop_signal() { lp.unschedule(*this); }
+  ~loop_signal() { evco::detail::loop_access::unschedule(lp, *this); }
   void set() {
     is_set = true;
-    if (std::exchange(parked, false)) lp.schedule(*this);
+    if (std::exchange(parked, false)) evco::detail::loop_access::schedule(lp, *this);
   }
   bool await_ready() const noexcept { return is_set; }
   void await_suspend(std::coroutine_handle<> h) noexcept {
@@ -336,6 +337,65 @@ task<void> refused_while_aaaa_is_out(loop& lp, bool total_budget) {
   CHECK(report.failed == connect_phase::connect);
   REQUIRE(report.attempts.size() == 1);
   CHECK(report.attempts[0].error == std::errc::connection_refused);
+  // The report says what each lookup did.
+  REQUIRE(report.lookups.size() == 2);
+  const auto& aaaa = report.lookups[0];
+  const auto& a = report.lookups[1];
+  CHECK(aaaa.family == AF_INET6);
+  CHECK(a.family == AF_INET);
+  CHECK(a.outcome == connect_report::lookup::state::answered);
+  CHECK(a.addresses == 1);
+  CHECK(a.after >= 0ms);
+  if (total_budget) {
+    CHECK(aaaa.outcome == connect_report::lookup::state::pending);
+    CHECK(report.to_string().find("AAAA: still out") != std::string::npos);
+  } else {
+    CHECK(aaaa.outcome == connect_report::lookup::state::failed);
+    CHECK(aaaa.error == dns_errc::timed_out);
+    CHECK(aaaa.after >= 200ms);  // the lookup's budget, never early
+  }
+  CHECK(report.to_string().find("A: 1 address after") != std::string::npos);
+}
+
+// A total budget shorter than the resolution delay: the A answer's address is still tried
+// (the delay takes at most half of what is left) instead of the budget running out first.
+task<void> short_total_budget_tries_the_address(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  const std::uint16_t port = l.value().local_endpoint().value().port();
+  dns_server server(lp);
+  lose_aaaa(lp, server, "short.test");
+  connect_report report;
+  connect_options o;
+  o.resolution_delay = 500ms;
+  o.total_timeout = 300ms;
+  o.report = &report;
+  auto c = co_await evco::connect(lp, "short.test", port, o);
+  REQUIRE_MESSAGE(c, report.to_string());
+  CHECK(c.value().remote_endpoint().value().is_v4());
+}
+
+// Names DNS cannot hold fail before any query is sent.
+task<void> malformed_names(loop& lp) {
+  silent_server server(lp);
+  server.use(lp);
+  const std::string label64(64, 'a');
+  const std::string long_name = std::string(63, 'a') + "." + std::string(63, 'b') + "." +
+                                std::string(63, 'c') + "." + std::string(63, 'd');  // 255
+  for (const std::string& bad :
+       {std::string(), std::string("a..b"), std::string(".a"), label64 + ".test", long_name,
+        std::string("localhost\0.evil", 15)}) {
+    CAPTURE(bad);
+    auto r = co_await evco::resolve(lp, bad, 80);
+    CHECK(error_of(r) == std::errc::invalid_argument);
+    auto c = co_await evco::connect(lp, bad, 80);
+    CHECK(error_of(c) == std::errc::invalid_argument);
+  }
+  evco::resolve_options o;
+  o.family = AF_UNIX;
+  CHECK(error_of(co_await evco::resolve(lp, "example.test", 80, o)) == std::errc::invalid_argument);
+  CHECK(error_of(co_await evco::resolve(lp, "127.0.0.1", 80, o)) == std::errc::invalid_argument);
+  CHECK(server.queries == 0);
 }
 
 task<void> no_such_host(loop& lp) {
@@ -654,6 +714,27 @@ TEST_SUITE("dns") {
     }
   }
 
+  TEST_CASE("a failing nameserver prints nothing to stderr; a log handler hears about it") {
+    std::string printed;
+    std::vector<std::string> heard;
+    {
+      evco::test::stderr_capture err;
+      loop lp({.dns_timeout = 2s, .dns_attempts = 1});
+      lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
+      printed = err.text();
+    }
+    CHECK(printed.empty());
+    {
+      loop lp({.dns_timeout = 2s, .dns_attempts = 1});
+      evco::set_log_handler([&](evco::log_level, std::string_view m) { heard.emplace_back(m); });
+      lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
+      evco::set_log_handler({});
+    }
+    CHECK(std::any_of(heard.begin(), heard.end(), [](const std::string& m) {
+      return m.find("has failed") != std::string::npos;
+    }));
+  }
+
   TEST_CASE("an A answer starts connecting without waiting for an AAAA answer that never comes") {
     loop lp({.dns_timeout = 10s, .dns_attempts = 1});
     lp.run(a_answer_does_not_wait_for_aaaa(lp));
@@ -668,6 +749,40 @@ TEST_SUITE("dns") {
       loop lp({.dns_timeout = 200ms, .dns_attempts = 1});
       lp.run(refused_while_aaaa_is_out(lp, false));
     }
+  }
+
+  TEST_CASE("a total budget shorter than the resolution delay still tries the address it has") {
+    loop lp({.dns_timeout = 10s, .dns_attempts = 1});
+    lp.run(short_total_budget_tries_the_address(lp));
+  }
+
+  TEST_CASE("a name DNS cannot hold, or a bad family, fails with invalid_argument unasked") {
+    loop lp;
+    lp.run(malformed_names(lp));
+  }
+
+  TEST_CASE("set_nameservers rejects port 0 and unspecified addresses, and takes a duplicate") {
+    loop lp;
+    const endpoint good = endpoint::parse("127.0.0.1:53").value();
+    const endpoint twice[] = {good, good};
+    CHECK(lp.set_nameservers(twice));
+    for (const char* bad : {"127.0.0.1:0", "0.0.0.0:53", "[::]:53"}) {
+      CAPTURE(bad);
+      const endpoint one = endpoint::parse(bad).value();
+      CHECK(error_of(lp.set_nameservers(std::span(&one, 1))) == std::errc::invalid_argument);
+    }
+  }
+
+  TEST_CASE("resolver options out of range are kept in range, not overflowed") {
+    loop lp({.dns_timeout = evco::duration::max(), .dns_attempts = INT_MAX});
+    silent_server server(lp);
+    server.use(lp);
+    evco::resolve_options o;
+    o.timeout = 50ms;
+    const auto start = evco::clock::now();
+    auto r = lp.run(evco::resolve(lp, "quiet.test", 80, o));
+    CHECK(error_of(r) == dns_errc::timed_out);
+    CHECK(evco::clock::now() - start >= 50ms);  // its own budget, not an overflowed one
   }
 
   TEST_CASE("a nameserver that never answers makes the lookup time out in the resolve phase") {

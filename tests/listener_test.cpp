@@ -95,25 +95,6 @@ task<void> close_while_accepting(loop& lp) {
   CHECK(again.error() == errc::closed);
 }
 
-// Fills the fd table up to a lowered soft limit; restores both on destruction.
-struct fd_exhaustion {
-  rlimit saved{};
-  std::vector<int> fillers;
-  fd_exhaustion() {
-    REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
-    const rlimit low{evco::test::open_fds() + 16, saved.rlim_max};
-    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
-    for (int fd; (fd = dup(0)) >= 0;)
-      fillers.push_back(fd);
-    REQUIRE(errno == EMFILE);
-  }
-  ~fd_exhaustion() {
-    for (int fd : fillers)
-      ::close(fd);
-    setrlimit(RLIMIT_NOFILE, &saved);
-  }
-};
-
 task<void> out_of_fds(loop& lp) {
   auto l = listener::bind(lp, endpoint::v4_loopback());
   REQUIRE(l);
@@ -122,7 +103,7 @@ task<void> out_of_fds(loop& lp) {
   // Compared only once descriptors are back: clang's UBSan needs one for its vptr checks.
   std::error_code first, again;
   {
-    fd_exhaustion full;
+    evco::test::fd_exhaustion full;
     first = error_of(co_await l.value().accept());
     // The next accept rests first instead of spinning on the readable socket.
     again = error_of(co_await l.value().accept());
@@ -135,6 +116,19 @@ task<void> out_of_fds(loop& lp) {
   std::string buf(2, '\0');
   REQUIRE(co_await s.value().read_exactly(std::span<char>(buf)));
   CHECK(buf == "ok");
+}
+
+// An accept deadline armed after long work inside a callback still lasts its whole duration.
+task<void> accept_deadline_after_busy(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  evco::test::busy_for(100ms);
+  const auto start = evco::clock::now();
+  auto s = co_await l.value().accept(50ms);
+  const auto took = evco::clock::now() - start;
+  REQUIRE_FALSE(s);
+  CHECK(s.error() == errc::timed_out);
+  CHECK(took >= 50ms);
 }
 
 task<void> reuse_port(loop& lp) {
@@ -176,6 +170,17 @@ TEST_SUITE("listener") {
     loop lp;
     lp.run(accept_timeout(lp));
   }
+  TEST_CASE("an accept deadline armed after long work inside a callback never ends early") {
+    loop lp;
+    lp.run(accept_deadline_after_busy(lp));
+  }
+
+  TEST_CASE("a negative backlog is invalid_argument") {
+    loop lp;
+    auto l = listener::bind(lp, endpoint::v4_loopback(), {.backlog = -1});
+    CHECK(error_of(l) == std::errc::invalid_argument);
+  }
+
   TEST_CASE("closing a listener resumes its pending accept with closed") {
     loop lp;
     lp.run(close_while_accepting(lp));

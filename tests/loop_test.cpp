@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 #include "evco/timer.hpp"
@@ -175,6 +176,34 @@ task<std::thread::id> hop(loop& lp, std::thread* th) {
 }  // namespace
 
 TEST_SUITE("loop") {
+  TEST_CASE("empty tasks and functions are refused with invalid_argument, not a crash") {
+    loop lp;
+    CHECK_THROWS_AS(lp.spawn(task<void>{}, [](std::exception_ptr) {}), std::invalid_argument);
+    CHECK_THROWS_AS(lp.spawn(task<evco::result<void>>{}, [](std::error_code) {}),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(lp.post(evco::detail::unique_function{}), std::invalid_argument);
+    struct awaits_empty {
+      static task<void> run() { co_await task<void>{}; }
+    };
+    CHECK_THROWS_AS(lp.run(awaits_empty::run()), std::invalid_argument);
+  }
+
+  TEST_CASE("a loop made with no file descriptor free throws system_error, not exit") {
+    std::error_code ec;
+    {
+      evco::test::fd_exhaustion full;
+      try {
+        loop lp;
+        FAIL("the loop was made");
+      } catch (const std::system_error& e) {
+        ec = e.code();
+      }
+    }
+    CHECK(ec == std::errc::too_many_files_open);
+    loop lp;  // with descriptors back, it works
+    CHECK(lp.native_handle() != nullptr);
+  }
+
   TEST_CASE("run returns the task's value or rethrows its exception") {
     loop lp;
     CHECK(lp.run(answer()) == 42);

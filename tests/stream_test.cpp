@@ -82,6 +82,44 @@ task<void> read_times_out_then_reads(loop& lp) {
   CHECK(buf.substr(0, r.value()) == "late");
 }
 
+// Limits armed after long work inside a callback (libevent's cached time is the turn's start)
+// still last their whole duration.
+task<void> limits_after_busy(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  std::string buf(16, '\0');
+  evco::test::busy_for(100ms);
+  auto start = evco::clock::now();
+  auto r = co_await p.server.read_some(span_of(buf), 50ms);
+  CHECK(error_of(r) == errc::timed_out);
+  CHECK(evco::clock::now() - start >= 50ms);
+
+  p.server.set_timeouts(50ms, 0ms);
+  evco::test::busy_for(100ms);
+  start = evco::clock::now();
+  r = co_await p.server.read_some(span_of(buf));
+  CHECK(error_of(r) == errc::timed_out);
+  CHECK(evco::clock::now() - start >= 50ms);
+}
+
+// A negative per-op timeout has already expired: the op completes if it can at once, and
+// otherwise fails with timed_out (from the loop) having taken nothing.
+task<void> negative_timeout(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  std::string buf(16, '\0');
+  auto r = co_await p.server.read_some(span_of(buf), -1ms);
+  CHECK(error_of(r) == errc::timed_out);
+  REQUIRE(co_await p.client.write("ab"));
+  REQUIRE(co_await p.server.read_exactly(span_of(buf).first(1)));
+  r = co_await p.server.read_some(span_of(buf), -1ms);  // "b" is there
+  REQUIRE_MESSAGE(r, error_of(r));
+  CHECK(buf.substr(0, r.value()) == "b");
+  // The longest timeouts saturate instead of overflowing.
+  evco::test::stop_probe probe;
+  probe.stop_from_loop(lp);
+  r = co_await p.server.read_some(span_of(buf), {std::chrono::hours::max(), probe.src.get_token()});
+  CHECK(error_of(r) == errc::cancelled);
+}
+
 task<void> trickle(loop& lp, stream* s, int bytes, evco::duration gap) {
   for (int i = 0; i < bytes; ++i) {
     (void)co_await evco::sleep_for(lp, gap);
@@ -101,6 +139,35 @@ task<void> trickling_peer_never_times_out(loop& lp) {
 }
 
 // ---- 4: half-close and eof ------------------------------------------------------------------
+
+// Asio's rule: a zero-size read completes at once with 0, whatever the stream's state; it
+// takes nothing, and is the only read that ever returns 0.
+task<void> zero_size_read(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  std::string none;
+  auto r = co_await p.server.read_some(std::span<char>());
+  REQUIRE(r);
+  CHECK(r.value() == 0);  // on a silent peer: at once, not after data
+  REQUIRE(co_await p.client.write("ab"));
+  REQUIRE(co_await p.client.shutdown());
+  std::string buf(4, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(buf).first(1)));
+  r = co_await p.server.read_some(std::span<char>());
+  REQUIRE(r);
+  CHECK(r.value() == 0);
+  r = co_await p.server.read_some(none, 0);
+  REQUIRE(r);
+  CHECK(r.value() == 0);
+  CHECK(none.empty());
+  r = co_await p.server.read_some(span_of(buf));  // the byte is still there
+  REQUIRE(r);
+  CHECK(buf.substr(0, r.value()) == "b");
+  r = co_await p.server.read_some(span_of(buf));
+  CHECK(error_of(r) == errc::eof);
+  r = co_await p.server.read_some(std::span<char>());  // even at the end
+  REQUIRE(r);
+  CHECK(r.value() == 0);
+}
 
 task<void> half_close(loop& lp) {
   auto p = co_await evco::test::connected_pair(lp);
@@ -726,9 +793,42 @@ TEST_SUITE("stream") {
     lp.run(read_times_out_then_reads(lp));
   }
 
+  TEST_CASE("a deadline or idle timeout armed after long work inside a callback never ends early") {
+    loop lp;
+    lp.run(limits_after_busy(lp));
+  }
+
+  TEST_CASE("a negative per-op timeout fails an op that cannot complete at once") {
+    loop lp;
+    lp.run(negative_timeout(lp));
+  }
+
   TEST_CASE("a peer trickling a byte every quarter of the idle timeout never times out") {
     loop lp;
     lp.run(trickling_peer_never_times_out(lp));
+  }
+
+  TEST_CASE("a zero-size read completes at once with 0, even at end of stream") {
+    loop lp;
+    lp.run(zero_size_read(lp));
+  }
+
+  TEST_CASE("from_socket refuses what is not a connected stream socket, and a null bufferevent") {
+    loop lp;
+    CHECK(error_of(stream::from_socket(lp, -1)) == std::errc::bad_file_descriptor);
+    int pipe_fds[2];
+    REQUIRE(::pipe(pipe_fds) == 0);
+    CHECK(error_of(stream::from_socket(lp, pipe_fds[0])) == std::errc::not_a_socket);
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    const int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    CHECK(error_of(stream::from_socket(lp, udp)) == std::errc::invalid_argument);
+    ::close(udp);
+    auto l = evco::listener::bind(lp, evco::endpoint::v4_loopback());
+    REQUIRE(l);
+    CHECK(error_of(stream::from_socket(lp, l.value().native_handle())) ==
+          std::errc::invalid_argument);
+    CHECK_THROWS_AS((void)stream::from_bufferevent(lp, nullptr), std::invalid_argument);
   }
 
   TEST_CASE("a half-closed peer gives its bytes, then eof every time, and still reads") {

@@ -5,10 +5,13 @@
 
 #include <dirent.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -144,6 +147,58 @@ struct stop_probe {
     p->src.request_stop();
     p->resumed_inside_request_stop = p->op_resumed;
     co_return;
+  }
+};
+
+/// Keeps the thread busy for `d` without yielding to the loop: the rest of a long callback,
+/// which leaves libevent's cached time (the loop turn's start) `d` behind.
+inline void busy_for(duration d) {
+  const auto until = clock::now() + d;
+  while (clock::now() < until) {
+  }
+}
+
+/// Fills the fd table up to a lowered soft limit; restores both on destruction.
+struct fd_exhaustion {
+  rlimit saved{};
+  std::vector<int> fillers;
+  fd_exhaustion() {
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    const rlimit low{evco::test::open_fds() + 16, saved.rlim_max};
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    for (int fd; (fd = dup(0)) >= 0;)
+      fillers.push_back(fd);
+    REQUIRE(errno == EMFILE);
+  }
+  ~fd_exhaustion() {
+    for (int fd : fillers)
+      ::close(fd);
+    setrlimit(RLIMIT_NOFILE, &saved);
+  }
+};
+
+/// Captures what the process writes to stderr (fd 2) while it lives; text() reads it back.
+struct stderr_capture {
+  std::FILE* file = std::tmpfile();
+  int saved = ::dup(2);
+  stderr_capture() {
+    REQUIRE(file != nullptr);
+    std::fflush(stderr);
+    ::dup2(::fileno(file), 2);
+  }
+  std::string text() {
+    std::fflush(stderr);
+    std::string out;
+    std::rewind(file);
+    for (int c; (c = std::fgetc(file)) != EOF;)
+      out += static_cast<char>(c);
+    return out;
+  }
+  ~stderr_capture() {
+    std::fflush(stderr);
+    ::dup2(saved, 2);
+    ::close(saved);
+    std::fclose(file);
   }
 };
 

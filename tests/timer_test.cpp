@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <thread>
+#include <vector>
 
 #include "evco/loop.hpp"
 #include "support.hpp"
@@ -28,9 +29,125 @@ task<evco::result<void>> cancel_from_thread(loop& lp) {
   co_return r;
 }
 
+// Each sleeper checks its own lower bound and records the order in which the sleeps ended.
+struct sleepers {
+  std::vector<int> order;
+  int early = 0;
+  static task<void> sleep_until(loop& lp, sleepers* self, int index, evco::clock::time_point at) {
+    REQUIRE(co_await evco::sleep_until(lp, at));
+    if (evco::clock::now() < at) ++self->early;
+    self->order.push_back(index);
+  }
+  static task<void> sleep_for(loop& lp, sleepers* self, evco::duration d) {
+    const auto start = evco::clock::now();
+    REQUIRE(co_await evco::sleep_for(lp, d));
+    if (evco::clock::now() - start < d) ++self->early;
+  }
+};
+
+task<void> spawn_sleepers_for(loop& lp, sleepers* all, int n) {
+  for (int i = 0; i < n; ++i)
+    lp.spawn(sleepers::sleep_for(lp, all, std::chrono::milliseconds(i % 50)),
+             [](std::exception_ptr) { FAIL("sleeper"); });
+  // Long work in the same callback as the spawns: the later sleeps start after it.
+  evco::test::busy_for(5ms);
+  co_return;
+}
+
+task<bool> sleep_then_check(loop& lp, evco::duration busy, evco::duration d) {
+  evco::test::busy_for(busy);  // inside the loop's callback: its cached time falls behind
+  const auto start = evco::clock::now();
+  REQUIRE(co_await evco::sleep_for(lp, d));
+  co_return evco::clock::now() - start >= d;
+}
+
+task<void> flag_when_run(bool* ran) {
+  *ran = true;
+  co_return;
+}
+
+// Whether the sleep completed without going through the loop (a task spawned before it has
+// not run yet).
+task<bool> completes_without_suspending(loop& lp, task<evco::result<void>> sleep) {
+  bool ran = false;
+  lp.spawn(flag_when_run(&ran), [](std::exception_ptr) {});
+  REQUIRE(co_await std::move(sleep));
+  co_return !ran;
+}
+
+task<evco::result<void>> cancel_never_ending(loop& lp, evco::test::stop_probe* p, int which) {
+  p->stop_from_loop(lp);
+  const auto token = p->src.get_token();
+  if (which == 0) co_return co_await evco::sleep_for(lp, evco::duration::max(), token);
+  if (which == 1) co_return co_await evco::sleep_until(lp, evco::clock::time_point::max(), token);
+  co_return co_await evco::sleep_for(lp, std::chrono::hours::max(), token);
+}
+
 }  // namespace
 
 TEST_SUITE("timer") {
+  TEST_CASE("no sleep resumes before its duration, measured from the call") {
+    loop lp;
+    sleepers all;
+    lp.run(spawn_sleepers_for(lp, &all, 2000));
+    REQUIRE(lp.run(evco::sleep_for(lp, 60ms)));  // every sleeper is done by then
+    CHECK(all.early == 0);
+  }
+
+  TEST_CASE("sleeps complete in deadline order, equal deadlines in the order they started") {
+    loop lp;
+    sleepers all;
+    const auto base = evco::clock::now() + 20ms;
+    std::vector<evco::clock::time_point> at;
+    for (int i = 0; i < 2000; ++i) {
+      at.push_back(base + std::chrono::milliseconds((i * 7) % 30));
+      lp.spawn(sleepers::sleep_until(lp, &all, i, at.back()),
+               [](std::exception_ptr) { FAIL("sleeper"); });
+    }
+    REQUIRE(lp.run(evco::sleep_until(lp, base + 40ms)));
+    REQUIRE(all.order.size() == 2000);
+    CHECK(all.early == 0);
+    int out_of_order = 0;
+    for (std::size_t k = 1; k < all.order.size(); ++k) {
+      const int a = all.order[k - 1], b = all.order[k];
+      if (at[a] > at[b] || (at[a] == at[b] && a > b)) ++out_of_order;
+    }
+    CHECK(out_of_order == 0);
+  }
+
+  TEST_CASE("a lone sleep on a fresh loop never ends early") {
+    for (int i = 0; i < 10; ++i) {
+      loop lp;
+      const auto start = evco::clock::now();
+      REQUIRE(lp.run(evco::sleep_for(lp, 20ms)));
+      CHECK(evco::clock::now() - start >= 20ms);
+    }
+  }
+
+  TEST_CASE("a sleep started after long work inside a callback still lasts its duration") {
+    loop lp;
+    CHECK(lp.run(sleep_then_check(lp, 100ms, 50ms)));
+  }
+
+  TEST_CASE("a negative sleep or a past deadline completes at once, without suspending") {
+    loop lp;
+    CHECK(lp.run(completes_without_suspending(lp, evco::sleep_for(lp, -1s))));
+    CHECK(lp.run(completes_without_suspending(lp, evco::sleep_for(lp, evco::duration::min()))));
+    CHECK(lp.run(
+        completes_without_suspending(lp, evco::sleep_until(lp, evco::clock::time_point::min()))));
+  }
+
+  TEST_CASE("the longest sleeps saturate instead of overflowing, and a stop still ends them") {
+    for (int which = 0; which < 3; ++which) {
+      CAPTURE(which);
+      loop lp;
+      evco::test::stop_probe probe;
+      auto r = lp.run(cancel_never_ending(lp, &probe, which));
+      REQUIRE_FALSE(r);
+      CHECK(r.error() == evco::errc::cancelled);
+    }
+  }
+
   TEST_CASE("sleep_for completes successfully no earlier than its duration") {
     loop lp;
     const auto start = evco::clock::now();

@@ -372,7 +372,8 @@ task<void> old_protocol(loop& lp) {
 
 // The listener never accepts: the kernel completes TCP, and nobody answers the ClientHello.
 task<void> silent_server(loop& lp, evco::duration budget, std::stop_source* stop,
-                         std::error_code* out) {
+                         std::error_code* out, evco::duration busy = {},
+                         evco::duration* took = nullptr) {
   auto l = listener::bind(lp, endpoint::v4_loopback());
   REQUIRE(l);
   auto tcp = co_await evco::connect(lp, l.value().local_endpoint().value());
@@ -390,8 +391,11 @@ task<void> silent_server(loop& lp, evco::duration budget, std::stop_source* stop
   }
   // Not inline in the co_await: g++ 12 mishandles a conditional's temporaries in there.
   std::stop_token token = stop ? stop->get_token() : std::stop_token{};
+  evco::test::busy_for(busy);  // the loop's cached time falls behind
+  const auto start = evco::clock::now();
   auto r = co_await evco::tls_client(std::move(tcp).value(), client, "localhost", budget,
                                      std::move(token));
+  if (took) *took = evco::clock::now() - start;
   *out = error_of(r);
 }
 
@@ -595,6 +599,15 @@ TEST_SUITE("tls") {
     CHECK(ec == errc::handshake_timed_out);
     CHECK(ec == std::errc::timed_out);
     CHECK(ec.message().find("handshake") != std::string::npos);
+  }
+
+  TEST_CASE("a handshake budget armed after long work inside a callback never ends early") {
+    loop lp;
+    std::error_code ec;
+    evco::duration took{};
+    lp.run(silent_server(lp, 50ms, nullptr, &ec, 100ms, &took));
+    CHECK(ec == errc::handshake_timed_out);
+    CHECK(took >= 50ms);
   }
 
   TEST_CASE("a stop request cancels a stalled handshake") {

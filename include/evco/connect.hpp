@@ -30,7 +30,8 @@ struct connect_options {
   /// has not connected after this long (or at once when it fails).
   duration happy_eyeballs_delay = std::chrono::milliseconds(250);
   /// RFC 8305 "Resolution Delay": AAAA and A are looked up apart; when the A answer comes
-  /// first, connecting waits this long for the AAAA one before it starts over IPv4.
+  /// first, connecting waits this long for the AAAA one before it starts over IPv4 (at most
+  /// half of what is left of total_timeout, so that the address in hand is still tried).
   duration resolution_delay = std::chrono::milliseconds(50);
   /// When set, filled in with what happened (borrowed until the connect completes).
   connect_report* report = nullptr;
@@ -50,18 +51,29 @@ task<result<stream>> connect(loop& lp, endpoint ep, connect_options o = {},
 
 enum class connect_phase { none, resolve, connect, handshake };
 
-/// What a hostname connect did: which phase failed, and each address's outcome.
+/// What a hostname connect did: which phase failed, what each lookup and each address did.
 struct connect_report {
   struct attempt {
     endpoint address;
     std::error_code error;  ///< empty for the attempt that connected
+  };
+  /// One of the two lookups (AAAA and A are asked apart).
+  struct lookup {
+    enum class state { pending, answered, failed };
+    int family = 0;                  ///< AF_INET6 (AAAA) or AF_INET (A)
+    state outcome = state::pending;  ///< pending: still out when the connect ended
+    std::size_t addresses = 0;       ///< how many it answered with
+    std::error_code error;           ///< why it failed
+    duration after{};                ///< when it answered or failed, from the connect's start
   };
   connect_phase failed = connect_phase::none;  ///< none when the connect succeeded
   std::error_code resolve_error;
   std::error_code handshake_error;
   std::vector<endpoint> addresses;  ///< resolved, in the order they were to be tried
   std::vector<attempt> attempts;    ///< in the order they started
-  /// "resolve: dns: no such host", or "[::1]:80: connect timed out; 127.0.0.1:80: ...".
+  std::vector<lookup> lookups;      ///< AAAA, then A; none for a numeric host
+  /// "resolve: dns: no such host", or "[::1]:80: connect timed out; 127.0.0.1:80: ...;
+  /// AAAA: still out; A: 1 address after 3 ms".
   std::string to_string() const;
 };
 

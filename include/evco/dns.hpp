@@ -48,8 +48,10 @@ static_assert(std::is_trivially_destructible_v<resolve_options>);  // see op_opt
 /// Completes with the addresses of `host` (each with `port`), in the resolver's order and
 /// without duplicates. A numeric address resolves without a query, a name in /etc/hosts
 /// from the file. Errors: dns_errc (no_such_host, timed_out, ...), errc::cancelled when
-/// `stop` is requested first. Resumed from the loop; destroying the awaiting frame, or the
-/// loop, cancels the lookup.
+/// `stop` is requested first; std::errc::invalid_argument, before any query, for a name DNS
+/// cannot hold (empty, over 253 characters, an empty or over-63-character label, a NUL) or a
+/// family other than AF_UNSPEC, AF_INET and AF_INET6. Resumed from the loop; destroying the
+/// awaiting frame, or the loop, cancels the lookup.
 task<result<std::vector<endpoint>>> resolve(loop& lp, std::string host, std::uint16_t port,
                                             resolve_options o = {}, std::stop_token stop = {});
 

@@ -6,6 +6,7 @@
 #include "evco/endpoint.hpp"
 #include "evco/error.hpp"
 #include "evco/listener.hpp"
+#include "evco/log.hpp"
 #include "evco/loop.hpp"
 #include "evco/stream.hpp"
 #include "evco/task.hpp"

@@ -15,7 +15,7 @@ namespace evco {
 class loop;
 
 struct listen_options {
-  int backlog = 1024;
+  int backlog = 1024;         ///< negative: invalid_argument
   bool reuse_address = true;  ///< SO_REUSEADDR: rebind while old connections sit in TIME_WAIT
   bool reuse_port = false;    ///< SO_REUSEPORT: one listener per loop/thread on the same port
   bool v6_only = false;       ///< IPV6_V6ONLY for an IPv6 endpoint

@@ -22,6 +22,34 @@ namespace evco {
 class loop;
 
 namespace detail {
+// evco's own way into a loop, for lib/ and the inline awaiters; not part of the API.
+struct loop_access {
+  // Resume `w` from the loop during the current or next turn.
+  static void schedule(loop& lp, waiter& w) noexcept;
+  // Resume `w` from the loop once it has polled its sockets again.
+  static void schedule_after_poll(loop& lp, waiter& w) noexcept;
+  // Take `w` off the ready list if it is queued.
+  static void unschedule(loop& lp, waiter& w) noexcept;
+  // Things the loop owns until they finish (spawned frames, streams closing in the
+  // background); ~loop destroys those still there.
+  static void adopt(loop& lp, owned& o) noexcept;
+  static void release(loop& lp, owned& o) noexcept;
+  // Puts `t` on the timer queue for `deadline` (re-arming it if it was armed); a deadline of
+  // time_point::max() never comes, so it only disarms. Throws std::bad_alloc when the queue
+  // cannot grow.
+  static void arm(loop& lp, timer_node& t, clock::time_point deadline);
+  static void disarm(loop& lp, timer_node& t) noexcept;
+  // The loop's evdns_base, created on first use (never the blocking resolver).
+  static result<evdns_base*> dns(loop& lp);
+  // How long the resolver itself keeps trying (dns_timeout * dns_attempts).
+  static duration dns_budget(const loop& lp) noexcept;
+  // A DNS lookup whose libevent callback is still to come. The loop owns `o` until the lookup
+  // lets go of it (its destroy cancels the lookup); ~loop waits for the callbacks of every
+  // lookup started (dns_lookup_ended) before it frees the evdns_base.
+  static void dns_lookup_started(loop& lp, owned& o) noexcept;
+  static void dns_lookup_ended(loop& lp) noexcept;
+};
+
 // co_await lp.yield(): back on the ready list, behind everything already there.
 struct [[nodiscard]] yield_awaiter : waiter {
   explicit yield_awaiter(loop& l) noexcept : lp(&l) {}
@@ -42,7 +70,7 @@ struct loop_options {
   bool ignore_sigpipe = true;
   /// DNS: how long the resolver waits for a reply before it sends the query again, and how
   /// many times it sends it. A lookup still unanswered after dns_timeout * dns_attempts fails
-  /// with dns_errc::timed_out.
+  /// with dns_errc::timed_out. Kept within 1 ms to 1 h, and 1 to 254 attempts.
   duration dns_timeout = std::chrono::seconds(2);
   int dns_attempts = 2;
 };
@@ -51,6 +79,9 @@ struct loop_options {
 /// the loop that owns the operation; post() is the only member that other threads may call.
 class loop {
  public:
+  /// Makes the loop's event_base. Throws std::system_error when it cannot: EMFILE or ENFILE
+  /// when no file descriptor is free, ENOMEM when out of memory (libevent's own fatal-error
+  /// exit is never reached: the descriptors it needs are checked first).
   loop() : loop(loop_options{}) {}
   explicit loop(loop_options opts);
   /// Destroys every spawned frame still parked here (and so every frame they await), then
@@ -73,6 +104,7 @@ class loop {
 
   /// Runs `f` on the loop's thread during a later loop turn. Thread-safe; wakes the loop.
   /// `f` must not throw (it runs inside libevent's callback): an exception terminates.
+  /// Throws std::invalid_argument for an empty `f`.
   void post(detail::unique_function f);
 
   /// Suspends the caller and resumes it from this loop once the sockets were polled again
@@ -84,31 +116,12 @@ class loop {
 
   /// Sends this loop's DNS queries to `servers` instead of the nameservers of
   /// /etc/resolv.conf (which are used when this is never called). Names in /etc/hosts still
-  /// resolve without a query. Fails with std::errc::invalid_argument for an empty list.
+  /// resolve without a query. Fails with std::errc::invalid_argument, changing nothing, for
+  /// an empty list or a server with port 0 or the unspecified address.
   result<void> set_nameservers(std::span<const endpoint> servers);
 
-  // Internal: the loop's evdns_base, created on first use (never the blocking resolver).
-  result<evdns_base*> dns();
-  // Internal: how long the resolver itself keeps trying (dns_timeout * dns_attempts).
-  duration dns_budget() const noexcept;
-  // Internal: a DNS lookup whose libevent callback is still to come. The loop owns `o` until
-  // the lookup lets go of it (its destroy cancels the lookup); ~loop waits for the callbacks
-  // of every lookup started (dns_lookup_ended) before it frees the evdns_base.
-  void dns_lookup_started(detail::owned& o) noexcept;
-  void dns_lookup_ended() noexcept;
-
-  // Internal: resume `w` from the loop during the current or next turn.
-  void schedule(detail::waiter& w) noexcept;
-  // Internal: resume `w` from the loop once it has polled its sockets again.
-  void schedule_after_poll(detail::waiter& w) noexcept;
-  // Internal: take `w` off the ready list if it is queued.
-  void unschedule(detail::waiter& w) noexcept;
-  // Internal: things the loop owns until they finish (spawned frames, streams closing in the
-  // background); ~loop destroys those still there.
-  void adopt(detail::owned& o) noexcept;
-  void release(detail::owned& o) noexcept;
-
  private:
+  friend struct detail::loop_access;
   struct impl;
   // Marks the loop as running for the whole of run(), task start included, so that a nested
   // run() (a coroutine calling run() on its own loop) throws instead of re-entering libevent.
@@ -125,11 +138,11 @@ class loop {
 };
 
 inline detail::yield_awaiter::~yield_awaiter() {
-  lp->unschedule(*this);
+  loop_access::unschedule(*lp, *this);
 }
 inline void detail::yield_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
   handle = h;
-  lp->schedule_after_poll(*this);
+  loop_access::schedule_after_poll(*lp, *this);
 }
 
 template <class T>

@@ -30,14 +30,16 @@ class stream;
 struct op_options {
   op_options() noexcept = default;
   template <class Rep, class Period>
-  op_options(std::chrono::duration<Rep, Period> t) noexcept
-      : timeout(std::chrono::ceil<duration>(t)) {}
+  op_options(std::chrono::duration<Rep, Period> t) noexcept : timeout(detail::saturating_ceil(t)) {}
   op_options(std::stop_token s) noexcept : stop(std::move(s)) {}
   template <class Rep, class Period>
   op_options(std::chrono::duration<Rep, Period> t, std::stop_token s) noexcept
-      : timeout(std::chrono::ceil<duration>(t)), stop(std::move(s)) {}
+      : timeout(detail::saturating_ceil(t)), stop(std::move(s)) {}
 
-  duration timeout{};      ///< deadline for this op, from its start; zero means none
+  /// Deadline for this op, from its start: errc::timed_out if it has not completed by then.
+  /// Zero means none; a negative one has already expired, so the op completes only if it
+  /// can at once (a poll). Longer than duration::max() saturates to it.
+  duration timeout{};
   std::stop_token stop{};  ///< request_stop() completes the op with errc::cancelled
 };
 
@@ -152,14 +154,18 @@ class stream {
   ~stream() { close(); }
 
   /// Takes ownership of a bufferevent (of any kind: socket, TLS, pair) built on `lp`'s base.
+  /// Throws std::invalid_argument for a null one.
   static stream from_bufferevent(loop& lp, bufferevent* bev);
-  /// Takes ownership of a connected, non-blocking socket.
+  /// Takes ownership of a connected stream socket (made non-blocking here). An fd that is not
+  /// open (EBADF), not a socket (ENOTSOCK), or not a connected stream socket
+  /// (invalid_argument) is left to the caller.
   static result<stream> from_socket(loop& lp, int fd);
 
   bool is_open() const noexcept { return s_ != nullptr; }
 
   /// Completes with >= 1 byte once any is available; errc::eof once the peer ended the
-  /// stream and everything before the end was read.
+  /// stream and everything before the end was read. An empty `buf` completes at once with 0,
+  /// whatever the state of the stream (Asio's rule): only a zero-size read returns 0.
   detail::read_some_op read_some(std::span<std::byte> buf, op_options o = {}) {
     return {s_, detail::op_kind::read_some, buf.data(), buf.size(), std::move(o)};
   }
@@ -168,8 +174,9 @@ class stream {
   }
 
   /// Appends what is available, at least one byte and at most `max`, to `out` (Asio's
-  /// dynamic_buffer). `out` only grows once bytes are there, so a reader waiting on an idle
-  /// connection holds no buffer; a string reused for the next read keeps its capacity.
+  /// dynamic_buffer); a `max` of 0 completes at once with 0. `out` only grows once bytes are there,
+  /// so a reader waiting on an idle connection holds no buffer; a string reused for the next read
+  /// keeps its capacity.
   detail::read_some_string_op read_some(std::string& out, std::size_t max, op_options o = {}) {
     return {s_, detail::op_kind::read_some, &out, {}, max, std::move(o)};
   }
@@ -236,7 +243,8 @@ class stream {
   void set_timeouts(duration read, duration write);
   /// The input buffer stops reading from the socket at `high` bytes (zero = unlimited).
   void set_read_limit(std::size_t high);
-  /// write() waits while more than `high` bytes are queued, until they drain to `low`.
+  /// write() waits while more than `high` bytes are queued, until they drain to `low`
+  /// (`low` above `high` is taken as `high`; a `high` of zero means no limit).
   void set_write_watermarks(std::size_t low, std::size_t high);
 
   std::size_t buffered_input() const noexcept;

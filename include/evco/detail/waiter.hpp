@@ -2,7 +2,10 @@
 // Building blocks the public awaiters need inline; not part of the API.
 
 #include <atomic>
+#include <chrono>
 #include <coroutine>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <type_traits>
 #include <utility>
@@ -20,6 +23,20 @@ struct waiter {
   waiter* next = nullptr;
   bool queued = false;
   bool after_poll = false;  // queued on the list that runs after the next poll
+};
+
+// A deadline on the loop's timer queue: a min-heap ordered by deadline, then by the order the
+// timers were armed, driven by one libevent event. `fire` runs from the loop once
+// steady_clock has reached `deadline` (never earlier: libevent's own clock is a coarse, cached
+// one); it may arm or disarm any timer. Intrusive: arming allocates nothing once the heap
+// has grown to the number of timers armed at once.
+struct timer_node {
+  static constexpr std::size_t unarmed = static_cast<std::size_t>(-1);
+  std::chrono::steady_clock::time_point deadline{};
+  std::uint64_t seq = 0;
+  std::size_t slot = unarmed;  // index in the heap
+  void (*fire)(timer_node&) noexcept = nullptr;
+  bool armed() const noexcept { return slot != unarmed; }
 };
 
 // Something the loop owns until it finishes, and destroys with itself if it never does.

@@ -1,0 +1,134 @@
+// libevent's allocations fail one at a time, at every point of a connect / accept / echo /
+// close cycle and of a loop's construction: each failure is an error value (or std::bad_alloc
+// from an awaiter that could not park, or std::system_error from the loop's constructor),
+// never an exit, a crash, a hang or a leak.
+
+#include <doctest/doctest.h>
+
+#include <event2/event.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <string>
+#include <system_error>
+
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using evco::loop;
+using evco::task;
+
+namespace {
+
+// Counts libevent's allocations down; the one that reaches zero fails (only that one).
+std::atomic<long> countdown{-1};
+
+bool fail_now() noexcept {
+  long n = countdown.load(std::memory_order_relaxed);
+  while (n > 0 && !countdown.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {
+  }
+  return n == 1;
+}
+
+void* fallible_malloc(std::size_t n) {
+  return fail_now() ? nullptr : std::malloc(n);
+}
+void* fallible_realloc(void* p, std::size_t n) {
+  return fail_now() ? nullptr : std::realloc(p, n);
+}
+
+// Before main: libevent takes its allocator only before its first allocation.
+const bool installed = [] {
+  event_set_mem_functions(fallible_malloc, fallible_realloc, std::free);
+  return true;
+}();
+
+// Fails the k-th libevent allocation from now on; true once k was never reached.
+struct injection {
+  explicit injection(long k) { countdown.store(k, std::memory_order_relaxed); }
+  bool unused() const { return countdown.load(std::memory_order_relaxed) > 0; }
+  ~injection() { countdown.store(-1, std::memory_order_relaxed); }
+};
+
+struct outcome {
+  bool completed = false;  // the echo went through
+  std::error_code error;   // or why not
+};
+
+task<void> echo_cycle(loop& lp, outcome* out) {
+  auto fail = [out](std::error_code ec) { out->error = ec; };
+  auto l = evco::listener::bind(lp, evco::endpoint::v4_loopback());
+  if (!l) co_return fail(l.error());
+  auto ep = l.value().local_endpoint();
+  if (!ep) co_return fail(ep.error());
+  auto c = co_await evco::connect(lp, ep.value(), {.timeout = 2s});
+  if (!c) co_return fail(c.error());
+  auto s = co_await l.value().accept(2s);
+  if (!s) co_return fail(s.error());
+  if (auto w = co_await c.value().write("ping", 2s); !w) co_return fail(w.error());
+  std::string buf(4, '\0');
+  if (auto r = co_await s.value().read_exactly(std::span<char>(buf), 2s); !r) {
+    co_return fail(r.error());
+  }
+  if (buf != "ping") co_return fail(std::make_error_code(std::errc::protocol_error));
+  out->completed = true;
+}
+
+}  // namespace
+
+TEST_SUITE("alloc_failure") {
+  TEST_CASE("a libevent allocation failing while a loop is made throws system_error") {
+    REQUIRE(installed);
+    { loop warm_up; }  // libevent's one-time allocations (threading) are done
+    int failures = 0;
+    for (long k = 1; k < 200; ++k) {
+      CAPTURE(k);
+      injection inject(k);
+      try {
+        loop lp;
+        if (inject.unused()) break;  // every allocation of a loop was tried
+      } catch (const std::system_error& e) {
+        ++failures;
+        CHECK(e.code() == std::errc::not_enough_memory);
+      }
+    }
+    CHECK(failures > 0);
+  }
+
+  TEST_CASE("a libevent allocation failing anywhere in a connect/accept/echo cycle is a value") {
+    REQUIRE(installed);
+    int failed = 0;
+    long k = 1;
+    for (; k < 400; ++k) {
+      CAPTURE(k);
+      loop lp;
+      outcome out;
+      bool unused = false;
+      {
+        injection inject(k);
+        try {
+          lp.run(echo_cycle(lp, &out));
+        } catch (const std::bad_alloc&) {
+          out.error = std::make_error_code(std::errc::not_enough_memory);
+        }
+        unused = inject.unused();
+      }
+      if (unused) {
+        CHECK(out.completed);
+        break;
+      }
+      // A cycle that hit the failure either got through (the failure was somewhere it could
+      // be retried or did not matter) or says why not; a timeout would mean a lost wake-up.
+      if (!out.completed) {
+        ++failed;
+        CHECK_MESSAGE(out.error != std::errc::timed_out, out.error);
+        CHECK(out.error);
+      }
+    }
+    MESSAGE("failed one by one the " << k - 1 << " allocations of a cycle; " << failed
+                                     << " cycles ended in an error");
+    CHECK(k < 400);
+    CHECK(failed > 0);
+  }
+}
