@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <charconv>
+#include <cstddef>
 #include <cstring>
 
 namespace evco {
@@ -78,16 +79,26 @@ result<endpoint> endpoint::parse(std::string_view text) {
 }
 
 result<endpoint> endpoint::from_sockaddr(const sockaddr* sa, socklen_t len) {
+  // The family is read with memcpy: `sa` may point into a byte buffer, unaligned.
+  constexpr socklen_t family_end = offsetof(sockaddr, sa_family) + sizeof(sa_family_t);
+  if (sa == nullptr || len < family_end) {
+    return std::make_error_code(std::errc::invalid_argument);
+  }
+  sa_family_t family;
+  std::memcpy(&family, reinterpret_cast<const char*>(sa) + offsetof(sockaddr, sa_family),
+              sizeof family);
+  std::size_t need;
+  if (family == AF_INET) {
+    need = sizeof(sockaddr_in);
+  } else if (family == AF_INET6) {
+    need = sizeof(sockaddr_in6);
+  } else {
+    return std::make_error_code(std::errc::address_family_not_supported);
+  }
+  if (len < need) return std::make_error_code(std::errc::invalid_argument);  // truncated
   endpoint e;
-  if (sa->sa_family == AF_INET && len >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
-    std::memcpy(&e.addr_, sa, sizeof(sockaddr_in));
-    return e;
-  }
-  if (sa->sa_family == AF_INET6 && len >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
-    std::memcpy(&e.addr_, sa, sizeof(sockaddr_in6));
-    return e;
-  }
-  return std::make_error_code(std::errc::address_family_not_supported);
+  std::memcpy(&e.addr_, sa, need);
+  return e;
 }
 
 std::uint16_t endpoint::port() const noexcept {

@@ -2,6 +2,11 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/un.h>
+
+#include <cstddef>
+#include <cstring>
+
 #include "support.hpp"
 
 using evco::endpoint;
@@ -31,6 +36,51 @@ TEST_SUITE("endpoint") {
       REQUIRE(!r);
       CHECK(r.error() == std::errc::invalid_argument);
     }
+  }
+
+  TEST_CASE("from_sockaddr rejects a null address or a zero length with invalid_argument") {
+    auto null = endpoint::from_sockaddr(nullptr, 0);
+    REQUIRE(!null);
+    CHECK(null.error() == std::errc::invalid_argument);
+    auto null_with_len = endpoint::from_sockaddr(nullptr, sizeof(sockaddr_in));
+    REQUIRE(!null_with_len);
+    CHECK(null_with_len.error() == std::errc::invalid_argument);
+    const endpoint v4 = endpoint::v4_loopback(80);
+    auto empty = endpoint::from_sockaddr(v4.data(), 0);
+    REQUIRE(!empty);
+    CHECK(empty.error() == std::errc::invalid_argument);
+    auto one_byte = endpoint::from_sockaddr(v4.data(), 1);
+    REQUIRE(!one_byte);
+    CHECK(one_byte.error() == std::errc::invalid_argument);
+  }
+
+  TEST_CASE("from_sockaddr rejects a length too short for the family and non-IP families") {
+    const endpoint v4 = endpoint::v4_loopback(80);
+    const endpoint v6 = endpoint::v6_loopback(443);
+    auto short_v4 = endpoint::from_sockaddr(v4.data(), sizeof(sockaddr_in) - 1);
+    REQUIRE(!short_v4);
+    CHECK(short_v4.error() == std::errc::invalid_argument);
+    auto short_v6 = endpoint::from_sockaddr(v6.data(), sizeof(sockaddr_in6) - 1);
+    REQUIRE(!short_v6);
+    CHECK(short_v6.error() == std::errc::invalid_argument);
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    auto unix_sa = endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&un), sizeof un);
+    REQUIRE(!unix_sa);
+    CHECK(unix_sa.error() == std::errc::address_family_not_supported);
+    // Exactly long enough, and longer (a sockaddr_storage), both work.
+    CHECK(endpoint::from_sockaddr(v4.data(), sizeof(sockaddr_in)).value() == v4);
+    CHECK(endpoint::from_sockaddr(v6.data(), sizeof(sockaddr_storage)).value() == v6);
+  }
+
+  TEST_CASE("from_sockaddr reads an address that is not aligned in its buffer") {
+    const endpoint v6 = endpoint::v6_loopback(443);
+    alignas(sockaddr_in6) unsigned char buf[sizeof(sockaddr_in6) + 1];
+    std::memcpy(buf + 1, v6.data(), sizeof(sockaddr_in6));
+    auto r =
+        endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(buf + 1), sizeof(sockaddr_in6));
+    REQUIRE(r);
+    CHECK(r.value() == v6);
   }
 
   TEST_CASE("endpoints compare by family, address and port") {
