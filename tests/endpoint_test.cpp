@@ -6,10 +6,14 @@
 
 #include <cstddef>
 #include <cstring>
+#include <string>
+#include <string_view>
 
 #include "support.hpp"
 
 using evco::endpoint;
+using evco::errc;
+using namespace std::string_view_literals;
 
 TEST_SUITE("endpoint") {
   TEST_CASE("IPv4 and IPv6 endpoints parse and print back the same text") {
@@ -36,6 +40,80 @@ TEST_SUITE("endpoint") {
       REQUIRE(!r);
       CHECK(r.error() == std::errc::invalid_argument);
     }
+  }
+
+  TEST_CASE("each kind of malformed endpoint gets its own code and a message that names it") {
+    struct bad_case {
+      std::string_view text;
+      errc code;
+      const char* says;  // what the message mentions
+    };
+    for (const bad_case& c : {
+             bad_case{"127.0.0.1", errc::endpoint_no_port, "no port"},
+             bad_case{"127.0.0.1:", errc::endpoint_no_port, "no port"},
+             bad_case{"", errc::endpoint_no_port, "no port"},
+             bad_case{"[::1]", errc::endpoint_no_port, "no port"},
+             bad_case{"[::1]:", errc::endpoint_no_port, "no port"},
+             bad_case{"[::1]80", errc::endpoint_no_port, "no port"},
+             bad_case{"1.2.3.4:99999", errc::endpoint_bad_port, "0 to 65535"},
+             bad_case{"127.0.0.1:65536", errc::endpoint_bad_port, "0 to 65535"},
+             bad_case{"127.0.0.1:8x", errc::endpoint_bad_port, "not a number"},
+             bad_case{"127.0.0.1:-1", errc::endpoint_bad_port, "not a number"},
+             bad_case{"127.0.0.1:+80", errc::endpoint_bad_port, "not a number"},
+             bad_case{"127.0.0.1:http", errc::endpoint_bad_port, "not a number"},
+             bad_case{"127.0.0.1: 80", errc::endpoint_bad_port, "not a number"},
+             bad_case{"[::1]:99999999999999999999999", errc::endpoint_bad_port, "0 to 65535"},
+             bad_case{"localhost:80", errc::endpoint_not_numeric, "connect(lp, host, port)"},
+             bad_case{"localhost", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"example.com:http", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"1.2.3:80", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"256.1.1.1:80", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"[]:80", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"[localhost]:80", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"a:b:80", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"::1:80", errc::endpoint_ipv6_unbracketed, "[::1]:80"},
+             bad_case{"::1", errc::endpoint_ipv6_unbracketed, "brackets"},
+             bad_case{"2001:db8::1:443", errc::endpoint_ipv6_unbracketed, "brackets"},
+             bad_case{"[::1:80", errc::endpoint_ipv6_unbracketed, "brackets"},
+         }) {
+      CAPTURE(c.text);
+      auto r = endpoint::parse(c.text);
+      REQUIRE(!r);
+      CHECK(r.error() == c.code);
+      CHECK(r.error() == std::errc::invalid_argument);
+      CHECK(r.error().message().find(c.says) != std::string::npos);
+    }
+  }
+
+  TEST_CASE("ports 0 and 65535 are in range") {
+    CHECK(endpoint::parse("0.0.0.0:0").value().port() == 0);
+    CHECK(endpoint::parse("[::]:65535").value().port() == 65535);
+    CHECK(endpoint::parse("127.0.0.1:0080").value().port() == 80);
+  }
+
+  TEST_CASE("parse(address, port) reports anything but a bare numeric address as not numeric") {
+    for (std::string_view bad : {"localhost"sv, ""sv, "1.2.3.4:80"sv, "[::1]:80"sv, "::1%lo"sv}) {
+      CAPTURE(bad);
+      auto r = endpoint::parse(bad, 80);
+      REQUIRE(!r);
+      CHECK(r.error() == errc::endpoint_not_numeric);
+      CHECK(r.error() == std::errc::invalid_argument);
+      CHECK(r.error().message().find("numeric") != std::string::npos);
+    }
+    CHECK(endpoint::parse("[::1]", 80).value() == endpoint::v6_loopback(80));
+  }
+
+  TEST_CASE("huge endpoint strings fail without reading past them") {
+    const std::string digits(1 << 20, '1');
+    const std::string colons(1 << 20, ':');
+    const std::string digits_port = "127.0.0.1:" + digits;
+    const std::string long_host = digits + ":80";
+    CHECK(endpoint::parse(digits).error() == errc::endpoint_not_numeric);
+    CHECK(endpoint::parse(colons).error() == errc::endpoint_not_numeric);
+    CHECK(endpoint::parse(long_host).error() == errc::endpoint_not_numeric);
+    CHECK(endpoint::parse(digits_port).error() == errc::endpoint_bad_port);
+    CHECK(endpoint::parse("[" + digits + "]:80").error() == errc::endpoint_not_numeric);
+    CHECK(endpoint::parse(digits, 80).error() == errc::endpoint_not_numeric);
   }
 
   TEST_CASE("from_sockaddr rejects a null address or a zero length with invalid_argument") {
