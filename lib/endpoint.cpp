@@ -33,10 +33,11 @@ endpoint endpoint::v6_loopback(std::uint16_t port) noexcept {
 
 namespace {
 
-// inet_pton on a NUL-terminated copy of `text` (a string_view has no terminator).
+// inet_pton on a NUL-terminated copy of `text`. A NUL inside `text` is no address: inet_pton
+// would stop there and accept the part before it ("127.0.0.1\0junk").
 bool parse_ip(std::string_view text, int family, void* out) noexcept {
   char buf[INET6_ADDRSTRLEN + 1];
-  if (text.empty() || text.size() >= sizeof buf) {
+  if (text.empty() || text.size() >= sizeof buf || text.find('\0') != std::string_view::npos) {
     return false;
   }
   std::memcpy(buf, text.data(), text.size());

@@ -103,6 +103,23 @@ TEST_SUITE("endpoint") {
     CHECK(endpoint::parse("[::1]", 80).value() == endpoint::v6_loopback(80));
   }
 
+  TEST_CASE("an embedded NUL ends no address early: the whole text must be the address") {
+    // inet_pton stops at a NUL, so the part before it used to be accepted on its own.
+    for (std::string_view bad :
+         {"127.0.0.1\0junk:80"sv, "127.0.0.1\0:80"sv, "[::1\0]:80"sv, "127.0.0.1:80\0"sv, "\0"sv}) {
+      CAPTURE(bad.size());
+      auto r = endpoint::parse(bad);
+      REQUIRE(!r);
+      CHECK(r.error() == std::errc::invalid_argument);
+    }
+    auto a = endpoint::parse("127.0.0.1\0junk"sv, 80);
+    REQUIRE(!a);
+    CHECK(a.error() == errc::endpoint_not_numeric);
+    auto b = endpoint::parse("::1\0"sv, 80);
+    REQUIRE(!b);
+    CHECK(b.error() == errc::endpoint_not_numeric);
+  }
+
   TEST_CASE("huge endpoint strings fail without reading past them") {
     const std::string digits(1 << 20, '1');
     const std::string colons(1 << 20, ':');
