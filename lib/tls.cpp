@@ -101,6 +101,27 @@ bool send_close_notify(bufferevent* bev) noexcept {
   return e != SSL_ERROR_WANT_WRITE;
 }
 
+bool is_known(tls_version v) noexcept {
+  switch (v) {
+    case tls_version::unspecified:
+    case tls_version::v1_0:
+    case tls_version::v1_1:
+    case tls_version::v1_2:
+    case tls_version::v1_3:
+      return true;
+  }
+  return false;
+}
+
+// OpenSSL takes min > max and fails only at the handshake, much later and far away, and
+// refuses an unknown version without queueing an error (which read as EIO): both are the
+// caller's mistake, reported when the context is made.
+bool is_version_range(tls_version min, tls_version max) noexcept {
+  if (!is_known(min) || !is_known(max)) return false;
+  return min == tls_version::unspecified || max == tls_version::unspecified ||
+         static_cast<int>(min) <= static_cast<int>(max);
+}
+
 bool set_versions(SSL_CTX* c, tls_version min, tls_version max) noexcept {
   return SSL_CTX_set_min_proto_version(c, static_cast<int>(min)) == 1 &&
          SSL_CTX_set_max_proto_version(c, static_cast<int>(max)) == 1;
@@ -363,6 +384,9 @@ tls_context::~tls_context() {
 }
 
 result<tls_context> tls_context::client(tls_client_options o) {
+  if (!is_version_range(o.min_version, o.max_version)) {
+    return std::make_error_code(std::errc::invalid_argument);
+  }
   ERR_clear_error();
   ctx_ptr c(SSL_CTX_new(TLS_client_method()));
   if (!c) return last_tls_error();
@@ -382,6 +406,9 @@ result<tls_context> tls_context::client(tls_client_options o) {
 
 result<tls_context> tls_context::server(std::string cert_file, std::string key_file,
                                         tls_server_options o) {
+  if (!is_version_range(o.min_version, o.max_version)) {
+    return std::make_error_code(std::errc::invalid_argument);
+  }
   ERR_clear_error();
   ctx_ptr c(SSL_CTX_new(TLS_server_method()));
   if (!c) return last_tls_error();

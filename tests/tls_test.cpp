@@ -644,6 +644,54 @@ TEST_SUITE("tls") {
     MESSAGE(m.error());
   }
 
+  TEST_CASE("a version range that cannot work is rejected when the context is made") {
+    evco::tls_client_options o;
+    o.ca_file = certs().ca;
+    o.min_version = evco::tls_version::v1_3;
+    o.max_version = evco::tls_version::v1_2;
+    auto inverted = tls_context::client(o);
+    REQUIRE_FALSE(inverted);
+    CHECK(inverted.error() == std::errc::invalid_argument);
+    for (const int v : {12345, -1, 0x0305, 0x0300}) {
+      CAPTURE(v);
+      o.min_version = static_cast<evco::tls_version>(v);
+      o.max_version = evco::tls_version::unspecified;
+      auto bad_min = tls_context::client(o);
+      REQUIRE_FALSE(bad_min);
+      CHECK(bad_min.error() == std::errc::invalid_argument);
+      o.min_version = evco::tls_version::v1_2;
+      o.max_version = static_cast<evco::tls_version>(v);
+      auto bad_max = tls_context::client(o);
+      REQUIRE_FALSE(bad_max);
+      CHECK(bad_max.error() == std::errc::invalid_argument);
+    }
+    evco::tls_server_options so;
+    so.min_version = evco::tls_version::v1_3;
+    so.max_version = evco::tls_version::v1_2;
+    auto server = tls_context::server(certs().cert("good"), certs().key("good"), so);
+    REQUIRE_FALSE(server);
+    CHECK(server.error() == std::errc::invalid_argument);
+    // Equal bounds and open ends are fine.
+    o.min_version = o.max_version = evco::tls_version::v1_3;
+    CHECK(tls_context::client(o));
+    so.min_version = evco::tls_version::unspecified;
+    CHECK(tls_context::server(certs().cert("good"), certs().key("good"), so));
+  }
+
+  TEST_CASE("a missing or empty file name is reported as no such file") {
+    evco::tls_client_options o;
+    o.ca_file = (certs().dir / "missing.pem").string();
+    auto c = tls_context::client(o);
+    REQUIRE_FALSE(c);
+    CHECK(c.error() == std::errc::no_such_file_or_directory);
+    auto none = tls_context::server("", "");
+    REQUIRE_FALSE(none);
+    CHECK(none.error() == std::errc::no_such_file_or_directory);
+    auto no_key = tls_context::server(certs().cert("good"), (certs().dir / "missing.key").string());
+    REQUIRE_FALSE(no_key);
+    CHECK(no_key.error() == std::errc::no_such_file_or_directory);
+  }
+
   TEST_CASE("tls errors have their own category and readable messages") {
     const std::error_code t = evco::tls_errc::truncated;
     CHECK(std::string(t.category().name()) == "tls");

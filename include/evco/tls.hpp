@@ -59,10 +59,13 @@ class tls_context {
   ~tls_context();
 
   /// A client context: verifies the peer against the system trust store (or `ca_file`),
-  /// TLS 1.2 minimum. Errors (tls_category): an unreadable CA file, a bad version range.
+  /// TLS 1.2 minimum. Errors: an unreadable CA file (tls_category or system);
+  /// std::errc::invalid_argument for a version range with min above max or a value that is
+  /// no tls_version.
   static result<tls_context> client(tls_client_options o = {});
   /// A server context with the certificate chain and private key from PEM files. Errors
-  /// (tls_category or system): unreadable files, a key that does not match the certificate.
+  /// (tls_category or system): unreadable files, a key that does not match the certificate;
+  /// std::errc::invalid_argument for a bad version range.
   static result<tls_context> server(std::string cert_file, std::string key_file,
                                     tls_server_options o = {});
 
