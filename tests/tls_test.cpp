@@ -519,6 +519,18 @@ task<void> bad_arguments(loop& lp) {
   CHECK(closed.error() == errc::closed);
 }
 
+// A name with a NUL in it is not cut short at the NUL: the certificate is for "localhost", and
+// "localhost\0.evil.example" must not be accepted as if it were that name.
+task<void> server_name_with_nul(loop& lp) {
+  const auto server = server_ctx("good");
+  const auto client = client_ctx();
+  const std::string name("localhost\0.evil.example", 23);
+  auto o = co_await handshake_both(lp, &server, &client, name);
+  REQUIRE_FALSE(o.client);
+  CHECK(o.client.error() == std::errc::invalid_argument);
+  CHECK_FALSE(o.server);  // the client never started the handshake
+}
+
 template <class F>
 void run_on_loop(F body) {
   loop lp;
@@ -644,6 +656,10 @@ TEST_SUITE("tls") {
     MESSAGE(m.error());
   }
 
+  TEST_CASE("a server name with a NUL in it is rejected, not verified up to the NUL") {
+    run_on_loop(server_name_with_nul);
+  }
+
   TEST_CASE("a version range that cannot work is rejected when the context is made") {
     evco::tls_client_options o;
     o.ca_file = certs().ca;
@@ -676,6 +692,21 @@ TEST_SUITE("tls") {
     CHECK(tls_context::client(o));
     so.min_version = evco::tls_version::unspecified;
     CHECK(tls_context::server(certs().cert("good"), certs().key("good"), so));
+  }
+
+  TEST_CASE("a file name with a NUL in it is rejected, not opened up to the NUL") {
+    const std::string junk("\0junk", 5);
+    evco::tls_client_options o;
+    o.ca_file = certs().ca + junk;
+    auto c = tls_context::client(o);
+    REQUIRE_FALSE(c);
+    CHECK(c.error() == std::errc::invalid_argument);
+    auto cert = tls_context::server(certs().cert("good") + junk, certs().key("good"));
+    REQUIRE_FALSE(cert);
+    CHECK(cert.error() == std::errc::invalid_argument);
+    auto key = tls_context::server(certs().cert("good"), certs().key("good") + junk);
+    REQUIRE_FALSE(key);
+    CHECK(key.error() == std::errc::invalid_argument);
   }
 
   TEST_CASE("a missing or empty file name is reported as no such file") {
