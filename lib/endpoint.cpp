@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <charconv>
+#include <cstddef>
 #include <cstring>
 
 namespace evco {
@@ -30,64 +31,106 @@ endpoint endpoint::v6_loopback(std::uint16_t port) noexcept {
   return e;
 }
 
+namespace {
+
+// inet_pton on a NUL-terminated copy of `text`. A NUL inside `text` is no address: inet_pton
+// would stop there and accept the part before it ("127.0.0.1\0junk").
+bool parse_ip(std::string_view text, int family, void* out) noexcept {
+  char buf[INET6_ADDRSTRLEN + 1];
+  if (text.empty() || text.size() >= sizeof buf || text.find('\0') != std::string_view::npos) {
+    return false;
+  }
+  std::memcpy(buf, text.data(), text.size());
+  buf[text.size()] = '\0';
+  return inet_pton(family, buf, out) == 1;
+}
+
+bool is_ipv6(std::string_view text) noexcept {
+  in6_addr a;
+  return parse_ip(text, AF_INET6, &a);
+}
+
+}  // namespace
+
 result<endpoint> endpoint::parse(std::string_view address, std::uint16_t port) {
   if (address.size() >= 2 && address.front() == '[' && address.back() == ']') {
     address = address.substr(1, address.size() - 2);
   }
-  char buf[INET6_ADDRSTRLEN + 1];
-  if (address.empty() || address.size() >= sizeof buf) {
-    return std::make_error_code(std::errc::invalid_argument);
-  }
-  std::memcpy(buf, address.data(), address.size());
-  buf[address.size()] = '\0';
   endpoint e;
   auto& sin = reinterpret_cast<sockaddr_in&>(e.addr_);
   auto& sin6 = reinterpret_cast<sockaddr_in6&>(e.addr_);
-  if (inet_pton(AF_INET, buf, &sin.sin_addr) == 1) {
+  if (parse_ip(address, AF_INET, &sin.sin_addr)) {
     sin.sin_family = AF_INET;
     sin.sin_port = htons(port);
     return e;
   }
   std::memset(&e.addr_, 0, sizeof e.addr_);
-  if (inet_pton(AF_INET6, buf, &sin6.sin6_addr) == 1) {
+  if (parse_ip(address, AF_INET6, &sin6.sin6_addr)) {
     sin6.sin6_family = AF_INET6;
     sin6.sin6_port = htons(port);
     return e;
   }
-  return std::make_error_code(std::errc::invalid_argument);
+  return errc::endpoint_not_numeric;
 }
 
 result<endpoint> endpoint::parse(std::string_view text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos) return std::make_error_code(std::errc::invalid_argument);
-  std::string_view host = text.substr(0, colon);
-  const std::string_view port_text = text.substr(colon + 1);
-  // An IPv6 address with a port must be bracketed: "::1:80" is ambiguous.
-  if (host.find(':') != std::string_view::npos &&
-      !(host.size() >= 2 && host.front() == '[' && host.back() == ']')) {
-    return std::make_error_code(std::errc::invalid_argument);
+  if (text.empty()) return errc::endpoint_no_port;
+  std::string_view host = text;
+  std::string_view port_text;
+  bool has_port = false;
+  if (text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos) return errc::endpoint_ipv6_unbracketed;
+    host = text.substr(1, close - 1);
+    const std::string_view rest = text.substr(close + 1);
+    has_port = !rest.empty() && rest.front() == ':';
+    if (has_port) port_text = rest.substr(1);
+    if (!rest.empty() && !has_port) return errc::endpoint_no_port;  // "[::1]80"
+  } else if (const auto colon = text.rfind(':'); colon != std::string_view::npos) {
+    host = text.substr(0, colon);
+    if (host.find(':') != std::string_view::npos) {
+      // "::1:80" is ambiguous (it is also an IPv6 address), and "::1" has no port.
+      if (is_ipv6(text) || is_ipv6(host)) return errc::endpoint_ipv6_unbracketed;
+      return errc::endpoint_not_numeric;
+    }
+    has_port = true;
+    port_text = text.substr(colon + 1);
   }
+  // The address first: "localhost" needs connect(host, port), not a port.
+  auto e = parse(host, 0);
+  if (!e) return e;
+  if (!has_port || port_text.empty()) return errc::endpoint_no_port;
   unsigned port = 0;
   const auto [end, ec] =
       std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535 ||
-      port_text.empty()) {
-    return std::make_error_code(std::errc::invalid_argument);
+  if (ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535) {
+    return errc::endpoint_bad_port;
   }
-  return parse(host, static_cast<std::uint16_t>(port));
+  e.value().set_port(static_cast<std::uint16_t>(port));
+  return e;
 }
 
 result<endpoint> endpoint::from_sockaddr(const sockaddr* sa, socklen_t len) {
+  // The family is read with memcpy: `sa` may point into a byte buffer, unaligned.
+  constexpr socklen_t family_end = offsetof(sockaddr, sa_family) + sizeof(sa_family_t);
+  if (sa == nullptr || len < family_end) {
+    return std::make_error_code(std::errc::invalid_argument);
+  }
+  sa_family_t family;
+  std::memcpy(&family, reinterpret_cast<const char*>(sa) + offsetof(sockaddr, sa_family),
+              sizeof family);
+  std::size_t need;
+  if (family == AF_INET) {
+    need = sizeof(sockaddr_in);
+  } else if (family == AF_INET6) {
+    need = sizeof(sockaddr_in6);
+  } else {
+    return std::make_error_code(std::errc::address_family_not_supported);
+  }
+  if (len < need) return std::make_error_code(std::errc::invalid_argument);  // truncated
   endpoint e;
-  if (sa->sa_family == AF_INET && len >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
-    std::memcpy(&e.addr_, sa, sizeof(sockaddr_in));
-    return e;
-  }
-  if (sa->sa_family == AF_INET6 && len >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
-    std::memcpy(&e.addr_, sa, sizeof(sockaddr_in6));
-    return e;
-  }
-  return std::make_error_code(std::errc::address_family_not_supported);
+  std::memcpy(&e.addr_, sa, need);
+  return e;
 }
 
 std::uint16_t endpoint::port() const noexcept {

@@ -27,6 +27,14 @@ class category final : public std::error_category {
         return "connect timed out";
       case errc::handshake_timed_out:
         return "TLS handshake timed out";
+      case errc::endpoint_no_port:
+        return "endpoint has no port: write 1.2.3.4:80 or [::1]:80";
+      case errc::endpoint_bad_port:
+        return "endpoint port is not a number from 0 to 65535";
+      case errc::endpoint_not_numeric:
+        return "not a numeric IP address: use connect(lp, host, port) to connect to a name";
+      case errc::endpoint_ipv6_unbracketed:
+        return "IPv6 endpoint needs brackets and a port: write [::1]:80";
     }
     return "unknown evco error " + std::to_string(c);
   }
@@ -44,6 +52,11 @@ class category final : public std::error_category {
         return std::errc::message_size;
       case errc::busy:
         return std::errc::device_or_resource_busy;
+      case errc::endpoint_no_port:
+      case errc::endpoint_bad_port:
+      case errc::endpoint_not_numeric:
+      case errc::endpoint_ipv6_unbracketed:
+        return std::errc::invalid_argument;
       case errc::eof:
         break;
     }

@@ -101,6 +101,33 @@ bool send_close_notify(bufferevent* bev) noexcept {
   return e != SSL_ERROR_WANT_WRITE;
 }
 
+bool is_known(tls_version v) noexcept {
+  switch (v) {
+    case tls_version::unspecified:
+    case tls_version::v1_0:
+    case tls_version::v1_1:
+    case tls_version::v1_2:
+    case tls_version::v1_3:
+      return true;
+  }
+  return false;
+}
+
+// OpenSSL takes min > max and fails only at the handshake, much later and far away, and
+// refuses an unknown version without queueing an error (which read as EIO): both are the
+// caller's mistake, reported when the context is made.
+bool is_version_range(tls_version min, tls_version max) noexcept {
+  if (!is_known(min) || !is_known(max)) return false;
+  return min == tls_version::unspecified || max == tls_version::unspecified ||
+         static_cast<int>(min) <= static_cast<int>(max);
+}
+
+// OpenSSL reads file and host names as C strings: one with a NUL inside would be cut short
+// there, and a name other than the caller's would be loaded or verified.
+bool has_nul(const std::string& s) noexcept {
+  return s.find('\0') != std::string::npos;
+}
+
 bool set_versions(SSL_CTX* c, tls_version min, tls_version max) noexcept {
   return SSL_CTX_set_min_proto_version(c, static_cast<int>(min)) == 1 &&
          SSL_CTX_set_max_proto_version(c, static_cast<int>(max)) == 1;
@@ -355,6 +382,9 @@ tls_context::~tls_context() {
 }
 
 result<tls_context> tls_context::client(tls_client_options o) {
+  if (!is_version_range(o.min_version, o.max_version) || has_nul(o.ca_file)) {
+    return std::make_error_code(std::errc::invalid_argument);
+  }
   ERR_clear_error();
   ctx_ptr c(SSL_CTX_new(TLS_client_method()));
   if (!c) return last_tls_error();
@@ -374,6 +404,9 @@ result<tls_context> tls_context::client(tls_client_options o) {
 
 result<tls_context> tls_context::server(std::string cert_file, std::string key_file,
                                         tls_server_options o) {
+  if (!is_version_range(o.min_version, o.max_version) || has_nul(cert_file) || has_nul(key_file)) {
+    return std::make_error_code(std::errc::invalid_argument);
+  }
   ERR_clear_error();
   ctx_ptr c(SSL_CTX_new(TLS_server_method()));
   if (!c) return last_tls_error();
@@ -394,6 +427,7 @@ task<result<stream>> tls_client(stream tcp, const tls_context& ctx, std::string 
   // Secure by default: a verifying client needs the name to verify against.
   if (server_name.empty() && (SSL_CTX_get_verify_mode(c) & SSL_VERIFY_PEER))
     co_return std::make_error_code(std::errc::invalid_argument);
+  if (has_nul(server_name)) co_return std::make_error_code(std::errc::invalid_argument);
   ERR_clear_error();
   ssl_ptr ssl(SSL_new(c));
   if (!ssl) co_return last_tls_error();

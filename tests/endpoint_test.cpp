@@ -2,9 +2,18 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/un.h>
+
+#include <cstddef>
+#include <cstring>
+#include <string>
+#include <string_view>
+
 #include "support.hpp"
 
 using evco::endpoint;
+using evco::errc;
+using namespace std::string_view_literals;
 
 TEST_SUITE("endpoint") {
   TEST_CASE("IPv4 and IPv6 endpoints parse and print back the same text") {
@@ -31,6 +40,142 @@ TEST_SUITE("endpoint") {
       REQUIRE(!r);
       CHECK(r.error() == std::errc::invalid_argument);
     }
+  }
+
+  TEST_CASE("each kind of malformed endpoint gets its own code and a message that names it") {
+    struct bad_case {
+      std::string_view text;
+      errc code;
+      const char* says;  // what the message mentions
+    };
+    for (const bad_case& c : {
+             bad_case{"127.0.0.1", errc::endpoint_no_port, "no port"},
+             bad_case{"127.0.0.1:", errc::endpoint_no_port, "no port"},
+             bad_case{"", errc::endpoint_no_port, "no port"},
+             bad_case{"[::1]", errc::endpoint_no_port, "no port"},
+             bad_case{"[::1]:", errc::endpoint_no_port, "no port"},
+             bad_case{"[::1]80", errc::endpoint_no_port, "no port"},
+             bad_case{"1.2.3.4:99999", errc::endpoint_bad_port, "0 to 65535"},
+             bad_case{"127.0.0.1:65536", errc::endpoint_bad_port, "0 to 65535"},
+             bad_case{"127.0.0.1:8x", errc::endpoint_bad_port, "not a number"},
+             bad_case{"127.0.0.1:-1", errc::endpoint_bad_port, "not a number"},
+             bad_case{"127.0.0.1:+80", errc::endpoint_bad_port, "not a number"},
+             bad_case{"127.0.0.1:http", errc::endpoint_bad_port, "not a number"},
+             bad_case{"127.0.0.1: 80", errc::endpoint_bad_port, "not a number"},
+             bad_case{"[::1]:99999999999999999999999", errc::endpoint_bad_port, "0 to 65535"},
+             bad_case{"localhost:80", errc::endpoint_not_numeric, "connect(lp, host, port)"},
+             bad_case{"localhost", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"example.com:http", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"1.2.3:80", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"256.1.1.1:80", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"[]:80", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"[localhost]:80", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"a:b:80", errc::endpoint_not_numeric, "numeric"},
+             bad_case{"::1:80", errc::endpoint_ipv6_unbracketed, "[::1]:80"},
+             bad_case{"::1", errc::endpoint_ipv6_unbracketed, "brackets"},
+             bad_case{"2001:db8::1:443", errc::endpoint_ipv6_unbracketed, "brackets"},
+             bad_case{"[::1:80", errc::endpoint_ipv6_unbracketed, "brackets"},
+         }) {
+      CAPTURE(c.text);
+      auto r = endpoint::parse(c.text);
+      REQUIRE(!r);
+      CHECK(r.error() == c.code);
+      CHECK(r.error() == std::errc::invalid_argument);
+      CHECK(r.error().message().find(c.says) != std::string::npos);
+    }
+  }
+
+  TEST_CASE("ports 0 and 65535 are in range") {
+    CHECK(endpoint::parse("0.0.0.0:0").value().port() == 0);
+    CHECK(endpoint::parse("[::]:65535").value().port() == 65535);
+    CHECK(endpoint::parse("127.0.0.1:0080").value().port() == 80);
+  }
+
+  TEST_CASE("parse(address, port) reports anything but a bare numeric address as not numeric") {
+    for (std::string_view bad : {"localhost"sv, ""sv, "1.2.3.4:80"sv, "[::1]:80"sv, "::1%lo"sv}) {
+      CAPTURE(bad);
+      auto r = endpoint::parse(bad, 80);
+      REQUIRE(!r);
+      CHECK(r.error() == errc::endpoint_not_numeric);
+      CHECK(r.error() == std::errc::invalid_argument);
+      CHECK(r.error().message().find("numeric") != std::string::npos);
+    }
+    CHECK(endpoint::parse("[::1]", 80).value() == endpoint::v6_loopback(80));
+  }
+
+  TEST_CASE("an embedded NUL ends no address early: the whole text must be the address") {
+    // inet_pton stops at a NUL, so the part before it used to be accepted on its own.
+    for (std::string_view bad :
+         {"127.0.0.1\0junk:80"sv, "127.0.0.1\0:80"sv, "[::1\0]:80"sv, "127.0.0.1:80\0"sv, "\0"sv}) {
+      CAPTURE(bad.size());
+      auto r = endpoint::parse(bad);
+      REQUIRE(!r);
+      CHECK(r.error() == std::errc::invalid_argument);
+    }
+    auto a = endpoint::parse("127.0.0.1\0junk"sv, 80);
+    REQUIRE(!a);
+    CHECK(a.error() == errc::endpoint_not_numeric);
+    auto b = endpoint::parse("::1\0"sv, 80);
+    REQUIRE(!b);
+    CHECK(b.error() == errc::endpoint_not_numeric);
+  }
+
+  TEST_CASE("huge endpoint strings fail without reading past them") {
+    const std::string digits(1 << 20, '1');
+    const std::string colons(1 << 20, ':');
+    const std::string digits_port = "127.0.0.1:" + digits;
+    const std::string long_host = digits + ":80";
+    CHECK(endpoint::parse(digits).error() == errc::endpoint_not_numeric);
+    CHECK(endpoint::parse(colons).error() == errc::endpoint_not_numeric);
+    CHECK(endpoint::parse(long_host).error() == errc::endpoint_not_numeric);
+    CHECK(endpoint::parse(digits_port).error() == errc::endpoint_bad_port);
+    CHECK(endpoint::parse("[" + digits + "]:80").error() == errc::endpoint_not_numeric);
+    CHECK(endpoint::parse(digits, 80).error() == errc::endpoint_not_numeric);
+  }
+
+  TEST_CASE("from_sockaddr rejects a null address or a zero length with invalid_argument") {
+    auto null = endpoint::from_sockaddr(nullptr, 0);
+    REQUIRE(!null);
+    CHECK(null.error() == std::errc::invalid_argument);
+    auto null_with_len = endpoint::from_sockaddr(nullptr, sizeof(sockaddr_in));
+    REQUIRE(!null_with_len);
+    CHECK(null_with_len.error() == std::errc::invalid_argument);
+    const endpoint v4 = endpoint::v4_loopback(80);
+    auto empty = endpoint::from_sockaddr(v4.data(), 0);
+    REQUIRE(!empty);
+    CHECK(empty.error() == std::errc::invalid_argument);
+    auto one_byte = endpoint::from_sockaddr(v4.data(), 1);
+    REQUIRE(!one_byte);
+    CHECK(one_byte.error() == std::errc::invalid_argument);
+  }
+
+  TEST_CASE("from_sockaddr rejects a length too short for the family and non-IP families") {
+    const endpoint v4 = endpoint::v4_loopback(80);
+    const endpoint v6 = endpoint::v6_loopback(443);
+    auto short_v4 = endpoint::from_sockaddr(v4.data(), sizeof(sockaddr_in) - 1);
+    REQUIRE(!short_v4);
+    CHECK(short_v4.error() == std::errc::invalid_argument);
+    auto short_v6 = endpoint::from_sockaddr(v6.data(), sizeof(sockaddr_in6) - 1);
+    REQUIRE(!short_v6);
+    CHECK(short_v6.error() == std::errc::invalid_argument);
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    auto unix_sa = endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&un), sizeof un);
+    REQUIRE(!unix_sa);
+    CHECK(unix_sa.error() == std::errc::address_family_not_supported);
+    // Exactly long enough, and longer (a sockaddr_storage), both work.
+    CHECK(endpoint::from_sockaddr(v4.data(), sizeof(sockaddr_in)).value() == v4);
+    CHECK(endpoint::from_sockaddr(v6.data(), sizeof(sockaddr_storage)).value() == v6);
+  }
+
+  TEST_CASE("from_sockaddr reads an address that is not aligned in its buffer") {
+    const endpoint v6 = endpoint::v6_loopback(443);
+    alignas(sockaddr_in6) unsigned char buf[sizeof(sockaddr_in6) + 1];
+    std::memcpy(buf + 1, v6.data(), sizeof(sockaddr_in6));
+    auto r =
+        endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(buf + 1), sizeof(sockaddr_in6));
+    REQUIRE(r);
+    CHECK(r.value() == v6);
   }
 
   TEST_CASE("endpoints compare by family, address and port") {

@@ -25,6 +25,32 @@ TEST_SUITE("error") {
     CHECK(std::error_code(errc::timed_out) != std::errc::operation_canceled);
   }
 
+  TEST_CASE(
+      "each malformed-endpoint code compares equal to invalid_argument and says what is wrong") {
+    for (const errc e : {errc::endpoint_no_port, errc::endpoint_bad_port,
+                         errc::endpoint_not_numeric, errc::endpoint_ipv6_unbracketed}) {
+      const std::error_code ec = e;
+      CAPTURE(ec);
+      CHECK(ec == std::errc::invalid_argument);
+      CHECK(ec != std::errc::timed_out);
+      CHECK(ec.category() == evco::evco_category());
+      const std::string m = ec.message();
+      CHECK(m != std::make_error_code(std::errc::invalid_argument).message());
+      CHECK(m.find("unknown") == std::string::npos);
+      CHECK(m.find('\n') == std::string::npos);
+    }
+    CHECK(std::error_code(errc::endpoint_no_port).message().find("port") != std::string::npos);
+    CHECK(std::error_code(errc::endpoint_bad_port).message().find("65535") != std::string::npos);
+    CHECK(std::error_code(errc::endpoint_not_numeric).message().find("numeric") !=
+          std::string::npos);
+    CHECK(std::error_code(errc::endpoint_ipv6_unbracketed).message().find("[::1]:80") !=
+          std::string::npos);
+    // The values are ABI: added after handshake_timed_out (8), the old ones keep theirs.
+    CHECK(static_cast<int>(errc::handshake_timed_out) == 8);
+    CHECK(static_cast<int>(errc::endpoint_no_port) == 9);
+    CHECK(static_cast<int>(errc::endpoint_ipv6_unbracketed) == 12);
+  }
+
   TEST_CASE("OS errors stay in the system category") {
     const std::error_code ec(ECONNREFUSED, std::system_category());
     CHECK(ec == std::errc::connection_refused);

@@ -523,6 +523,18 @@ task<void> bad_arguments(loop& lp) {
   CHECK(closed.error() == errc::closed);
 }
 
+// A name with a NUL in it is not cut short at the NUL: the certificate is for "localhost", and
+// "localhost\0.evil.example" must not be accepted as if it were that name.
+task<void> server_name_with_nul(loop& lp) {
+  const auto server = server_ctx("good");
+  const auto client = client_ctx();
+  const std::string name("localhost\0.evil.example", 23);
+  auto o = co_await handshake_both(lp, &server, &client, name);
+  REQUIRE_FALSE(o.client);
+  CHECK(o.client.error() == std::errc::invalid_argument);
+  CHECK_FALSE(o.server);  // the client never started the handshake
+}
+
 template <class F>
 void run_on_loop(F body) {
   loop lp;
@@ -655,6 +667,73 @@ TEST_SUITE("tls") {
     REQUIRE_FALSE(m);
     CHECK(m.error().category() == evco::tls_category());
     MESSAGE(m.error());
+  }
+
+  TEST_CASE("a server name with a NUL in it is rejected, not verified up to the NUL") {
+    run_on_loop(server_name_with_nul);
+  }
+
+  TEST_CASE("a version range that cannot work is rejected when the context is made") {
+    evco::tls_client_options o;
+    o.ca_file = certs().ca;
+    o.min_version = evco::tls_version::v1_3;
+    o.max_version = evco::tls_version::v1_2;
+    auto inverted = tls_context::client(o);
+    REQUIRE_FALSE(inverted);
+    CHECK(inverted.error() == std::errc::invalid_argument);
+    for (const int v : {12345, -1, 0x0305, 0x0300}) {
+      CAPTURE(v);
+      o.min_version = static_cast<evco::tls_version>(v);
+      o.max_version = evco::tls_version::unspecified;
+      auto bad_min = tls_context::client(o);
+      REQUIRE_FALSE(bad_min);
+      CHECK(bad_min.error() == std::errc::invalid_argument);
+      o.min_version = evco::tls_version::v1_2;
+      o.max_version = static_cast<evco::tls_version>(v);
+      auto bad_max = tls_context::client(o);
+      REQUIRE_FALSE(bad_max);
+      CHECK(bad_max.error() == std::errc::invalid_argument);
+    }
+    evco::tls_server_options so;
+    so.min_version = evco::tls_version::v1_3;
+    so.max_version = evco::tls_version::v1_2;
+    auto server = tls_context::server(certs().cert("good"), certs().key("good"), so);
+    REQUIRE_FALSE(server);
+    CHECK(server.error() == std::errc::invalid_argument);
+    // Equal bounds and open ends are fine.
+    o.min_version = o.max_version = evco::tls_version::v1_3;
+    CHECK(tls_context::client(o));
+    so.min_version = evco::tls_version::unspecified;
+    CHECK(tls_context::server(certs().cert("good"), certs().key("good"), so));
+  }
+
+  TEST_CASE("a file name with a NUL in it is rejected, not opened up to the NUL") {
+    const std::string junk("\0junk", 5);
+    evco::tls_client_options o;
+    o.ca_file = certs().ca + junk;
+    auto c = tls_context::client(o);
+    REQUIRE_FALSE(c);
+    CHECK(c.error() == std::errc::invalid_argument);
+    auto cert = tls_context::server(certs().cert("good") + junk, certs().key("good"));
+    REQUIRE_FALSE(cert);
+    CHECK(cert.error() == std::errc::invalid_argument);
+    auto key = tls_context::server(certs().cert("good"), certs().key("good") + junk);
+    REQUIRE_FALSE(key);
+    CHECK(key.error() == std::errc::invalid_argument);
+  }
+
+  TEST_CASE("a missing or empty file name is reported as no such file") {
+    evco::tls_client_options o;
+    o.ca_file = (certs().dir / "missing.pem").string();
+    auto c = tls_context::client(o);
+    REQUIRE_FALSE(c);
+    CHECK(c.error() == std::errc::no_such_file_or_directory);
+    auto none = tls_context::server("", "");
+    REQUIRE_FALSE(none);
+    CHECK(none.error() == std::errc::no_such_file_or_directory);
+    auto no_key = tls_context::server(certs().cert("good"), (certs().dir / "missing.key").string());
+    REQUIRE_FALSE(no_key);
+    CHECK(no_key.error() == std::errc::no_such_file_or_directory);
   }
 
   TEST_CASE("tls errors have their own category and readable messages") {

@@ -16,10 +16,16 @@ namespace evco {
 class endpoint {
  public:
   endpoint() noexcept;
-  /// Parses "1.2.3.4:80", "[::1]:443", or an address alone with `port` (e.g. ("::1", 80)).
+  /// Parses "1.2.3.4:80" or "[::1]:443". Fails with errc::endpoint_no_port,
+  /// endpoint_bad_port, endpoint_not_numeric (a host name: use connect(lp, host, port)) or
+  /// endpoint_ipv6_unbracketed, each equal to std::errc::invalid_argument.
   static result<endpoint> parse(std::string_view text);
+  /// Parses a numeric address alone ("1.2.3.4", "::1" or "[::1]") and takes `port`; fails with
+  /// errc::endpoint_not_numeric for anything else.
   static result<endpoint> parse(std::string_view address, std::uint16_t port);
-  /// From a socket address; fails with address_family_not_supported for non-IP families.
+  /// From the socket address of `len` bytes at `sa` (which need not be aligned). Fails with
+  /// address_family_not_supported for a non-IP family, and with invalid_argument for a null
+  /// `sa` or a `len` too short for its family.
   static result<endpoint> from_sockaddr(const sockaddr* sa, socklen_t len);
 
   static endpoint v4_loopback(std::uint16_t port = 0) noexcept;

@@ -16,7 +16,8 @@ using boost::outcome_v2::failure;
 using boost::outcome_v2::success;
 
 /// evco's own failure codes. Every timeout compares equal to std::errc::timed_out and every
-/// cancellation to std::errc::operation_canceled, whichever phase produced it.
+/// cancellation to std::errc::operation_canceled, whichever phase produced it. The values are
+/// ABI: new codes go at the end.
 enum class errc {
   eof = 1,            ///< the peer ended the stream (or the stream ended inside a framed read)
   timed_out,          ///< an idle timeout or a per-op deadline expired
@@ -27,6 +28,11 @@ enum class errc {
   connect_timed_out,  ///< the TCP connect phase ran over its budget
   /// the TLS handshake phase ran over its budget
   handshake_timed_out,
+  // endpoint::parse() failures; each compares equal to std::errc::invalid_argument.
+  endpoint_no_port,           ///< "1.2.3.4" or "1.2.3.4:" where an address and a port were due
+  endpoint_bad_port,          ///< the port is not a number from 0 to 65535
+  endpoint_not_numeric,       ///< not a numeric IPv4 or IPv6 address (a host name, say)
+  endpoint_ipv6_unbracketed,  ///< an IPv6 address with a port needs brackets: "[::1]:80"
 };
 
 const std::error_category& evco_category() noexcept;

@@ -59,10 +59,13 @@ class tls_context {
   ~tls_context();
 
   /// A client context: verifies the peer against the system trust store (or `ca_file`),
-  /// TLS 1.2 minimum. Errors (tls_category): an unreadable CA file, a bad version range.
+  /// TLS 1.2 minimum. Errors: an unreadable CA file (tls_category or system);
+  /// std::errc::invalid_argument for a version range with min above max or a value that is
+  /// no tls_version, and for a `ca_file` with a NUL in it.
   static result<tls_context> client(tls_client_options o = {});
   /// A server context with the certificate chain and private key from PEM files. Errors
-  /// (tls_category or system): unreadable files, a key that does not match the certificate.
+  /// (tls_category or system): unreadable files, a key that does not match the certificate;
+  /// std::errc::invalid_argument for a bad version range or a file name with a NUL in it.
   static result<tls_context> server(std::string cert_file, std::string key_file,
                                     tls_server_options o = {});
 
@@ -77,10 +80,11 @@ class tls_context {
 
 /// Client handshake over a connected TCP stream. `server_name` is sent as SNI (unless it is an
 /// IP address) and the certificate must match it (DNS name or IP address); it may be empty
-/// only with insecure_skip_verify. The TCP stream must have no pending op and no queued output
-/// (errc::busy otherwise). Errors: tls_category (certificate verify failed: <reason>, protocol
-/// version, ...), errc::handshake_timed_out (== std::errc::timed_out) when the handshake takes
-/// longer than `handshake_timeout` (zero = no limit), errc::cancelled, socket errors.
+/// only with insecure_skip_verify, and must not contain a NUL (invalid_argument for either). The
+/// TCP stream must have no pending op and no queued output (errc::busy otherwise). Errors:
+/// tls_category (certificate verify failed: <reason>, protocol version, ...),
+/// errc::handshake_timed_out (== std::errc::timed_out) when the handshake takes longer than
+/// `handshake_timeout` (zero = no limit), errc::cancelled, socket errors.
 task<result<stream>> tls_client(stream tcp, const tls_context& ctx, std::string server_name,
                                 duration handshake_timeout = {}, std::stop_token stop = {});
 
