@@ -532,8 +532,8 @@ bool retry_after_poll(stream_state& s) noexcept {
 // --- graceful close -------------------------------------------------------------------------
 
 void linger_done(stream_state* s) noexcept {
-  loop_access::release(*s->lp, s->lingering);
-  loop_access::disarm(*s->lp, s->linger_limit);
+  loop_access::release(*s->lp, *s->lingering);
+  loop_access::disarm(*s->lp, *s->lingering);
   delete s;
 }
 
@@ -617,15 +617,20 @@ void close_state(stream_state* s) noexcept {
     delete s;
     return;
   }
-  s->lingering.state = s;
-  s->lingering.destroy = [](owned* o) noexcept {
-    linger_done(static_cast<stream_state::linger_node*>(o)->state);
+  try {
+    s->lingering = std::make_unique<stream_state::linger_state>();
+  } catch (const std::bad_alloc&) {
+    delete s;  // no memory to linger with: close at once
+    return;
+  }
+  stream_state::linger_state& l = *s->lingering;
+  l.state = s;
+  l.destroy = [](owned* o) noexcept {
+    linger_done(static_cast<stream_state::linger_state*>(o)->state);
   };
-  loop_access::adopt(*s->lp, s->lingering);
-  s->linger_limit.state = s;
-  s->linger_limit.queued = evbuffer_get_length(output(*s));
-  s->linger_limit.fire = [](timer_node& n) noexcept {
-    auto& t = static_cast<stream_state::linger_timer&>(n);
+  l.queued = evbuffer_get_length(output(*s));
+  l.fire = [](timer_node& n) noexcept {
+    auto& t = static_cast<stream_state::linger_state&>(n);
     // As long as the queued output keeps draining, the peer gets another linger_timeout.
     const std::size_t queued = evbuffer_get_length(output(*t.state));
     if (queued < t.queued) {
@@ -636,11 +641,12 @@ void close_state(stream_state* s) noexcept {
     linger_done(t.state);  // give up on the peer
   };
   try {
-    loop_access::arm(*s->lp, s->linger_limit, saturating_add(clock::now(), linger_timeout));
+    loop_access::arm(*s->lp, l, saturating_add(clock::now(), linger_timeout));
   } catch (const std::bad_alloc&) {
-    linger_done(s);  // no room for the timer: close at once rather than without a bound
+    delete s;  // no room for the timer: close at once rather than without a bound
     return;
   }
+  loop_access::adopt(*s->lp, l);
   bufferevent_setcb(s->bev, linger_read, linger_write, linger_event, s);
   bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
   bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);

@@ -63,14 +63,13 @@ struct stream_state {
   // FIN (true once sent or hopeless, false while the socket is full: retry when writable).
   std::error_code (*map_error)(bufferevent* bev, int socket_errno) noexcept = nullptr;
   bool (*send_close_notify)(bufferevent* bev) noexcept = nullptr;
-  // Graceful close in the background (see stream::close), bounded by a timer.
-  struct linger_node : owned {
+  // Graceful close in the background (see stream::close): owned by the loop meanwhile, and
+  // bounded by a timer. Made only when a close has to linger.
+  struct linger_state : owned, timer_node {
     stream_state* state = nullptr;
-  } lingering;
-  struct linger_timer : timer_node {
-    stream_state* state = nullptr;
-    std::size_t queued = 0;  // output still queued when it was armed
-  } linger_limit;
+    std::size_t queued = 0;  // output still queued when the timer was last armed
+  };
+  std::unique_ptr<linger_state> lingering;
   // A plain socket bufferevent: write() may send() directly while nothing is queued, and
   // reads may recv() straight into the caller's buffer (see read_direct in stream.cpp).
   bool plain_socket = false;
