@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <memory>
+#include <system_error>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -20,6 +21,10 @@ using c_handle = std::unique_ptr<T, c_deleter<Free>>;
 
 using base_ptr = c_handle<event_base, &event_base_free>;
 using event_ptr = c_handle<event, &event_free>;
+
+inline std::error_code system_error(int e) noexcept {
+  return {e, std::system_category()};
+}
 
 // Once per process: libevent's threading, and its log and fatal-error hooks (see log.cpp).
 void install_libevent_hooks();

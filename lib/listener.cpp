@@ -58,10 +58,6 @@ struct listener_state {
 
 namespace {
 
-std::error_code system_error(int e) noexcept {
-  return {e, std::system_category()};
-}
-
 bool try_accept(listener_state& s, accept_op& op) noexcept {
   for (;;) {
     const int fd = ::accept4(s.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -71,6 +71,7 @@ struct loop::impl {
     }
   }
   void run_ready(loop& self) noexcept;
+  std::error_code make_resolver(int flags);
   bool running = false;
 
   // The timer queue (see detail::timer_node): a binary min-heap and one libevent event, added
@@ -399,7 +400,7 @@ loop::~loop() {
 
 namespace {
 
-// Resolver settings shared by both ways of creating it. A lookup's own deadline (dns_budget())
+// Resolver settings (see make_resolver). A lookup's own deadline (dns_budget())
 // must expire before libevent gives up, because evdns_getaddrinfo reports libevent's own
 // timeout as the same EAI_FAIL as a server failure: so libevent sends one more query.
 bool configure_dns(evdns_base* d, duration timeout, int attempts) {
@@ -413,17 +414,22 @@ bool configure_dns(evdns_base* d, duration timeout, int attempts) {
 
 }  // namespace
 
+// Creates the loop's evdns_base with `flags`, its timeout and attempts set.
+std::error_code loop::impl::make_resolver(int flags) {
+  dns.reset(evdns_base_new(base.get(), flags | EVDNS_BASE_DISABLE_WHEN_INACTIVE));
+  if (!dns) return std::make_error_code(std::errc::not_enough_memory);
+  if (!configure_dns(dns.get(), dns_timeout, dns_attempts)) {
+    dns.reset();
+    return std::make_error_code(std::errc::invalid_argument);
+  }
+  return {};
+}
+
 result<evdns_base*> detail::loop_access::dns(loop& lp) {
   auto& im = *lp.impl_;
+  // Nameservers and search domains from /etc/resolv.conf; libevent loads /etc/hosts with them.
   if (!im.dns) {
-    // Nameservers and search domains from /etc/resolv.conf; libevent loads /etc/hosts with them.
-    im.dns.reset(evdns_base_new(
-        lp.base_, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE));
-    if (!im.dns) return std::make_error_code(std::errc::not_enough_memory);
-    if (!configure_dns(im.dns.get(), im.dns_timeout, im.dns_attempts)) {
-      im.dns.reset();
-      return std::make_error_code(std::errc::invalid_argument);
-    }
+    if (auto ec = im.make_resolver(EVDNS_BASE_INITIALIZE_NAMESERVERS)) return ec;
   }
   return im.dns.get();
 }
@@ -441,12 +447,7 @@ result<void> loop::set_nameservers(std::span<const endpoint> servers) {
   if (existed) {
     evdns_base_clear_nameservers_and_suspend(im.dns.get());
   } else {
-    im.dns.reset(evdns_base_new(base_, EVDNS_BASE_DISABLE_WHEN_INACTIVE));
-    if (!im.dns) return std::make_error_code(std::errc::not_enough_memory);
-    if (!configure_dns(im.dns.get(), im.dns_timeout, im.dns_attempts)) {
-      im.dns.reset();
-      return std::make_error_code(std::errc::invalid_argument);
-    }
+    if (auto ec = im.make_resolver(0)) return ec;
     // Without a hosts file, libevent's minimal entries still resolve "localhost" locally.
     if (evdns_base_load_hosts(im.dns.get(), "/etc/hosts") != 0)
       evdns_base_load_hosts(im.dns.get(), nullptr);

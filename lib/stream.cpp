@@ -27,9 +27,6 @@ evbuffer* input(stream_state& s) noexcept {
 evbuffer* output(stream_state& s) noexcept {
   return bufferevent_get_output(s.bev);
 }
-std::error_code system_error(int e) noexcept {
-  return {e, std::system_category()};
-}
 
 // A read that stops early gives back what read_exactly already took, so no byte is lost.
 void fail_read(stream_state& s, stream_op& op, std::error_code ec) noexcept {
