@@ -196,8 +196,9 @@ struct race_finisher {
 };
 
 // `budget` capped by what is left until `deadline`.
+// A negative budget has already expired (as for every evco limit), and stays so.
 duration capped(duration budget, clock::time_point deadline, clock::time_point now) {
-  if (deadline == clock::time_point::max()) return budget;
+  if (deadline == clock::time_point::max() || budget < duration::zero()) return budget;
   const duration left = std::max<duration>(deadline - now, duration(1));
   return budget > duration::zero() ? std::min(budget, left) : left;
 }

@@ -97,12 +97,17 @@ struct resolve_op : detail::waiter {
         host(std::move(h)),
         port(p),
         family(o.family),
-        budget(o.timeout > duration::zero()
-                   ? std::min(o.timeout, detail::loop_access::dns_budget(l))
-                   : detail::loop_access::dns_budget(l)),
+        budget(budget_for(o.timeout, l)),
         stop(std::move(st)) {}
   resolve_op(const resolve_op&) = delete;
   resolve_op& operator=(const resolve_op&) = delete;
+
+  // Zero: the resolver's own limit, which also caps a longer one; negative: already expired.
+  static duration budget_for(duration asked, const loop& l) noexcept {
+    const duration most = detail::loop_access::dns_budget(l);
+    if (asked < duration::zero()) return asked;
+    return asked > duration::zero() ? std::min(asked, most) : most;
+  }
   ~resolve_op() {
     detail::loop_access::unschedule(lp, *this);
     unregister();

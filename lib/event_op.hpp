@@ -16,9 +16,9 @@ namespace evco::detail {
 
 // `callback` decides the outcome and calls finish(); it is called by the event (fd readiness,
 // a stop request or a wake-up from elsewhere: event_active) and, with EV_TIMEOUT, by the
-// deadline. finish() unregisters everything (stop callback first, then the event and the
-// deadline) and resumes the awaiter last. Destroying a parked frame runs the same
-// unregistration through the destructor.
+// deadline. A stop request comes with EV_TIMEOUT too: check cancelled() first. finish() unregisters
+// everything (stop callback first, then the event and the deadline) and resumes the awaiter last.
+// Destroying a parked frame runs the same unregistration through the destructor.
 struct event_op {
   using callback = void (*)(evutil_socket_t, short, void*);
 

@@ -16,7 +16,7 @@ namespace detail {
 constexpr auto fd_exhaustion_backoff = std::chrono::milliseconds(100);
 
 namespace {
-void on_timer(evutil_socket_t, short, void* arg);
+void on_interrupt(evutil_socket_t, short, void* arg);
 void on_backoff(listener_state& s) noexcept;
 }  // namespace
 
@@ -30,7 +30,7 @@ struct listener_state {
   struct deadline_node : timer_node {
     explicit deadline_node(listener_state* st) noexcept : s(st) {
       fire = [](timer_node& n) noexcept {
-        on_timer(-1, EV_TIMEOUT, static_cast<deadline_node&>(n).s);
+        on_interrupt(-1, EV_TIMEOUT, static_cast<deadline_node&>(n).s);
       };
     }
     listener_state* s;
@@ -122,7 +122,7 @@ void on_backoff(listener_state& s) noexcept {
   event_add(s.readable.get(), nullptr);
 }
 
-void on_timer(evutil_socket_t, short, void* arg) {
+void on_interrupt(evutil_socket_t, short, void* arg) {
   auto& s = *static_cast<listener_state*>(arg);
   accept_op* op = s.pending;
   if (!op) return;
@@ -218,7 +218,7 @@ result<listener> listener::bind(loop& lp, const endpoint& ep, listen_options o) 
   auto* s = new detail::listener_state(lp, fd);
   event_base* base = lp.native_handle();
   s->readable.reset(event_new(base, fd, EV_READ | EV_PERSIST, detail::on_readable, s));
-  s->stop_wake.reset(event_new(base, -1, 0, detail::on_timer, s));
+  s->stop_wake.reset(event_new(base, -1, 0, detail::on_interrupt, s));
   listener l;
   l.s_ = s;
   if (!s->readable || !s->stop_wake) {

@@ -20,7 +20,7 @@ namespace evco {
 
 namespace detail {
 void cancel_fn::operator()() const noexcept {
-  flag->store(true, std::memory_order_release);
+  if (flag) flag->store(true, std::memory_order_release);
   event_active(ev, EV_TIMEOUT, 0);
 }
 }  // namespace detail
@@ -81,6 +81,7 @@ struct loop::impl {
   std::uint64_t timer_seq = 0;
   detail::event_ptr timer_event;
   clock::time_point timer_event_at = clock::time_point::max();  // max: not added
+  bool firing = false;                                          // fire_timers is running
 
   static bool earlier(const detail::timer_node* a, const detail::timer_node* b) noexcept {
     return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
@@ -130,7 +131,9 @@ void loop::impl::add_timer(detail::timer_node& n, clock::time_point deadline) {
   n.seq = timer_seq++;  // equal deadlines fire in the order they were armed
   n.slot = timers.size() - 1;
   sift_up(n.slot);
-  if (n.slot == 0 && !wake_timers_at(deadline)) {
+  // While fire_timers runs it adds the event itself once done, so that a timer re-armed from
+  // a fire callback only takes room the heap just gave back, and cannot fail.
+  if (n.slot == 0 && !firing && !wake_timers_at(deadline)) {
     remove_timer(n);
     throw std::bad_alloc();
   }
@@ -167,14 +170,19 @@ void loop::impl::fire_timers() noexcept {
   timer_event_at = clock::time_point::max();
   const auto now = clock::now();
   const std::uint64_t limit = timer_seq;
+  firing = true;
   while (!timers.empty()) {
     detail::timer_node* n = timers.front();
     if (n->deadline > now || n->seq >= limit) break;
     remove_timer(*n);
     n->fire(*n);
   }
-  // Cannot fail: libevent's timer heap has the room this event just left.
-  if (!timers.empty()) wake_timers_at(timers.front()->deadline);
+  firing = false;
+  // Out of memory for libevent's timer heap (the fire callbacks may have taken the room this
+  // event left): run again at once rather than lose the timers.
+  if (!timers.empty() && !wake_timers_at(timers.front()->deadline)) {
+    event_active(timer_event.get(), EV_TIMEOUT, 0);
+  }
 }
 
 namespace {
@@ -290,7 +298,6 @@ loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) 
       std::signal(SIGPIPE, SIG_IGN);
     }
   }
-  // libevent refuses a resolver timeout under a millisecond.
   // libevent refuses a resolver timeout under a millisecond and sends a query at most 255
   // times (evco asks for one more than dns_attempts; see configure_dns); an hour per try is
   // more than any resolver needs, and keeps dns_timeout * dns_attempts in range.
@@ -388,6 +395,7 @@ loop::~loop() {
   // removed no coroutine is resumed here.
   event_del(impl_->wake.get());
   event_del(impl_->wake_after_poll.get());
+  event_del(impl_->timer_event.get());
   event_base_loop(base_, EVLOOP_NONBLOCK);
   // Destroying the frames above cancelled every DNS lookup still pending. libevent reports a
   // cancellation through a deferred callback that also frees the request, so those callbacks

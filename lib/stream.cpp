@@ -478,11 +478,9 @@ void park(stream_state& s, stream_op& op) {
       if (!t.stop_wake) throw std::bad_alloc();
     }
     op.armed = true;
-    t.stop_requested.store(false, std::memory_order_relaxed);
     t.op_deadline = deadline_after(op.timeout);
     arm_timer(s, op, t, clock::now());
-    if (op.stop.stop_possible())
-      t.on_stop.emplace(op.stop, cancel_fn{t.stop_wake.get(), &t.stop_requested});
+    if (op.stop.stop_possible()) t.on_stop.emplace(op.stop, cancel_fn{t.stop_wake.get(), nullptr});
   }
   if (reading) {
     if (s.socket_read) resume_reading(s);
@@ -727,6 +725,8 @@ bool stream_op::await_suspend(std::coroutine_handle<> h) {
 stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads) {
   stream st;
   st.s_ = new stream_state(lp, bev);
+  // The time limits are evco's own: libevent's would disable a direction nobody re-enables.
+  bufferevent_set_timeouts(bev, nullptr, nullptr);
   bufferevent_setcb(bev, on_read, on_write, on_event, st.s_);
   // A plain socket's reads are evco's own (socket_read), which keep to the read limit.
   if (bufferevent_reads) bufferevent_setwatermark(bev, EV_READ, 0, st.s_->read_high);

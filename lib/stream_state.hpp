@@ -31,8 +31,7 @@ struct stream_state {
     // What the op had moved (see progress_of in stream.cpp) when its idle timer last started:
     // a timer that finds more has seen progress and starts again.
     std::int64_t progress = 0;
-    event_ptr stop_wake;                      // made once a stop token needs it
-    std::atomic<bool> stop_requested{false};  // set by on_stop, on any thread
+    event_ptr stop_wake;  // made once a stop token needs it
     std::optional<std::stop_callback<cancel_fn>> on_stop;
   };
   std::unique_ptr<op_timer> read_timer;

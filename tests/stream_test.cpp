@@ -169,6 +169,31 @@ task<void> zero_size_read(loop& lp) {
   CHECK(r.value() == 0);
 }
 
+// libevent disables a direction whose timeout fired; a stream made from such a bufferevent
+// keeps to evco's own limits instead, so later bytes are still read.
+task<void> bufferevent_with_timeouts(loop& lp) {
+  auto l = evco::listener::bind(lp, evco::endpoint::v4_loopback());
+  REQUIRE(l);
+  auto c = co_await evco::connect(lp, l.value().local_endpoint().value());
+  REQUIRE(c);
+  auto accepted = co_await l.value().accept();
+  REQUIRE(accepted);
+  const int fd = ::dup(bufferevent_getfd(accepted.value().native_handle()));
+  accepted.value().close();
+  bufferevent* bev = bufferevent_socket_new(lp.native_handle(), fd, BEV_OPT_CLOSE_ON_FREE);
+  REQUIRE(bev != nullptr);
+  const timeval tv{0, 10000};
+  bufferevent_set_timeouts(bev, &tv, &tv);
+  stream s = stream::from_bufferevent(lp, bev);
+  std::string buf(4, '\0');
+  auto r = co_await s.read_some(span_of(buf), 100ms);  // libevent's 10 ms would have fired
+  CHECK(error_of(r) == errc::timed_out);
+  REQUIRE(co_await c.value().write("late"));
+  r = co_await s.read_some(span_of(buf), 2s);
+  REQUIRE_MESSAGE(r, error_of(r));
+  CHECK(buf.substr(0, r.value()) == "late");
+}
+
 task<void> half_close(loop& lp) {
   auto p = co_await evco::test::connected_pair(lp);
   const std::string sent = pattern(100000);
@@ -833,6 +858,11 @@ TEST_SUITE("stream") {
     CHECK(error_of(stream::from_socket(lp, l.value().native_handle())) ==
           std::errc::invalid_argument);
     CHECK_THROWS_AS((void)stream::from_bufferevent(lp, nullptr), std::invalid_argument);
+  }
+
+  TEST_CASE("a bufferevent's own libevent timeouts cannot stall the stream made from it") {
+    loop lp;
+    lp.run(bufferevent_with_timeouts(lp));
   }
 
   TEST_CASE("a half-closed peer gives its bytes, then eof every time, and still reads") {

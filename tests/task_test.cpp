@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <stdexcept>
+#include <string>
 
 #include "evco/loop.hpp"
 #include "support.hpp"
@@ -77,7 +78,24 @@ task<void> parked_outer(counted c, int* alive) {
 
 }  // namespace
 
+namespace {
+struct throws_when_destroyed {
+  ~throws_when_destroyed() noexcept(false) { throw std::runtime_error("destructor"); }
+};
+// The value is stored by co_return; then a local's destructor throws: the exception wins and
+// the value is freed (LeakSanitizer would see it otherwise).
+evco::task<std::string> value_then_throw() {
+  throws_when_destroyed local;
+  co_return std::string(200, 'x');
+}
+}  // namespace
+
 TEST_SUITE("task") {
+  TEST_CASE("an exception thrown after co_return stored the value replaces it, leaking nothing") {
+    evco::loop lp;
+    CHECK_THROWS_AS(lp.run(value_then_throw()), std::runtime_error);
+  }
+
   TEST_CASE("a million awaits of tasks that finish synchronously do not grow the stack") {
     evco::loop lp;
     CHECK(lp.run(sum(1'000'000)) == 1'000'000);

@@ -137,6 +137,16 @@ TEST_SUITE("timer") {
         completes_without_suspending(lp, evco::sleep_until(lp, evco::clock::time_point::min()))));
   }
 
+  TEST_CASE("durations saturate at the clock's range and keep their sign when rounded") {
+    using evco::detail::saturating_ceil;
+    CHECK(saturating_ceil(std::chrono::hours::max()) == evco::duration::max());
+    CHECK(saturating_ceil(std::chrono::hours::min()) == evco::duration::min());
+    CHECK(saturating_ceil(std::chrono::duration<double>(1e30)) == evco::duration::max());
+    CHECK(saturating_ceil(std::chrono::duration<double>(-1e-10)) < evco::duration::zero());
+    CHECK(saturating_ceil(std::chrono::duration<double, std::milli>(1.5)) ==
+          std::chrono::microseconds(1500));
+  }
+
   TEST_CASE("the longest sleeps saturate instead of overflowing, and a stop still ends them") {
     for (int which = 0; which < 3; ++which) {
       CAPTURE(which);

@@ -39,7 +39,7 @@ inline std::error_code make_error_code(dns_errc e) noexcept {
 
 struct resolve_options {
   /// Budget for the lookup, zero = the resolver's own limit (loop_options::dns_timeout *
-  /// dns_attempts), which also caps a longer one.
+  /// dns_attempts), which also caps a longer one; a negative one has already expired.
   duration timeout{};
   int family = AF_UNSPEC;  ///< AF_INET, AF_INET6, or AF_UNSPEC for both (A and AAAA)
 };

@@ -73,6 +73,8 @@ class task_promise final : public task_promise_base {
 
   task<T> get_return_object() noexcept;
   void unhandled_exception() noexcept {
+    // A local's destructor may throw after co_return stored the value.
+    if (state_ == state::value) value_.~T();
     std::construct_at(&exception_, std::current_exception());
     state_ = state::exception;
   }

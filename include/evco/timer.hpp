@@ -32,7 +32,9 @@ constexpr duration saturating_ceil(std::chrono::duration<Rep, Period> d) noexcep
   constexpr long double top = static_cast<long double>(duration::max().count()) * 0.999;
   if (n >= top) return duration::max();
   if (n <= -top) return duration::min();
-  return std::chrono::ceil<duration>(d);
+  const duration up = std::chrono::ceil<duration>(d);
+  // Less than a nanosecond below zero is still below zero (zero would mean "none").
+  return n < 0 && up == duration::zero() ? duration(-1) : up;
 }
 
 /// The deadline of a limit of `d` armed now: time_point::max() (none) for zero, now for a

@@ -52,7 +52,7 @@ struct owned {
 // no activation can reach a freed event.
 struct cancel_fn {
   event* ev;
-  std::atomic<bool>* flag;
+  std::atomic<bool>* flag;  // may be null: the event's callback knows it is a stop request
   void operator()() const noexcept;
 };
 
