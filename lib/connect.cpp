@@ -353,12 +353,8 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
       if (!a.error && (ec || i != st->winner_index)) a.error = ec ? ec : errc::cancelled;
     }
     // Then those never tried, in the order they would have been.
-    const auto& first = v6_next ? st->v6.addrs : st->v4.addrs;
-    const auto& second = v6_next ? st->v4.addrs : st->v6.addrs;
-    for (std::size_t i = 0; i < std::max(first.size(), second.size()); ++i) {
-      if (i < first.size()) report->addresses.push_back(first[i]);
-      if (i < second.size()) report->addresses.push_back(second[i]);
-    }
+    detail::alternate(v6_next ? st->v6.addrs : st->v4.addrs, v6_next ? st->v4.addrs : st->v6.addrs,
+                      report->addresses);
     for (const race_state::family* f : {&st->v6, &st->v4}) {
       if (!f->asked) continue;
       connect_report::lookup l;

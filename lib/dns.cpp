@@ -284,12 +284,17 @@ std::vector<endpoint> interleave_families(std::vector<endpoint> addrs) {
   for (auto& ep : addrs)
     (ep.is_v6() ? v6 : v4).push_back(ep);
   std::vector<endpoint> out;
-  out.reserve(addrs.size());
-  for (std::size_t i = 0; i < std::max(v6.size(), v4.size()); ++i) {
-    if (i < v6.size()) out.push_back(v6[i]);
-    if (i < v4.size()) out.push_back(v4[i]);
-  }
+  detail::alternate(v6, v4, out);
   return out;
+}
+
+void detail::alternate(const std::vector<endpoint>& first, const std::vector<endpoint>& second,
+                       std::vector<endpoint>& out) {
+  out.reserve(out.size() + first.size() + second.size());
+  for (std::size_t i = 0; i < std::max(first.size(), second.size()); ++i) {
+    if (i < first.size()) out.push_back(first[i]);
+    if (i < second.size()) out.push_back(second[i]);
+  }
 }
 
 }  // namespace evco

@@ -16,7 +16,17 @@ namespace {
 constexpr auto linger_timeout = std::chrono::seconds(5);
 
 bool is_read(op_kind k) noexcept {
-  return k <= op_kind::read_until;
+  switch (k) {
+    case op_kind::read_some:
+    case op_kind::read_exactly:
+    case op_kind::read_until:
+      return true;
+    case op_kind::write:
+    case op_kind::drain:
+    case op_kind::shutdown:
+      break;
+  }
+  return false;
 }
 string_op& as_string(stream_op& op) noexcept {
   return static_cast<string_op&>(op);
@@ -65,8 +75,8 @@ std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
     // A full read says more is waiting. After one, a short read does not say the socket is
     // empty: on loopback, a read that opens the receive window lets the sender's queued
     // bytes in at once. Reading on until EAGAIN keeps the window open; parking after every
-    // short read instead left bulk transfers stuck at one small window per loop turn (2 GB/s
-    // instead of 7 in about one run in ten, depending on how the window started out).
+    // short read instead can leave a bulk transfer stuck at one small window per loop turn
+    // (bench/README.md has the figures).
     s.more_pending = static_cast<std::size_t>(r) == n || s.more_pending;
     return static_cast<std::size_t>(r);
   }
@@ -505,8 +515,8 @@ void park(stream_state& s, stream_op& op) {
 
 // After the next poll, tries the ops that parked for the inline budget (see await_ready); one
 // that still cannot complete stays parked as usual. A completed write resumes through the
-// ready list, behind the pass's other callbacks (resumed right here, a sender got ahead of
-// its receiver again: 4.4 GB/s instead of 7 in a quarter of the runs). A completed read
+// ready list, behind the pass's other callbacks (resumed right here, a sender gets ahead of
+// its receiver again: bench/README.md has the figures). A completed read
 // resumes at once, so that no frame can end between here and there with its bytes taken;
 // and since that may end the stream, last.
 void on_retry(evutil_socket_t, short, void* arg) {
@@ -722,9 +732,13 @@ bool stream_op::await_suspend(std::coroutine_handle<> h) {
   return true;
 }
 
-stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads) {
+stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads, const tls_hooks* tls) {
   stream st;
   st.s_ = new stream_state(lp, bev);
+  if (tls) {
+    st.s_->map_error = tls->map_error;
+    st.s_->send_close_notify = tls->send_close_notify;
+  }
   // The time limits are evco's own: libevent's would disable a direction nobody re-enables.
   bufferevent_set_timeouts(bev, nullptr, nullptr);
   bufferevent_setcb(bev, on_read, on_write, on_event, st.s_);

@@ -57,9 +57,7 @@ struct stream_state {
   // (see stream_op::await_ready).
   std::uint32_t inline_read = 0;
   std::uint32_t inline_write = 0;
-  // TLS (set by tls.cpp; null for plain streams): the error behind BEV_EVENT_ERROR, which
-  // sits in OpenSSL's queue rather than errno, and the close_notify a close sends before its
-  // FIN (true once sent or hopeless, false while the socket is full: retry when writable).
+  // TLS (from tls.cpp, through attach; null for other streams).
   std::error_code (*map_error)(bufferevent* bev, int socket_errno) noexcept = nullptr;
   bool (*send_close_notify)(bufferevent* bev) noexcept = nullptr;
   // Graceful close in the background (see stream::close): owned by the loop meanwhile, and
@@ -83,6 +81,14 @@ struct stream_state {
 
 // Wraps a connected, non-blocking socket; closes `fd` on failure.
 result<stream> make_socket_stream(loop& lp, int fd);
+
+// What a TLS stream does its own way: the error behind BEV_EVENT_ERROR, which sits in
+// OpenSSL's queue rather than errno, and the close_notify a close sends before its FIN (true
+// once sent or hopeless, false while the socket is full: retry when writable).
+struct tls_hooks {
+  std::error_code (*map_error)(bufferevent* bev, int socket_errno) noexcept;
+  bool (*send_close_notify)(bufferevent* bev) noexcept;
+};
 
 // What the application set on a stream, carried over to the TLS stream that replaces it.
 struct stream_settings {

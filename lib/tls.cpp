@@ -318,13 +318,8 @@ task<result<stream>> handshake(stream tcp, ssl_ptr ssl, bufferevent_ssl_state st
 
   EVCO_TRYV(co_await handshake_wait{*lp, bev.get(), timeout, std::move(stop)});
 
-  bufferevent* b = bev.release();
-  stream st = stream::from_bufferevent(*lp, b);
-  void* arg = nullptr;  // from_bufferevent made the stream's state the callbacks' argument
-  bufferevent_getcb(b, nullptr, nullptr, nullptr, &arg);
-  auto* s = static_cast<detail::stream_state*>(arg);
-  s->map_error = &stream_error;
-  s->send_close_notify = &send_close_notify;
+  static constexpr detail::tls_hooks hooks{&stream_error, &send_close_notify};
+  stream st = detail::attach(*lp, bev.release(), true, &hooks);
   kept.apply_to(st);  // the read limit, watermarks and idle timeouts of the TCP stream
   co_return st;
 }

@@ -59,6 +59,12 @@ task<result<std::vector<endpoint>>> resolve(loop& lp, std::string host, std::uin
 /// alternate; each family keeps its own order.
 std::vector<endpoint> interleave_families(std::vector<endpoint> addrs);
 
+namespace detail {
+// Appends `first[0], second[0], first[1], ...` to `out` (the rest of the longer one last).
+void alternate(const std::vector<endpoint>& first, const std::vector<endpoint>& second,
+               std::vector<endpoint>& out);
+}  // namespace detail
+
 }  // namespace evco
 
 template <>

@@ -50,7 +50,9 @@ struct stream_settings;
 result<stream> make_socket_stream(loop& lp, int fd);  // friend: marks it a plain socket
 // friend: tls.cpp takes the socket out of a plain stream
 bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) noexcept;
-stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads);  // friend: the constructor
+struct tls_hooks;
+// friend: the constructor
+stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads, const tls_hooks* tls = nullptr);
 
 enum class op_kind : unsigned char { read_some, read_exactly, read_until, write, drain, shutdown };
 
@@ -257,7 +259,7 @@ class stream {
   friend result<stream> detail::make_socket_stream(loop&, int);
   friend bufferevent* detail::release_bufferevent(stream&, loop*&,
                                                   detail::stream_settings&) noexcept;
-  friend stream detail::attach(loop&, bufferevent*, bool);
+  friend stream detail::attach(loop&, bufferevent*, bool, const detail::tls_hooks*);
   detail::stream_state* s_ = nullptr;
 };
 
