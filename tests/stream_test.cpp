@@ -194,6 +194,30 @@ task<void> bufferevent_with_timeouts(loop& lp) {
   CHECK(buf.substr(0, r.value()) == "late");
 }
 
+// While one read is parked, a second read on the same stream fails at once with busy and
+// takes nothing; the first still gets the bytes.
+task<void> second_reader_is_busy(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  std::string first(4, '\0'), second(4, '\0');
+  result<std::size_t> got = errc::closed;
+  evco::test::signal done;
+  struct reader {
+    static task<void> run(stream* s, std::string* b, result<std::size_t>* out,
+                          evco::test::signal* done) {
+      *out = co_await s->read_some(std::span<char>(b->data(), b->size()));
+      done->set();
+    }
+  };
+  lp.spawn(reader::run(&p.server, &first, &got, &done), [](std::exception_ptr) { FAIL("reader"); });
+  co_await lp.yield();  // the first reader parks
+  auto r = co_await p.server.read_some(span_of(second));
+  CHECK(error_of(r) == errc::busy);
+  REQUIRE(co_await p.client.write("ab"));
+  co_await done;
+  REQUIRE_MESSAGE(got, error_of(got));
+  CHECK(first.substr(0, got.value()) == "ab");
+}
+
 task<void> half_close(loop& lp) {
   auto p = co_await evco::test::connected_pair(lp);
   const std::string sent = pattern(100000);
@@ -1027,5 +1051,6 @@ TEST_SUITE("stream") {
     auto r = lp.run(probe::read(&empty, &buf));
     REQUIRE_FALSE(r);
     CHECK(r.error() == errc::closed);
+    lp.run(second_reader_is_busy(lp));
   }
 }
