@@ -1,11 +1,12 @@
 // libevent's allocations fail one at a time, at every point of a connect / accept / echo /
-// close cycle and of a loop's construction: each failure is an error value (or std::bad_alloc
-// from an awaiter that could not park, or std::system_error from the loop's constructor),
-// never an exit, a crash, a hang or a leak.
+// close cycle and of a loop's construction, and OpenSSL's at points spread over a TLS cycle
+// (contexts, handshake, echo): each failure is an error value (or std::system_error from the
+// loop's constructor), never an exit, a crash, a hang or a leak.
 
 #include <doctest/doctest.h>
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <string>
 #include <system_error>
 
+#include "pki.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -38,10 +40,31 @@ void* fallible_realloc(void* p, std::size_t n) {
   return fail_now() ? nullptr : std::realloc(p, n);
 }
 
-// Before main: libevent takes its allocator only before its first allocation.
+// OpenSSL's allocations, counted down apart from libevent's.
+std::atomic<long> ssl_countdown{-1};
+std::atomic<long> ssl_allocations{0};
+
+bool ssl_fail_now() noexcept {
+  ssl_allocations.fetch_add(1, std::memory_order_relaxed);
+  long n = ssl_countdown.load(std::memory_order_relaxed);
+  while (n > 0 && !ssl_countdown.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {
+  }
+  return n == 1;
+}
+void* ssl_malloc(std::size_t n, const char*, int) {
+  return ssl_fail_now() ? nullptr : std::malloc(n);
+}
+void* ssl_realloc(void* p, std::size_t n, const char*, int) {
+  return ssl_fail_now() ? nullptr : std::realloc(p, n);
+}
+void ssl_free(void* p, const char*, int) {
+  std::free(p);
+}
+
+// Before main: libevent and OpenSSL take their allocators only before their first allocation.
 const bool installed = [] {
   event_set_mem_functions(fallible_malloc, fallible_realloc, std::free);
-  return true;
+  return CRYPTO_set_mem_functions(ssl_malloc, ssl_realloc, ssl_free) == 1;
 }();
 
 // Fails the k-th libevent allocation from now on; true once k was never reached.
@@ -73,6 +96,57 @@ task<void> echo_cycle(loop& lp, outcome* out) {
   }
   if (buf != "ping") co_return fail(std::make_error_code(std::errc::protocol_error));
   out->completed = true;
+}
+
+struct tls_outcome {
+  bool completed = false;
+  std::error_code error;
+};
+
+task<void> tls_server_side(evco::listener* l, tls_outcome* out, evco::test::signal* done) {
+  auto fail = [&](std::error_code ec) {
+    out->error = ec;
+    done->set();
+  };
+  auto s = co_await l->accept(2s);
+  if (!s) co_return fail(s.error());
+  auto ctx =
+      evco::tls_context::server(evco::test::certs().cert("good"), evco::test::certs().key("good"));
+  if (!ctx) co_return fail(ctx.error());
+  auto t = co_await evco::tls_server(std::move(s).value(), ctx.value(), 500ms);
+  if (!t) co_return fail(t.error());
+  std::string buf(4, '\0');
+  if (auto r = co_await t.value().read_exactly(std::span<char>(buf), 1s); !r) {
+    co_return fail(r.error());
+  }
+  out->completed = buf == "ping";
+  done->set();
+}
+
+task<void> tls_client_side(loop& lp, evco::endpoint ep, tls_outcome* out) {
+  auto fail = [out](std::error_code ec) { out->error = ec; };
+  auto c = co_await evco::connect(lp, ep, {.timeout = 2s});
+  if (!c) co_return fail(c.error());
+  evco::tls_client_options o;
+  o.ca_file = evco::test::certs().ca;
+  auto ctx = evco::tls_context::client(o);
+  if (!ctx) co_return fail(ctx.error());
+  auto t = co_await evco::tls_client(std::move(c).value(), ctx.value(), "localhost", 500ms);
+  if (!t) co_return fail(t.error());
+  if (auto w = co_await t.value().write("ping", 1s); !w) co_return fail(w.error());
+  if (auto d = co_await t.value().drain(1s); !d) co_return fail(d.error());
+  out->completed = true;
+}
+
+// Both ends of a TLS connection on one loop: contexts, handshakes, one message.
+task<void> tls_cycle(loop& lp, tls_outcome* client, tls_outcome* server) {
+  auto l = evco::listener::bind(lp, evco::endpoint::v4_loopback());
+  REQUIRE(l);  // libevent's allocations do not fail here
+  evco::test::signal server_done;
+  lp.spawn(tls_server_side(&l.value(), server, &server_done),
+           [](std::exception_ptr) { FAIL("server"); });
+  co_await tls_client_side(lp, l.value().local_endpoint().value(), client);
+  co_await server_done;
 }
 
 }  // namespace
@@ -129,6 +203,40 @@ TEST_SUITE("alloc_failure") {
     MESSAGE("failed one by one the " << k - 1 << " allocations of a cycle; " << failed
                                      << " cycles ended in an error");
     CHECK(k < 400);
+    CHECK(failed > 0);
+  }
+
+  TEST_CASE("an OpenSSL allocation failing in a TLS cycle is an error value on either end") {
+    REQUIRE(installed);
+    (void)evco::test::certs();  // made before anything fails
+    std::error_code server_error;
+    {
+      loop lp;
+      tls_outcome client, server;
+      ssl_allocations = 0;
+      lp.run(tls_cycle(lp, &client, &server));
+      REQUIRE(client.completed);
+      REQUIRE(server.completed);
+    }
+    const long total = ssl_allocations.load();
+    const long stride = std::max<long>(1, total / 150);
+    int failed = 0;
+    for (long k = 1; k <= total; k += stride) {
+      CAPTURE(k);
+      loop lp;
+      tls_outcome client, server;
+      ssl_countdown = k;
+      lp.run(tls_cycle(lp, &client, &server));
+      ssl_countdown = -1;
+      if (!client.completed || !server.completed) {
+        ++failed;
+        // The end that failed says why; nothing crashed, exited or hung past its budget.
+        CHECK((client.error || server.error));
+      }
+    }
+    MESSAGE("failed " << (total + stride - 1) / stride << " of the " << total
+                      << " OpenSSL allocations of a TLS cycle; " << failed
+                      << " cycles ended in an error");
     CHECK(failed > 0);
   }
 }
