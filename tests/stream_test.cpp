@@ -60,7 +60,7 @@ task<result<void>> write_all(stream* s, std::string data, std::size_t chunk) {
   co_return co_await s->drain();
 }
 
-// ---- 3: timeouts --------------------------------------------------------------------------
+// ---- timeouts -------------------------------------------------------------------------------
 
 task<void> read_times_out_then_reads(loop& lp) {
   auto p = co_await evco::test::connected_pair(lp);
@@ -138,7 +138,7 @@ task<void> trickling_peer_never_times_out(loop& lp) {
   CHECK(buf == "xxxxxxxx");
 }
 
-// ---- 4: half-close and eof ------------------------------------------------------------------
+// ---- half-close and eof ---------------------------------------------------------------------
 
 // Asio's rule: a zero-size read completes at once with 0, whatever the stream's state; it
 // takes nothing, and is the only read that ever returns 0.
@@ -257,7 +257,7 @@ task<void> read_exactly_cut_short(loop& lp) {
   CHECK(rest.substr(0, n.value()) == "12345");
 }
 
-// ---- 5: framing -----------------------------------------------------------------------------
+// ---- framing --------------------------------------------------------------------------------
 
 task<void> read_until_frames(loop& lp) {
   auto p = co_await evco::test::connected_pair(lp);
@@ -320,7 +320,7 @@ task<void> read_until_limit_above_read_limit(loop& lp) {
   CHECK(line == line_in);
 }
 
-// ---- 6 and 7: resets and closed peers -------------------------------------------------------
+// ---- resets and closed peers ----------------------------------------------------------------
 
 task<void> reset_by_peer(loop& lp) {
   auto p = co_await evco::test::connected_pair(lp);
@@ -355,7 +355,7 @@ task<void> write_to_closed_peer(loop& lp) {
   CHECK((ec == std::errc::broken_pipe || ec == std::errc::connection_reset));
 }
 
-// ---- 8: bulk transfer and backpressure ------------------------------------------------------
+// ---- bulk transfer and backpressure ---------------------------------------------------------
 
 task<void> send_and_count(stream* s, std::string data) {
   REQUIRE(co_await write_all(s, std::move(data), 65536));
@@ -684,7 +684,7 @@ task<void> busy_writer_lets_receiver_run(loop& lp) {
   CHECK(got == total);
 }
 
-// ---- 9: cancellation ------------------------------------------------------------------------
+// ---- cancellation ---------------------------------------------------------------------------
 
 task<void> cancel_read(loop& lp) {
   auto p = co_await evco::test::connected_pair(lp);
@@ -734,7 +734,7 @@ task<void> cancel_races_data(loop& lp, int rounds, int* cancelled, int* complete
   }
 }
 
-// ---- 10: close and destruction while parked ---------------------------------------------
+// ---- close and destruction while parked -----------------------------------------------------
 
 task<result<std::size_t>> park_read(stream* s, bool* resumed) {
   std::string buf(8, '\0');
@@ -796,7 +796,7 @@ task<void> destroy_frame_while_reading(loop& lp) {
   CHECK_FALSE(resumed);
 }
 
-// ---- 11: graceful close ---------------------------------------------------------------------
+// ---- graceful close -------------------------------------------------------------------------
 
 task<void> graceful_close(loop& lp, bool unread_input) {
   auto p = co_await evco::test::connected_pair(lp);
