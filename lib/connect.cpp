@@ -15,7 +15,7 @@
 #include "evco/dns.hpp"
 #include "evco/loop.hpp"
 #include "event_op.hpp"
-#include "stream_state.hpp"
+#include "stream/state.hpp"
 
 namespace evco {
 namespace {

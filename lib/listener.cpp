@@ -7,7 +7,7 @@
 
 #include <cerrno>
 
-#include "stream_state.hpp"
+#include "stream/state.hpp"
 
 namespace evco {
 namespace detail {

@@ -16,7 +16,7 @@
 #include <new>
 
 #include "event_op.hpp"
-#include "stream_state.hpp"
+#include "stream/state.hpp"
 
 namespace evco {
 namespace {

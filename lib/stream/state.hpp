@@ -1,12 +1,12 @@
 #pragma once
-// Private: what a stream owns, shared by stream.cpp, listener.cpp and connect.cpp.
+// Private: what a stream owns, shared by lib/stream/, listener.cpp, connect.cpp and tls.cpp.
 
 #include <cstdint>
 #include <system_error>
 
+#include "../libevent.hpp"
 #include "evco/loop.hpp"
 #include "evco/stream.hpp"
-#include "libevent.hpp"
 
 namespace evco::detail {
 

@@ -1,0 +1,104 @@
+#include "evco/stream.hpp"
+
+#include <sys/socket.h>
+
+#include "internal.hpp"
+
+namespace evco {
+
+stream& stream::operator=(stream&& o) noexcept {
+  if (this != &o) {
+    close();
+    s_ = std::exchange(o.s_, nullptr);
+  }
+  return *this;
+}
+
+stream stream::from_bufferevent(loop& lp, bufferevent* bev) {
+  if (!bev) throw std::invalid_argument("evco::stream::from_bufferevent: null bufferevent");
+  return detail::attach(lp, bev, true);
+}
+
+result<stream> stream::from_socket(loop& lp, int fd) {
+  int type = 0, listening = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) return detail::system_error(errno);
+  len = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0) {
+    return detail::system_error(errno);
+  }
+  if (type != SOCK_STREAM || listening) return std::make_error_code(std::errc::invalid_argument);
+  if (evutil_make_socket_nonblocking(fd) != 0) return detail::system_error(errno);
+  return detail::make_socket_stream(lp, fd);
+}
+
+void stream::close() noexcept {
+  if (s_) detail::close_state(std::exchange(s_, nullptr));
+}
+
+void stream::set_timeouts(duration read, duration write) {
+  if (!s_) return;
+  s_->read_idle = std::max(read, duration::zero());
+  s_->write_idle = std::max(write, duration::zero());
+  // An op parked now runs on the new timeouts, from now.
+  const auto now = clock::now();
+  for (detail::stream_op* op : {s_->reader, s_->writer}) {
+    if (!op) continue;
+    auto& timer = detail::is_read(op->kind) ? s_->read_timer : s_->write_timer;
+    if (!timer)
+      timer = std::make_unique<detail::stream_state::op_timer>(s_, detail::is_read(op->kind));
+    if (!op->armed) timer->op_deadline = clock::time_point::max();
+    op->armed = true;
+    detail::arm_timer(*s_, *op, *timer, now);
+  }
+}
+
+void stream::set_read_limit(std::size_t high) {
+  if (!s_) return;
+  s_->read_high = high;
+  if (!s_->plain_socket) bufferevent_setwatermark(s_->bev, EV_READ, 0, high);
+  if (high == 0 || evbuffer_get_length(bufferevent_get_input(s_->bev)) < high) {
+    detail::resume_reading(*s_);
+  }
+}
+
+void stream::set_write_watermarks(std::size_t low, std::size_t high) {
+  if (!s_) return;
+  s_->write_low = std::min(low, high);
+  s_->write_high = high;
+  bufferevent_setwatermark(s_->bev, EV_WRITE, s_->write_low, 0);
+}
+
+std::size_t stream::buffered_input() const noexcept {
+  return s_ ? evbuffer_get_length(bufferevent_get_input(s_->bev)) : 0;
+}
+
+std::size_t stream::buffered_output() const noexcept {
+  return s_ ? evbuffer_get_length(bufferevent_get_output(s_->bev)) : 0;
+}
+
+namespace {
+result<endpoint> socket_name(detail::stream_state* s, bool peer) {
+  if (!s) return errc::closed;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  const int fd = bufferevent_getfd(s->bev);
+  auto* sa = reinterpret_cast<sockaddr*>(&ss);
+  if ((peer ? getpeername(fd, sa, &len) : getsockname(fd, sa, &len)) != 0) {
+    return std::error_code(errno, std::system_category());
+  }
+  return endpoint::from_sockaddr(sa, len);
+}
+}  // namespace
+
+result<endpoint> stream::local_endpoint() const {
+  return socket_name(s_, false);
+}
+result<endpoint> stream::remote_endpoint() const {
+  return socket_name(s_, true);
+}
+bufferevent* stream::native_handle() const noexcept {
+  return s_ ? s_->bev : nullptr;
+}
+
+}  // namespace evco
