@@ -44,8 +44,6 @@ stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads, const tls_hook
     st.s_->map_error = tls->map_error;
     st.s_->send_close_notify = tls->send_close_notify;
   }
-  // The time limits are evco's own: libevent's would disable a direction nobody re-enables.
-  bufferevent_set_timeouts(bev, nullptr, nullptr);
   bufferevent_setcb(bev, on_read, on_write, on_event, st.s_);
   // A plain socket's reads are evco's own (socket_read), which keep to the read limit.
   if (bufferevent_reads) bufferevent_setwatermark(bev, EV_READ, 0, st.s_->read_high);

@@ -16,6 +16,8 @@ stream& stream::operator=(stream&& o) noexcept {
 
 stream stream::from_bufferevent(loop& lp, bufferevent* bev) {
   if (!bev) throw std::invalid_argument("evco::stream::from_bufferevent: null bufferevent");
+  // The time limits are evco's own: libevent's would disable a direction nobody re-enables.
+  bufferevent_set_timeouts(bev, nullptr, nullptr);
   return detail::attach(lp, bev, true);
 }
 
