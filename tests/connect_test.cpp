@@ -140,23 +140,19 @@ task<void> cycles(loop& lp, int n, cycle_counts* counts) {
 
 TEST_SUITE("connect") {
   TEST_CASE("connecting to a bound port that does not listen is refused") {
-    loop lp;
-    lp.run(refused(lp));
+    evco::test::run_on_loop(refused);
   }
 
   TEST_CASE("a connect that never completes times out within its budget") {
-    loop lp;
-    lp.run(times_out(lp));
+    evco::test::run_on_loop(times_out);
   }
 
   TEST_CASE("a connect budget armed after long work inside a callback never ends early") {
-    loop lp;
-    lp.run(times_out_after_busy(lp));
+    evco::test::run_on_loop(times_out_after_busy);
   }
 
   TEST_CASE("a stop request cancels a pending connect") {
-    loop lp;
-    lp.run(cancelled_connect(lp));
+    evco::test::run_on_loop(cancelled_connect);
   }
 
   TEST_CASE("10,000 connect/echo/close cycles leave the fd count where it started") {

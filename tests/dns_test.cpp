@@ -695,13 +695,11 @@ task<void> frame_destroyed_mid_race(loop& lp) {
 
 TEST_SUITE("dns") {
   TEST_CASE("a name with A and AAAA records resolves to both families, IPv6 first for connects") {
-    loop lp;
-    lp.run(resolves_both_families(lp));
+    evco::test::run_on_loop(resolves_both_families);
   }
 
   TEST_CASE("a name that does not exist fails in the resolve phase with 'no such host'") {
-    loop lp;
-    lp.run(no_such_host(lp));
+    evco::test::run_on_loop(no_such_host);
   }
 
   TEST_CASE("a nameserver answering SERVFAIL or REFUSED fails the lookup with server_failure") {
@@ -757,8 +755,7 @@ TEST_SUITE("dns") {
   }
 
   TEST_CASE("a name DNS cannot hold, or a bad family, fails with invalid_argument unasked") {
-    loop lp;
-    lp.run(malformed_names(lp));
+    evco::test::run_on_loop(malformed_names);
   }
 
   TEST_CASE("set_nameservers rejects port 0 and unspecified addresses, and takes a duplicate") {
@@ -786,8 +783,7 @@ TEST_SUITE("dns") {
   }
 
   TEST_CASE("a nameserver that never answers makes the lookup time out in the resolve phase") {
-    loop lp;
-    lp.run(silent_nameserver(lp));
+    evco::test::run_on_loop(silent_nameserver);
   }
 
   TEST_CASE("without a budget of its own a lookup times out after the resolver's attempts") {
@@ -829,8 +825,7 @@ TEST_SUITE("dns") {
   }
 
   TEST_CASE("numeric host strings skip DNS for resolve and connect") {
-    loop lp;
-    lp.run(numeric_hosts(lp));
+    evco::test::run_on_loop(numeric_hosts);
   }
 
   TEST_CASE("Happy Eyeballs connects over IPv4 when the IPv6 address hangs") {
@@ -858,22 +853,18 @@ TEST_SUITE("dns") {
   }
 
   TEST_CASE("an attempt that fails starts the next address at once, without the delay") {
-    loop lp;
-    lp.run(next_at_once_on_failure(lp));
+    evco::test::run_on_loop(next_at_once_on_failure);
   }
 
   TEST_CASE("when every address fails, the last error is returned and the report lists each") {
-    loop lp;
-    lp.run(every_address_fails(lp));
+    evco::test::run_on_loop(every_address_fails);
   }
 
   TEST_CASE("the total budget and a stop request end a hostname connect whose address hangs") {
-    loop lp;
-    lp.run(total_budget_while_connecting(lp));
+    evco::test::run_on_loop(total_budget_while_connecting);
   }
 
   TEST_CASE("destroying a hostname connect mid-race cancels its attempts and leaks no fd") {
-    loop lp;
-    lp.run(frame_destroyed_mid_race(lp));
+    evco::test::run_on_loop(frame_destroyed_mid_race);
   }
 }

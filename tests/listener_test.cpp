@@ -159,20 +159,16 @@ task<void> ipv6_loopback(loop& lp) {
 
 TEST_SUITE("listener") {
   TEST_CASE("accept returns a connected stream") {
-    loop lp;
-    lp.run(accept_and_talk(lp));
+    evco::test::run_on_loop(accept_and_talk);
   }
   TEST_CASE("a stop request cancels a pending accept from the loop; the listener stays usable") {
-    loop lp;
-    lp.run(cancel_accept(lp));
+    evco::test::run_on_loop(cancel_accept);
   }
   TEST_CASE("accept with a timeout and no client reports timed_out") {
-    loop lp;
-    lp.run(accept_timeout(lp));
+    evco::test::run_on_loop(accept_timeout);
   }
   TEST_CASE("an accept deadline armed after long work inside a callback never ends early") {
-    loop lp;
-    lp.run(accept_deadline_after_busy(lp));
+    evco::test::run_on_loop(accept_deadline_after_busy);
   }
 
   TEST_CASE("a negative backlog is invalid_argument") {
@@ -182,19 +178,15 @@ TEST_SUITE("listener") {
   }
 
   TEST_CASE("closing a listener resumes its pending accept with closed") {
-    loop lp;
-    lp.run(close_while_accepting(lp));
+    evco::test::run_on_loop(close_while_accepting);
   }
   TEST_CASE("out of file descriptors, accept reports EMFILE and later accepts the connection") {
-    loop lp;
-    lp.run(out_of_fds(lp));
+    evco::test::run_on_loop(out_of_fds);
   }
   TEST_CASE("SO_REUSEPORT lets two listeners share a port, and without it bind fails") {
-    loop lp;
-    lp.run(reuse_port(lp));
+    evco::test::run_on_loop(reuse_port);
   }
   TEST_CASE("listeners and connects work over IPv6 loopback") {
-    loop lp;
-    lp.run(ipv6_loopback(lp));
+    evco::test::run_on_loop(ipv6_loopback);
   }
 }

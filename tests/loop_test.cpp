@@ -278,8 +278,7 @@ TEST_SUITE("loop") {
   }
 
   TEST_CASE("a stop requested from another thread cancels a parked stream read") {
-    loop lp;
-    lp.run(cancel_stream_read_from_thread(lp));
+    evco::test::run_on_loop(cancel_stream_read_from_thread);
   }
 
   TEST_CASE("destroying a loop destroys a frame parked in yield") {

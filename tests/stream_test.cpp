@@ -721,7 +721,6 @@ task<void> cancel_races_data(loop& lp, int rounds, int* cancelled, int* complete
     msg += std::to_string(i);
     msg += ';';
     lp.spawn(send_then_stop(&p.client, &src, msg), [](std::exception_ptr) { FAIL("send"); });
-    std::string buf(64, '\0');
     auto r = co_await p.server.read_until(got, ";", 64, src.get_token());
     if (r) {
       ++*completed;
@@ -842,28 +841,23 @@ task<void> steady_state_allocations(loop& lp, std::size_t* counted) {
 
 TEST_SUITE("stream") {
   TEST_CASE("a read on a silent peer times out and the stream then reads later data") {
-    loop lp;
-    lp.run(read_times_out_then_reads(lp));
+    evco::test::run_on_loop(read_times_out_then_reads);
   }
 
   TEST_CASE("a deadline or idle timeout armed after long work inside a callback never ends early") {
-    loop lp;
-    lp.run(limits_after_busy(lp));
+    evco::test::run_on_loop(limits_after_busy);
   }
 
   TEST_CASE("a negative per-op timeout fails an op that cannot complete at once") {
-    loop lp;
-    lp.run(negative_timeout(lp));
+    evco::test::run_on_loop(negative_timeout);
   }
 
   TEST_CASE("a peer trickling a byte every quarter of the idle timeout never times out") {
-    loop lp;
-    lp.run(trickling_peer_never_times_out(lp));
+    evco::test::run_on_loop(trickling_peer_never_times_out);
   }
 
   TEST_CASE("a zero-size read completes at once with 0, even at end of stream") {
-    loop lp;
-    lp.run(zero_size_read(lp));
+    evco::test::run_on_loop(zero_size_read);
   }
 
   TEST_CASE("from_socket refuses what is not a connected stream socket, and a null bufferevent") {
@@ -885,49 +879,40 @@ TEST_SUITE("stream") {
   }
 
   TEST_CASE("a bufferevent's own libevent timeouts cannot stall the stream made from it") {
-    loop lp;
-    lp.run(bufferevent_with_timeouts(lp));
+    evco::test::run_on_loop(bufferevent_with_timeouts);
   }
 
   TEST_CASE("a half-closed peer gives its bytes, then eof every time, and still reads") {
-    loop lp;
-    lp.run(half_close(lp));
+    evco::test::run_on_loop(half_close);
   }
 
   TEST_CASE("read_exactly cut short by eof reports eof and the bytes stay readable") {
-    loop lp;
-    lp.run(read_exactly_cut_short(lp));
+    evco::test::run_on_loop(read_exactly_cut_short);
   }
 
   TEST_CASE("read_until returns each frame and leaves the rest buffered") {
-    loop lp;
-    lp.run(read_until_frames(lp));
+    evco::test::run_on_loop(read_until_frames);
   }
 
   TEST_CASE("read_until finds a delimiter split across packets") {
-    loop lp;
-    lp.run(read_until_delimiter_split_across_packets(lp));
+    evco::test::run_on_loop(read_until_delimiter_split_across_packets);
   }
 
   TEST_CASE(
       "read_until past max without the delimiter reports limit_exceeded and keeps the bytes") {
-    loop lp;
-    lp.run(read_until_limit(lp));
+    evco::test::run_on_loop(read_until_limit);
   }
 
   TEST_CASE("read_until may need more than the read limit when its max allows it") {
-    loop lp;
-    lp.run(read_until_limit_above_read_limit(lp));
+    evco::test::run_on_loop(read_until_limit_above_read_limit);
   }
 
   TEST_CASE("a peer's reset is reported as connection_reset") {
-    loop lp;
-    lp.run(reset_by_peer(lp));
+    evco::test::run_on_loop(reset_by_peer);
   }
 
   TEST_CASE("writing to a closed peer is EPIPE or ECONNRESET as a value, without SIGPIPE") {
-    loop lp;
-    lp.run(write_to_closed_peer(lp));
+    evco::test::run_on_loop(write_to_closed_peer);
   }
 
   TEST_CASE("64 MiB each way arrive intact") {
@@ -936,13 +921,11 @@ TEST_SUITE("stream") {
   }
 
   TEST_CASE("a writer suspends at the high watermark and resumes when the peer reads") {
-    loop lp;
-    lp.run(backpressure(lp));
+    evco::test::run_on_loop(backpressure);
   }
 
   TEST_CASE("read_some into a string appends up to max and leaves it alone otherwise") {
-    loop lp;
-    lp.run(read_some_into_string(lp));
+    evco::test::run_on_loop(read_some_into_string);
   }
 
   TEST_CASE("a write interrupted after the kernel took part of it queues the rest") {
@@ -956,18 +939,15 @@ TEST_SUITE("stream") {
   }
 
   TEST_CASE("a write that times out on a full socket has sent nothing") {
-    loop lp;
-    lp.run(direct_write_times_out_unsent(lp));
+    evco::test::run_on_loop(direct_write_times_out_unsent);
   }
 
   TEST_CASE("a write after an interrupted one waits for the queue, then goes on directly") {
-    loop lp;
-    lp.run(write_after_queued_rest(lp));
+    evco::test::run_on_loop(write_after_queued_rest);
   }
 
   TEST_CASE("an op over the fairness budget holds its direction and loses nothing") {
-    loop lp;
-    lp.run(op_over_budget_waits_untouched(lp));
+    evco::test::run_on_loop(op_over_budget_waits_untouched);
   }
 
   TEST_CASE("a zero-length read over the fairness budget leaves the stream readable") {
@@ -981,18 +961,15 @@ TEST_SUITE("stream") {
   }
 
   TEST_CASE("a read over the fairness budget does not time out with its bytes buffered") {
-    loop lp;
-    lp.run(read_over_budget_meets_idle_timeout(lp));
+    evco::test::run_on_loop(read_over_budget_meets_idle_timeout);
   }
 
   TEST_CASE("a writer whose writes never wait still lets its receiver run") {
-    loop lp;
-    lp.run(busy_writer_lets_receiver_run(lp));
+    evco::test::run_on_loop(busy_writer_lets_receiver_run);
   }
 
   TEST_CASE("a stop request cancels a pending read from the loop and the stream stays usable") {
-    loop lp;
-    lp.run(cancel_read(lp));
+    evco::test::run_on_loop(cancel_read);
   }
 
   TEST_CASE("cancellation racing with arriving data gives one outcome and loses no byte") {
@@ -1004,18 +981,15 @@ TEST_SUITE("stream") {
   }
 
   TEST_CASE("close() resumes a pending reader with closed, from the loop") {
-    loop lp;
-    lp.run(close_while_reading(lp));
+    evco::test::run_on_loop(close_while_reading);
   }
 
   TEST_CASE("destroying a stream while a read is parked resumes the reader with closed") {
-    loop lp;
-    lp.run(destroy_stream_while_reading(lp));
+    evco::test::run_on_loop(destroy_stream_while_reading);
   }
 
   TEST_CASE("destroying the reader's frame while parked leaves the stream usable") {
-    loop lp;
-    lp.run(destroy_frame_while_reading(lp));
+    evco::test::run_on_loop(destroy_frame_while_reading);
   }
 
   TEST_CASE("close after a 4 MiB write delivers every byte and then eof") {

@@ -50,6 +50,13 @@ struct tcp_pair {
   stream server;
 };
 
+/// Runs `body(lp)` to completion on a loop of its own: the body of most test cases.
+template <class F>
+void run_on_loop(F body) {
+  loop lp;
+  lp.run(body(lp));
+}
+
 /// A connected loopback pair (127.0.0.1, port 0).
 inline task<result<tcp_pair>> make_pair(loop& lp) {
   EVCO_TRY(auto l, listener::bind(lp, endpoint::v4_loopback()));

@@ -434,36 +434,28 @@ task<void> server_name_with_nul(loop& lp) {
   CHECK_FALSE(o.server);  // the client never started the handshake
 }
 
-template <class F>
-void run_on_loop(F body) {
-  loop lp;
-  lp.run(body(lp));
-}
-
 }  // namespace
 
 TEST_SUITE("tls") {
   TEST_CASE("a verified handshake carries data both ways and a clean close reads as eof") {
-    run_on_loop(good_handshake);
+    evco::test::run_on_loop(good_handshake);
   }
 
   TEST_CASE("shutdown on a TLS stream sends close_notify: the peer reads eof, not truncation") {
-    loop lp;
-    lp.run(half_close(lp));
+    evco::test::run_on_loop(half_close);
   }
 
   TEST_CASE(
       "a hostname connect with tls options verifies the peer and reports the handshake phase") {
-    loop lp;
-    lp.run(hostname_connect_with_tls(lp));
+    evco::test::run_on_loop(hostname_connect_with_tls);
   }
 
   TEST_CASE("the server sees the client's SNI; an IP address is verified and sends none") {
-    run_on_loop(sni_seen);
+    evco::test::run_on_loop(sni_seen);
   }
 
   TEST_CASE("close after a 4 MiB write delivers every byte, then close_notify reads as eof") {
-    run_on_loop(large_write_then_close);
+    evco::test::run_on_loop(large_write_then_close);
   }
 
   TEST_CASE("a self-signed certificate is rejected with a readable tls error") {
@@ -496,11 +488,11 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("insecure_skip_verify accepts a self-signed certificate for any name") {
-    run_on_loop(insecure_accepts_anything);
+    evco::test::run_on_loop(insecure_accepts_anything);
   }
 
   TEST_CASE("a server limited to TLS 1.1 fails against the default minimum of TLS 1.2") {
-    run_on_loop(old_protocol);
+    evco::test::run_on_loop(old_protocol);
   }
 
   TEST_CASE("a server that never answers fails the handshake with handshake_timed_out") {
@@ -531,25 +523,23 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("shutdown on a TLS stream whose socket is full waits to send close_notify") {
-    loop lp;
-    lp.run(shutdown_on_a_full_socket(lp));
+    evco::test::run_on_loop(shutdown_on_a_full_socket);
   }
 
   TEST_CASE("a TLS stream keeps the idle timeouts set on its TCP stream") {
-    loop lp;
-    lp.run(settings_survive_the_handshake(lp));
+    evco::test::run_on_loop(settings_survive_the_handshake);
   }
 
   TEST_CASE("a peer ending TCP without close_notify is a truncation error, not eof") {
-    run_on_loop(truncation);
+    evco::test::run_on_loop(truncation);
   }
 
   TEST_CASE("a ClientHello the plain stream already buffered is not lost") {
-    run_on_loop(client_hello_already_buffered);
+    evco::test::run_on_loop(client_hello_already_buffered);
   }
 
   TEST_CASE("a verifying client needs a server name; a closed stream is closed") {
-    run_on_loop(bad_arguments);
+    evco::test::run_on_loop(bad_arguments);
   }
 
   TEST_CASE("contexts report unreadable files as errors") {
@@ -569,7 +559,7 @@ TEST_SUITE("tls") {
   }
 
   TEST_CASE("a server name with a NUL in it is rejected, not verified up to the NUL") {
-    run_on_loop(server_name_with_nul);
+    evco::test::run_on_loop(server_name_with_nul);
   }
 
   TEST_CASE("a version range that cannot work is rejected when the context is made") {
