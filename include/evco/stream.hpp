@@ -96,9 +96,13 @@ struct string_op : stream_op {
   std::string* line;
   std::string_view delim;
   std::size_t max;
-  // read_until: bytes already searched for the delimiter; read_some: the string's size before
-  // the read (the room for the bytes, data and size above, is made only once they are there).
-  std::size_t scanned = 0;
+  // One or the other, by op: each op keeps one size.
+  union {
+    std::size_t scanned = 0;  ///< read_until: bytes already searched for the delimiter
+    /// read_some: the string's size before the read (the room for the bytes, data and size
+    /// above, is made past it only once they are there)
+    std::size_t base;
+  };
 };
 
 struct [[nodiscard]] read_some_op : stream_op {
@@ -111,7 +115,7 @@ struct [[nodiscard]] read_some_op : stream_op {
 struct [[nodiscard]] read_some_string_op : string_op {
   using string_op::string_op;
   result<std::size_t> await_resume() noexcept {
-    if (data) line->resize(scanned + done);  // what was made room for and not filled
+    if (data) line->resize(base + done);  // what was made room for and not filled
     if (ec) return ec;
     return done;
   }

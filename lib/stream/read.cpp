@@ -61,13 +61,13 @@ bool make_room(stream_state& s, stream_op& op) noexcept {
   std::size_t room = buffered > 0 ? buffered : socket_read_room;
   room = std::min({room, so.max, so.line->max_size() - so.line->size()});
   try {
-    so.scanned = so.line->size();
-    so.line->resize(so.scanned + room);
+    so.base = so.line->size();
+    so.line->resize(so.base + room);
   } catch (const std::exception&) {
     op.ec = std::make_error_code(std::errc::not_enough_memory);
     return false;
   }
-  op.data = reinterpret_cast<std::byte*>(so.line->data()) + so.scanned;
+  op.data = reinterpret_cast<std::byte*>(so.line->data()) + so.base;
   op.size = room;
   return true;
 }
@@ -76,7 +76,7 @@ bool make_room(stream_state& s, stream_op& op) noexcept {
 void drop_room(stream_op& op) noexcept {
   if (!op.into_string || !op.data || op.done > 0) return;
   string_op& so = as_string(op);
-  so.line->resize(so.scanned);
+  so.line->resize(so.base);
   op.data = nullptr;
   op.size = 0;
 }
