@@ -56,6 +56,10 @@ stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads, const tls_hook
 
 enum class op_kind : unsigned char { read_some, read_exactly, read_until, write, drain, shutdown };
 
+// Where an op is: not waiting (tried at once, or done), parked on its stream, or parked over
+// the fairness budget without having been tried (the retry after the next poll tries it).
+enum class op_state : unsigned char { idle, parked, yielding };
+
 // The one awaiter behind every stream op. It lives in the awaiting coroutine's frame, so a
 // steady-state read or write allocates nothing; the stream keeps a pointer to it while it is
 // parked, and its destructor takes it back out if the frame dies first. It is kept small (one
@@ -74,9 +78,8 @@ struct stream_op : waiter {
   stream_state* s;
   loop* lp = nullptr;  // set while parked or queued
   op_kind kind;
-  bool parked = false;
+  op_state state = op_state::idle;
   bool armed = false;        // parked with the direction's timer or stop callback in use
-  bool yielding = false;     // parked for the fairness budget: tried again after a poll
   bool into_string = false;  // a string_op
   std::byte* data;
   std::size_t size;

@@ -15,8 +15,7 @@ bool try_complete(stream_state& s, stream_op& op) noexcept {
 void unpark(stream_state& s, stream_op& op) noexcept {
   const bool reading = is_read(op.kind);
   (reading ? s.reader : s.writer) = nullptr;
-  op.parked = false;
-  op.yielding = false;
+  op.state = op_state::idle;
   if (op.armed) {
     stream_state::op_timer& timer = *(reading ? s.read_timer : s.write_timer);
     timer.on_stop.reset();  // first: blocks while a stop callback runs on another thread
@@ -54,8 +53,8 @@ namespace {
 // An op that parked for the fairness budget was never tried: a timeout or a stop request that
 // finds it gives it its try first, so it does not fail with its bytes already there.
 bool completes_when_tried(stream_state& s, stream_op& op) noexcept {
-  if (!op.yielding) return false;
-  op.yielding = false;
+  if (op.state != op_state::yielding) return false;
+  op.state = op_state::parked;
   return try_complete(s, op);
 }
 
@@ -117,7 +116,7 @@ void on_stop_wake(evutil_socket_t, short, void* arg) {
 void park(stream_state& s, stream_op& op) {
   const bool reading = is_read(op.kind);
   op.lp = s.lp;
-  op.parked = true;
+  if (op.state == op_state::idle) op.state = op_state::parked;  // or still yielding
   (reading ? s.reader : s.writer) = &op;
   const duration idle = reading ? s.read_idle : s.write_idle;
   if (op.timeout != duration::zero() || idle > duration::zero() || op.stop.stop_possible()) {
@@ -144,7 +143,8 @@ void park(stream_state& s, stream_op& op) {
              (op.kind == op_kind::shutdown && evbuffer_get_length(output(s)) > 0)) {
     bufferevent_setwatermark(s.bev, EV_WRITE, 0, 0);  // write callback only once empty
   } else if (op.kind == op_kind::shutdown ||
-             (s.plain_socket && evbuffer_get_length(output(s)) == 0 && !op.yielding)) {
+             (s.plain_socket && evbuffer_get_length(output(s)) == 0 &&
+              op.state != op_state::yielding)) {
     // A direct write the kernel could not take at once (see try_write), or a close_notify.
     // (One over the fairness budget waits for the retry, which comes after the poll's socket
     // callbacks, so that a reader on the other end of a loopback connection goes first.)
@@ -180,7 +180,7 @@ stream_state::op_timer::op_timer(stream_state* st, bool r) noexcept : s(st), rea
 }
 
 stream_op::~stream_op() {
-  if (parked) {
+  if (state != op_state::idle) {
     // A frame destroyed in the middle of a direct write leaves the stream untorn, and one
     // destroyed in the middle of read_exactly gives back what it took.
     if (kind == op_kind::write) interrupt_write(*s, *this, errc::cancelled);
@@ -217,7 +217,7 @@ bool stream_op::await_ready() {
   // the end of its frame find it untouched) and is tried again after the next poll.
   std::uint32_t& moved = reading ? s->inline_read : s->inline_write;
   if (moved >= inline_budget) {
-    yielding = true;
+    state = op_state::yielding;
     return false;
   }
   if (!try_complete(*s, *this)) return false;
@@ -229,7 +229,7 @@ bool stream_op::await_suspend(std::coroutine_handle<> h) {
   handle = h;
   (is_read(kind) ? s->inline_read : s->inline_write) = 0;
   park(*s, *this);
-  if (yielding && !retry_after_poll(*s) && completes_when_tried(*s, *this)) {
+  if (state == op_state::yielding && !retry_after_poll(*s) && completes_when_tried(*s, *this)) {
     unpark(*s, *this);  // out of memory for the retry event: no poll in between, then
     return false;
   }

@@ -64,7 +64,7 @@ bool try_write(stream_state& s, stream_op& op) noexcept {
         if (op.done == op.size) return true;
         // A parked write (one that waited at the watermark until the queued output drained)
         // now waits on the socket itself.
-        if (op.parked && !wait_writable(s)) {
+        if (op.state != op_state::idle && !wait_writable(s)) {
           interrupt_write(s, op, std::make_error_code(std::errc::not_enough_memory));
           return true;
         }
@@ -85,7 +85,7 @@ bool try_write(stream_state& s, stream_op& op) noexcept {
       // TLS ends its direction with close_notify before the FIN. When the socket is too
       // full to take it, wait until it is writable (park arms socket_write) and try again.
       if (s.send_close_notify && !s.send_close_notify(s.bev)) {
-        if (op.parked && !wait_writable(s)) {
+        if (op.state != op_state::idle && !wait_writable(s)) {
           op.ec = std::make_error_code(std::errc::not_enough_memory);
           return true;
         }
