@@ -15,6 +15,7 @@
 #include <event2/dns.h>
 
 #include "libevent.hpp"
+#include "timer_queue.hpp"
 
 namespace evco {
 
@@ -74,116 +75,8 @@ struct loop::impl {
   std::error_code make_resolver(int flags);
   bool running = false;
 
-  // The timer queue (see detail::timer_node): a binary min-heap and one libevent event, added
-  // for the earliest deadline. Disarming leaves the event alone: if it fires for a timer that
-  // is gone, fire_timers only adds it again for the next one.
-  std::vector<detail::timer_node*> timers;
-  std::uint64_t timer_seq = 0;
-  detail::event_ptr timer_event;
-  clock::time_point timer_event_at = clock::time_point::max();  // max: not added
-  bool firing = false;                                          // fire_timers is running
-
-  static bool earlier(const detail::timer_node* a, const detail::timer_node* b) noexcept {
-    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
-  }
-  void place(std::size_t i, detail::timer_node* n) noexcept {
-    timers[i] = n;
-    n->slot = i;
-  }
-  void sift_up(std::size_t i) noexcept;
-  void sift_down(std::size_t i) noexcept;
-  void add_timer(detail::timer_node& n, clock::time_point deadline);
-  void remove_timer(detail::timer_node& n) noexcept;
-  bool wake_timers_at(clock::time_point deadline) noexcept;
-  void fire_timers() noexcept;
+  detail::timer_queue timers;
 };
-
-void loop::impl::sift_up(std::size_t i) noexcept {
-  detail::timer_node* n = timers[i];
-  while (i > 0) {
-    const std::size_t parent = (i - 1) / 2;
-    if (!earlier(n, timers[parent])) break;
-    place(i, timers[parent]);
-    i = parent;
-  }
-  place(i, n);
-}
-
-void loop::impl::sift_down(std::size_t i) noexcept {
-  detail::timer_node* n = timers[i];
-  const std::size_t size = timers.size();
-  for (;;) {
-    std::size_t child = 2 * i + 1;
-    if (child >= size) break;
-    if (child + 1 < size && earlier(timers[child + 1], timers[child])) ++child;
-    if (!earlier(timers[child], n)) break;
-    place(i, timers[child]);
-    i = child;
-  }
-  place(i, n);
-}
-
-void loop::impl::add_timer(detail::timer_node& n, clock::time_point deadline) {
-  remove_timer(n);
-  if (deadline == clock::time_point::max()) return;  // never
-  timers.push_back(&n);                              // first: it may throw
-  n.deadline = deadline;
-  n.seq = timer_seq++;  // equal deadlines fire in the order they were armed
-  n.slot = timers.size() - 1;
-  sift_up(n.slot);
-  // While fire_timers runs it adds the event itself once done, so that a timer re-armed from
-  // a fire callback only takes room the heap just gave back, and cannot fail.
-  if (n.slot == 0 && !firing && !wake_timers_at(deadline)) {
-    remove_timer(n);
-    throw std::bad_alloc();
-  }
-}
-
-void loop::impl::remove_timer(detail::timer_node& n) noexcept {
-  if (!n.armed()) return;
-  const std::size_t i = n.slot;
-  n.slot = detail::timer_node::unarmed;
-  detail::timer_node* last = timers.back();
-  timers.pop_back();
-  if (last == &n) return;
-  place(i, last);
-  sift_up(i);
-  sift_down(last->slot);
-}
-
-// False when libevent could not add the event (out of memory).
-bool loop::impl::wake_timers_at(clock::time_point deadline) noexcept {
-  if (deadline >= timer_event_at) return true;
-  // libevent adds a relative timeout to its cached time, the start of the loop turn, which
-  // may be long past by now: refresh it first. Its clock is also a coarse one, so the event
-  // may still fire a little early; fire_timers checks steady_clock and waits on.
-  event_base_update_cache_time(base.get());
-  const timeval tv = detail::to_timeval(deadline - clock::now());
-  if (event_add(timer_event.get(), &tv) != 0) return false;
-  timer_event_at = deadline;
-  return true;
-}
-
-// Runs the timers that are due by steady_clock, earliest deadline first (equal ones in the
-// order armed); those armed meanwhile wait for the next pass.
-void loop::impl::fire_timers() noexcept {
-  timer_event_at = clock::time_point::max();
-  const auto now = clock::now();
-  const std::uint64_t limit = timer_seq;
-  firing = true;
-  while (!timers.empty()) {
-    detail::timer_node* n = timers.front();
-    if (n->deadline > now || n->seq >= limit) break;
-    remove_timer(*n);
-    n->fire(*n);
-  }
-  firing = false;
-  // Out of memory for libevent's timer heap (the fire callbacks may have taken the room this
-  // event left): run again at once rather than lose the timers.
-  if (!timers.empty() && !wake_timers_at(timers.front()->deadline)) {
-    event_active(timer_event.get(), EV_TIMEOUT, 0);
-  }
-}
 
 namespace {
 
@@ -345,11 +238,7 @@ loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) 
         im.run_ready(self);
       },
       this));
-  impl_->timer_event.reset(event_new(
-      base_, -1, 0,
-      [](evutil_socket_t, short, void* arg) { static_cast<loop::impl*>(arg)->fire_timers(); },
-      impl_.get()));
-  if (!impl_->wake || !impl_->wake_after_poll || !impl_->timer_event) {
+  if (!impl_->wake || !impl_->wake_after_poll || !impl_->timers.start(base_)) {
     fail(no_memory, "evco::loop: event_new");
   }
 }
@@ -395,7 +284,7 @@ loop::~loop() {
   // removed no coroutine is resumed here.
   event_del(impl_->wake.get());
   event_del(impl_->wake_after_poll.get());
-  event_del(impl_->timer_event.get());
+  impl_->timers.stop();
   event_base_loop(base_, EVLOOP_NONBLOCK);
   // Destroying the frames above cancelled every DNS lookup still pending. libevent reports a
   // cancellation through a deferred callback that also frees the request, so those callbacks
@@ -487,11 +376,11 @@ void loop_access::dns_lookup_ended(loop& lp) noexcept {
 }
 
 void loop_access::arm(loop& lp, timer_node& t, clock::time_point deadline) {
-  lp.impl_->add_timer(t, deadline);
+  lp.impl_->timers.add(t, deadline);
 }
 
 void loop_access::disarm(loop& lp, timer_node& t) noexcept {
-  lp.impl_->remove_timer(t);
+  lp.impl_->timers.remove(t);
 }
 
 }  // namespace detail

@@ -15,7 +15,6 @@
 
 namespace evco::detail {
 
-
 inline bool is_read(op_kind k) noexcept {
   switch (k) {
     case op_kind::read_some:
