@@ -3,15 +3,14 @@
 #include <netinet/in.h>
 
 #include <algorithm>
-#include <atomic>
 #include <coroutine>
-#include <optional>
 #include <string>
 
 #include <event2/dns.h>
 
 #include "evco/loop.hpp"
 #include "libevent.hpp"
+#include "op_limits.hpp"
 
 namespace evco {
 namespace {
@@ -110,7 +109,7 @@ struct resolve_op : detail::waiter {
   }
   ~resolve_op() {
     detail::loop_access::unschedule(lp, *this);
-    unregister();
+    limits.disarm();
     if (pending) pending->detach();
   }
 
@@ -138,15 +137,15 @@ struct resolve_op : detail::waiter {
     return false;
   }
 
-  void await_suspend(std::coroutine_handle<> h) {
+  bool await_suspend(std::coroutine_handle<> h) {
     handle = h;
-    suspended = true;
-    if (stop.stop_possible()) {
-      ev.reset(event_new(lp.native_handle(), -1, 0, &on_event, this));
-      if (!ev) throw std::bad_alloc();
+    if (limits.arm(detail::deadline_after(budget), stop)) {
+      suspended = true;
+      return true;
     }
-    detail::loop_access::arm(lp, deadline, detail::deadline_after(budget));
-    if (stop.stop_possible()) on_stop.emplace(stop, detail::cancel_fn{ev.get(), &stop_requested});
+    ec = std::make_error_code(std::errc::not_enough_memory);
+    pending->detach();
+    return false;
   }
 
   result<std::vector<endpoint>> await_resume() {
@@ -167,27 +166,20 @@ struct resolve_op : detail::waiter {
     if (res) evutil_freeaddrinfo(res);
     if (!ec && addrs.empty()) ec = dns_errc::no_address;
     if (suspended) {
-      unregister();
+      limits.disarm();
       detail::loop_access::schedule(lp, *this);
     }
   }
 
   // The budget expired or a stop was requested: let go of the lookup and resume now.
-  static void on_event(evutil_socket_t, short, void* arg) {
-    auto& self = *static_cast<resolve_op*>(arg);
+  static void on_limit(detail::op_limits& l, errc why) noexcept {
+    resolve_op& self = *static_cast<own_limits&>(l).op;
     if (!self.pending) return;  // completed meanwhile; the completion is already queued
-    self.ec = self.stop_requested.load(std::memory_order_acquire)
-                  ? make_error_code(errc::cancelled)
-                  : make_error_code(dns_errc::timed_out);
+    self.ec = why == errc::cancelled ? make_error_code(errc::cancelled)
+                                     : make_error_code(dns_errc::timed_out);
     self.pending->detach();
-    self.unregister();
+    self.limits.disarm();
     self.handle.resume();
-  }
-
-  void unregister() noexcept {
-    on_stop.reset();  // blocks while the callback runs on another thread
-    if (ev) event_del(ev.get());
-    detail::loop_access::disarm(lp, deadline);
   }
 
   loop& lp;
@@ -199,17 +191,10 @@ struct resolve_op : detail::waiter {
   std::stop_token stop;
   lookup* pending = nullptr;
   bool suspended = false;
-  detail::event_ptr ev;  // the stop token's wake-up
-  struct deadline_node : detail::timer_node {
-    explicit deadline_node(resolve_op* o) noexcept : op(o) {
-      fire = [](detail::timer_node& n) noexcept {
-        on_event(-1, EV_TIMEOUT, static_cast<deadline_node&>(n).op);
-      };
-    }
+  struct own_limits : detail::op_limits {  // the budget and a stop request
+    explicit own_limits(resolve_op* o) noexcept : op_limits(o->lp, &on_limit), op(o) {}
     resolve_op* op;
-  } deadline{this};  // the budget
-  std::atomic<bool> stop_requested{false};
-  std::optional<std::stop_callback<detail::cancel_fn>> on_stop;
+  } limits{this};
   std::error_code ec;
   std::vector<endpoint> addrs;
 };

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 
+#include "op_limits.hpp"
 #include "stream/state.hpp"
 
 namespace evco {
@@ -16,7 +17,7 @@ namespace detail {
 constexpr auto fd_exhaustion_backoff = std::chrono::milliseconds(100);
 
 namespace {
-void on_interrupt(evutil_socket_t, short, void* arg);
+void on_limit(op_limits& l, errc why) noexcept;
 void on_backoff(listener_state& s) noexcept;
 }  // namespace
 
@@ -24,17 +25,13 @@ struct listener_state {
   listener_state(loop& l, int f) noexcept : lp(&l), fd(f) {}
   loop* lp;
   int fd;
-  event_ptr readable;   // EV_READ | EV_PERSIST on the socket, added while an accept is parked
-  event_ptr stop_wake;  // the parked accept's stop-token wake-up
-  // On the loop's timer queue: the parked accept's deadline, and the fd-exhaustion rest.
-  struct deadline_node : timer_node {
-    explicit deadline_node(listener_state* st) noexcept : s(st) {
-      fire = [](timer_node& n) noexcept {
-        on_interrupt(-1, EV_TIMEOUT, static_cast<deadline_node&>(n).s);
-      };
-    }
+  event_ptr readable;  // EV_READ | EV_PERSIST on the socket, added while an accept is parked
+  // The parked accept's deadline and stop request.
+  struct accept_limits : op_limits {
+    explicit accept_limits(listener_state* st) noexcept : op_limits(*st->lp, &on_limit), s(st) {}
     listener_state* s;
-  } deadline{this};
+  } limits{this};
+  // On the loop's timer queue: the rest after running out of file descriptors.
   struct backoff_node : timer_node {
     explicit backoff_node(listener_state* st) noexcept : s(st) {
       fire = [](timer_node& n) noexcept { on_backoff(*static_cast<backoff_node&>(n).s); };
@@ -49,8 +46,7 @@ struct listener_state {
 
   ~listener_state() {
     readable.reset();
-    stop_wake.reset();
-    loop_access::disarm(*lp, deadline);
+    limits.disarm();
     loop_access::disarm(*lp, backoff);
     ::close(fd);
   }
@@ -93,10 +89,8 @@ bool try_accept(listener_state& s, accept_op& op) noexcept {
 void unpark(listener_state& s, accept_op& op) noexcept {
   s.pending = nullptr;
   op.parked = false;
-  op.on_stop.reset();  // first: blocks while a stop callback runs on another thread
+  s.limits.disarm();
   loop_access::disarm(*s.lp, s.backoff);
-  loop_access::disarm(*s.lp, s.deadline);
-  event_del(s.stop_wake.get());
 }
 
 void finish_now(listener_state& s, accept_op& op) noexcept {
@@ -122,12 +116,11 @@ void on_backoff(listener_state& s) noexcept {
   event_add(s.readable.get(), nullptr);
 }
 
-void on_interrupt(evutil_socket_t, short, void* arg) {
-  auto& s = *static_cast<listener_state*>(arg);
+void on_limit(op_limits& l, errc why) noexcept {
+  listener_state& s = *static_cast<listener_state::accept_limits&>(l).s;
   accept_op* op = s.pending;
   if (!op) return;
-  op->ec = op->stop_requested.load(std::memory_order_acquire) ? make_error_code(errc::cancelled)
-                                                              : make_error_code(errc::timed_out);
+  op->ec = why;
   finish_now(s, *op);
 }
 
@@ -162,17 +155,25 @@ bool accept_op::await_ready() {
   return false;
 }
 
-void accept_op::await_suspend(std::coroutine_handle<> h) {
+bool accept_op::await_suspend(std::coroutine_handle<> h) {
   handle = h;
   parked = true;
   s->pending = this;
-  if (clock::now() < s->backoff_until) {
-    loop_access::arm(*lp, s->backoff, s->backoff_until);
-  } else {
-    event_add(s->readable.get(), nullptr);
+  try {
+    if (clock::now() < s->backoff_until) {
+      loop_access::arm(*lp, s->backoff, s->backoff_until);
+    } else {
+      event_add(s->readable.get(), nullptr);
+    }
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
   }
-  loop_access::arm(*lp, s->deadline, deadline_after(timeout));
-  if (stop.stop_possible()) on_stop.emplace(stop, cancel_fn{s->stop_wake.get(), &stop_requested});
+  if (!ec && !s->limits.arm(deadline_after(timeout), stop)) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  if (!ec) return true;
+  unpark(*s, *this);
+  return false;
 }
 
 result<stream> accept_op::await_resume() {
@@ -218,10 +219,9 @@ result<listener> listener::bind(loop& lp, const endpoint& ep, listen_options o) 
   auto* s = new detail::listener_state(lp, fd);
   event_base* base = lp.native_handle();
   s->readable.reset(event_new(base, fd, EV_READ | EV_PERSIST, detail::on_readable, s));
-  s->stop_wake.reset(event_new(base, -1, 0, detail::on_interrupt, s));
   listener l;
   l.s_ = s;
-  if (!s->readable || !s->stop_wake) {
+  if (!s->readable) {
     return std::make_error_code(std::errc::not_enough_memory);
   }
   return l;

@@ -35,7 +35,7 @@ struct [[nodiscard]] accept_op : waiter {
   ~accept_op();
 
   bool await_ready();
-  void await_suspend(std::coroutine_handle<> h);
+  bool await_suspend(std::coroutine_handle<> h);
   result<stream> await_resume();
 
   listener_state* s;
@@ -45,8 +45,6 @@ struct [[nodiscard]] accept_op : waiter {
   duration timeout;
   std::stop_token stop;
   std::error_code ec;
-  std::atomic<bool> stop_requested{false};
-  std::optional<std::stop_callback<cancel_fn>> on_stop;
 };
 
 }  // namespace detail

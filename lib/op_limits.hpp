@@ -1,0 +1,77 @@
+#pragma once
+// Private: what ends a parked op from outside, written once for every op that parks (stream
+// ops, accept, resolve, and the event_op waits: sleeps, connect, the TLS handshake).
+
+#include <optional>
+#include <stop_token>
+#include <system_error>
+
+#include "evco/detail/waiter.hpp"
+#include "evco/error.hpp"
+#include "evco/loop.hpp"
+#include "libevent.hpp"
+
+namespace evco::detail {
+
+// A deadline (this node, on the loop's timer queue) and a stop request (a std::stop_callback,
+// which may run on any thread, so it only activates an event of its own and the loop does the
+// rest). Either calls `ended` from the loop: with errc::timed_out once steady_clock reaches the
+// deadline, with errc::cancelled after a stop request. `ended` may arm the limits again (an
+// idle timeout restarted by progress) or disarm them; its owner finishes the op.
+struct op_limits : timer_node {
+  using ended_fn = void (*)(op_limits&, errc why) noexcept;
+
+  op_limits(loop& l, ended_fn f) noexcept : lp(&l), ended(f) {
+    fire = [](timer_node& n) noexcept {
+      auto& self = static_cast<op_limits&>(n);
+      self.ended(self, errc::timed_out);
+    };
+  }
+  op_limits(const op_limits&) = delete;
+  op_limits& operator=(const op_limits&) = delete;
+  ~op_limits() { disarm(); }
+
+  // Due at `deadline` (time_point::max(): never) and at a stop request on `stop`. False, with
+  // nothing armed, when out of memory.
+  bool arm(clock::time_point deadline, const std::stop_token& stop) noexcept {
+    try {
+      if (stop.stop_possible() && !wake) {
+        wake.reset(event_new(lp->native_handle(), -1, 0, &on_wake, this));
+        if (!wake) return false;
+      }
+      loop_access::arm(*lp, *this, deadline);
+      active = true;
+      // Runs at once if a stop was already requested: the wake-up then comes from the loop.
+      if (stop.stop_possible()) on_stop.emplace(stop, cancel_fn{wake.get(), nullptr});
+    } catch (const std::bad_alloc&) {
+      disarm();
+      return false;
+    }
+    return true;
+  }
+  // Moves the deadline (the stop request stays watched). Cannot fail from inside `ended`,
+  // which the queue calls with this node's room in the heap given back.
+  void move_deadline(clock::time_point deadline) { loop_access::arm(*lp, *this, deadline); }
+
+  void disarm() noexcept {
+    if (!active) return;
+    active = false;
+    on_stop.reset();  // first: blocks while the stop callback runs on another thread
+    if (wake) event_del(wake.get());
+    loop_access::disarm(*lp, *this);
+  }
+
+  loop* lp;
+  ended_fn ended;
+  bool active = false;
+  event_ptr wake;  // made once a stop token needs it
+  std::optional<std::stop_callback<cancel_fn>> on_stop;
+
+ private:
+  static void on_wake(evutil_socket_t, short, void* arg) {
+    auto& self = *static_cast<op_limits*>(arg);
+    self.ended(self, errc::cancelled);
+  }
+};
+
+}  // namespace evco::detail
