@@ -319,7 +319,7 @@ task<result<stream>> handshake(stream tcp, ssl_ptr ssl, bufferevent_ssl_state st
   EVCO_TRYV(co_await handshake_wait{*lp, bev.get(), timeout, std::move(stop)});
 
   static constexpr detail::tls_hooks hooks{&stream_error, &send_close_notify};
-  stream st = detail::attach(*lp, bev.release(), true, &hooks);
+  stream st = detail::attach(*lp, bev.release(), detail::bufferevent_transport, &hooks);
   kept.apply_to(st);  // the read limit, watermarks and idle timeouts of the TCP stream
   co_return st;
 }
@@ -335,29 +335,6 @@ SSL* ssl_of(const stream& s) noexcept {
 }
 
 }  // namespace
-
-namespace detail {
-
-void stream_settings::apply_to(stream& st) const {
-  st.set_read_limit(read_high);
-  st.set_write_watermarks(write_low, write_high);
-  st.set_timeouts(read_idle, write_idle);
-}
-
-bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) noexcept {
-  stream_state* s = st.s_;
-  if (!s || s->reader || s->writer) return nullptr;
-  st.s_ = nullptr;
-  lp = s->lp;
-  kept = {s->read_high, s->write_low, s->write_high, s->read_idle, s->write_idle};
-  bufferevent* bev = std::exchange(s->bev, nullptr);
-  bufferevent_disable(bev, EV_READ | EV_WRITE);
-  bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
-  delete s;  // its own events go; the bufferevent stays
-  return bev;
-}
-
-}  // namespace detail
 
 const std::error_category& tls_category() noexcept {
   static const category instance;

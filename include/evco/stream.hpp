@@ -51,20 +51,31 @@ result<stream> make_socket_stream(loop& lp, int fd);  // friend: marks it a plai
 // friend: tls.cpp takes the socket out of a plain stream
 bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) noexcept;
 struct tls_hooks;
+struct transport;
 // friend: the constructor
-stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads, const tls_hooks* tls = nullptr);
+stream attach(loop& lp, bufferevent* bev, const transport& io, const tls_hooks* tls = nullptr);
 
-enum class op_kind : unsigned char { read_some, read_exactly, read_until, write, drain, shutdown };
+// Which op an awaiter is: lib/stream/ keeps, for each, how it makes progress and how it is
+// interrupted.
+enum class op_kind : unsigned char {
+  read_some,         // into a span
+  read_some_string,  // appended to a string
+  read_exactly,
+  read_until,
+  write,
+  drain,
+  shutdown,
+};
 
 // Where an op is: not waiting (tried at once, or done), parked on its stream, or parked over
 // the fairness budget without having been tried (the retry after the next poll tries it).
 enum class op_state : unsigned char { idle, parked, yielding };
 
-// The one awaiter behind every stream op. It lives in the awaiting coroutine's frame, so a
-// steady-state read or write allocates nothing; the stream keeps a pointer to it while it is
-// parked, and its destructor takes it back out if the frame dies first. It is kept small (one
-// sits in the frame for every co_await on a stream): a deadline's timer and a stop token's
-// callback live in the stream, one per direction.
+// The one awaiter behind every stream op (the protocol is lib/stream/protocol.cpp). It lives in
+// the awaiting coroutine's frame, so a steady-state read or write allocates nothing; the
+// stream keeps a pointer to it while it is parked, and its destructor takes it back out if the
+// frame dies first. It is kept small (one sits in the frame for every co_await on a stream):
+// a deadline's timer and a stop token's callback live in the stream, one per direction.
 struct stream_op : waiter {
   stream_op(stream_state* st, op_kind k, std::byte* p, std::size_t n, op_options o) noexcept
       : s(st), kind(k), data(p), size(n), timeout(o.timeout), stop(std::move(o.stop)) {}
@@ -79,8 +90,6 @@ struct stream_op : waiter {
   loop* lp = nullptr;  // set while parked or queued
   op_kind kind;
   op_state state = op_state::idle;
-  bool armed = false;        // parked with the direction's timer or stop callback in use
-  bool into_string = false;  // a string_op
   std::byte* data;
   std::size_t size;
   std::size_t done = 0;  // bytes moved so far
@@ -93,9 +102,7 @@ struct stream_op : waiter {
 struct string_op : stream_op {
   string_op(stream_state* st, op_kind k, std::string* out, std::string_view d, std::size_t m,
             op_options o) noexcept
-      : stream_op(st, k, nullptr, 0, std::move(o)), line(out), delim(d), max(m) {
-    into_string = true;
-  }
+      : stream_op(st, k, nullptr, 0, std::move(o)), line(out), delim(d), max(m) {}
   std::string* line;
   std::string_view delim;
   std::size_t max;
@@ -187,7 +194,7 @@ class stream {
   /// so a reader waiting on an idle connection holds no buffer; a string reused for the next read
   /// keeps its capacity.
   detail::read_some_string_op read_some(std::string& out, std::size_t max, op_options o = {}) {
-    return {s_, detail::op_kind::read_some, &out, {}, max, std::move(o)};
+    return {s_, detail::op_kind::read_some_string, &out, {}, max, std::move(o)};
   }
 
   /// Completes when `buf` is full. If the stream ends, times out or is cancelled first, the
@@ -266,7 +273,8 @@ class stream {
   friend result<stream> detail::make_socket_stream(loop&, int);
   friend bufferevent* detail::release_bufferevent(stream&, loop*&,
                                                   detail::stream_settings&) noexcept;
-  friend stream detail::attach(loop&, bufferevent*, bool, const detail::tls_hooks*);
+  friend stream detail::attach(loop&, bufferevent*, const detail::transport&,
+                               const detail::tls_hooks*);
   detail::stream_state* s_ = nullptr;
 };
 

@@ -1,4 +1,5 @@
-// The bufferevent callbacks (TLS, pairs, queued output).
+// The bufferevent transport (TLS, pairs, user bufferevents): every byte goes through the
+// bufferevent's input and output buffers, and its callbacks wake the parked ops.
 
 #include "internal.hpp"
 
@@ -8,47 +9,60 @@ namespace {
 
 void on_read(bufferevent*, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
-  if (stream_op* op = s.reader; op && try_read(s, *op)) finish_now(s, *op);
+  if (stream_op* op = s.side[reading].op; op && type_of(op->kind).perform(s, *op)) {
+    finish_now(s, *op);
+  }
 }
 
 void on_write(bufferevent*, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
-  if (stream_op* op = s.writer; op && try_write(s, *op)) finish_now(s, *op);
+  if (stream_op* op = s.side[writing].op; op && type_of(op->kind).perform(s, *op)) {
+    finish_now(s, *op);
+  }
 }
 
+// Also the plain-socket transport's, for the errors of the writes the bufferevent does.
 void on_event(bufferevent* bev, short what, void* arg) {
   const int err = EVUTIL_SOCKET_ERROR();  // first: anything below may overwrite it
   auto& s = *static_cast<stream_state*>(arg);
-  if ((what & BEV_EVENT_EOF) && !s.read_error) s.read_error = errc::eof;
+  std::error_code& read_error = s.side[reading].error;
+  std::error_code& write_error = s.side[writing].error;
+  if ((what & BEV_EVENT_EOF) && !read_error) read_error = errc::eof;
   if (what & BEV_EVENT_ERROR) {
     const std::error_code ec =
-        s.map_error ? s.map_error(bev, err) : system_error(err != 0 ? err : EIO);
+        s.tls ? s.tls->map_error(bev, err) : system_error(err != 0 ? err : EIO);
     if (what & BEV_EVENT_READING) {
       // A failed receive (ECONNRESET) kills the socket both ways.
-      s.read_error = ec;
-      if (!s.write_error) s.write_error = ec;
-    } else if (!s.write_error) {
-      s.write_error = ec;
+      read_error = ec;
+      if (!write_error) write_error = ec;
+    } else if (!write_error) {
+      write_error = ec;
     }
   }
-  if (stream_op* op = s.reader; op && try_read(s, *op)) finish_later(s, *op);
-  if (stream_op* op = s.writer; op && try_write(s, *op)) finish_later(s, *op);
+  for (stream_op* op : {s.side[reading].op, s.side[writing].op}) {
+    if (op && type_of(op->kind).perform(s, *op)) finish_later(s, *op);
+  }
+}
+
+void reader_parked(stream_state&) noexcept {}  // the bufferevent reads all along
+
+void limit_input(stream_state& s, std::size_t high) noexcept {
+  bufferevent_setwatermark(s.bev, EV_READ, 0, high);
 }
 
 }  // namespace
 
-stream attach(loop& lp, bufferevent* bev, bool bufferevent_reads, const tls_hooks* tls) {
+const transport bufferevent_transport{false, reader_parked, limit_input};
+
+stream attach(loop& lp, bufferevent* bev, const transport& io, const tls_hooks* tls) {
   stream st;
-  st.s_ = new stream_state(lp, bev);
-  if (tls) {
-    st.s_->map_error = tls->map_error;
-    st.s_->send_close_notify = tls->send_close_notify;
-  }
+  st.s_ = new stream_state(lp, bev, io);
+  st.s_->tls = tls;
   bufferevent_setcb(bev, on_read, on_write, on_event, st.s_);
-  // A plain socket's reads are evco's own (socket_read), which keep to the read limit.
-  if (bufferevent_reads) bufferevent_setwatermark(bev, EV_READ, 0, st.s_->read_high);
+  // A plain socket's reads are its own (socket_read), which keep to the read limit.
+  if (!io.direct) io.limit_input(*st.s_, st.s_->read_high);
   bufferevent_setwatermark(bev, EV_WRITE, st.s_->write_low, 0);
-  bufferevent_enable(bev, bufferevent_reads ? EV_READ | EV_WRITE : EV_WRITE);
+  bufferevent_enable(bev, io.direct ? EV_WRITE : EV_READ | EV_WRITE);
   return st;
 }
 

@@ -30,7 +30,7 @@ void linger_read(bufferevent* bev, void* arg) {
 // Ends our direction once the output is flushed: close_notify first on TLS, then FIN.
 void linger_shut(stream_state* s) noexcept {
   if (s->write_shut) return;
-  if (s->send_close_notify && !s->send_close_notify(s->bev)) {
+  if (s->tls && !s->tls->send_close_notify(s->bev)) {
     // The socket is full: retry once it is writable (bounded by the linger timeout).
     if (!s->socket_write) {
       s->socket_write.reset(event_new(
@@ -68,16 +68,14 @@ void linger_event(bufferevent* bev, short what, void* arg) {
 }  // namespace
 
 void close_state(stream_state* s) noexcept {
-  if (stream_op* op = s->reader) {
-    op->ec = errc::closed;
+  // A read gives back what it took; a write queues its rest, which goes out with the close.
+  for (stream_op* op : {s->side[reading].op, s->side[writing].op}) {
+    if (!op) continue;
+    type_of(op->kind).interrupt(*s, *op, errc::closed);
     finish_later(*s, *op);
   }
-  if (stream_op* op = s->writer) {
-    interrupt_write(*s, *op, errc::closed);  // its queued rest goes out with the close
-    finish_later(*s, *op);
-  }
-  s->read_timer.reset();
-  s->write_timer.reset();
+  for (side_state& side : s->side)
+    side.limits.reset();
   s->socket_write.reset();
   s->retry.reset();
   s->socket_read.reset();  // the linger below reads through the bufferevent again
@@ -88,14 +86,15 @@ void close_state(stream_state* s) noexcept {
   const int fd = bufferevent_getfd(s->bev);
   int unread = 0;
   // After the peer's end every byte before it was read already: no need to ask the kernel.
-  if (fd >= 0 && s->read_error != errc::eof && ioctl(fd, FIONREAD, &unread) != 0) unread = 0;
+  if (fd >= 0 && s->side[reading].error != errc::eof && ioctl(fd, FIONREAD, &unread) != 0)
+    unread = 0;
   const bool queued = evbuffer_get_length(output(*s)) > 0;
   // Closing with unread bytes in the kernel makes it send RST, which can destroy data the
   // peer has not read yet; so does closing before the output is flushed. Only the common
   // case, nothing pending either way, closes at once.
   // TLS sends close_notify first; only a socket too full to take it makes that linger.
-  if (fd < 0 || s->write_error ||
-      (!queued && unread == 0 && (!s->send_close_notify || s->send_close_notify(s->bev)))) {
+  if (fd < 0 || s->side[writing].error ||
+      (!queued && unread == 0 && (!s->tls || s->tls->send_close_notify(s->bev)))) {
     delete s;
     return;
   }
@@ -132,7 +131,7 @@ void close_state(stream_state* s) noexcept {
   bufferevent_setcb(s->bev, linger_read, linger_write, linger_event, s);
   bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
   bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
-  if (s->read_error) s->peer_eof = true;
+  if (s->side[reading].error) s->peer_eof = true;
   evbuffer_drain(input(*s), evbuffer_get_length(input(*s)));
   bufferevent_enable(s->bev, s->peer_eof ? EV_WRITE : EV_READ | EV_WRITE);
   if (!queued) linger_shut(s);

@@ -1,8 +1,9 @@
 #pragma once
-// Private: what the files of lib/stream/ share. A stream's state is in state.hpp; its ops are
-// the awaiters of include/evco/stream.hpp, made progress on by read.cpp and write.cpp, parked
-// and finished by protocol.cpp, and woken by socket_io.cpp (plain sockets) or
-// bufferevent_io.cpp (TLS, pairs, queued output); close.cpp ends a stream.
+// Private: what the files of lib/stream/ share. A stream's state is in state.hpp. Its ops are
+// the awaiters of include/evco/stream.hpp: protocol.cpp parks and finishes them (written once
+// for all), read.cpp and write.cpp say how each makes progress and how it is interrupted, and
+// socket_io.cpp (plain sockets) or bufferevent_io.cpp (TLS, pairs, user bufferevents) wake
+// them. close.cpp ends a stream.
 
 #include <sys/socket.h>
 
@@ -15,18 +16,34 @@
 
 namespace evco::detail {
 
-inline bool is_read(op_kind k) noexcept {
-  switch (k) {
-    case op_kind::read_some:
-    case op_kind::read_exactly:
-    case op_kind::read_until:
-      return true;
-    case op_kind::write:
-    case op_kind::drain:
-    case op_kind::shutdown:
-      break;
-  }
-  return false;
+// What one kind of op does, beyond what every op does (protocol.cpp).
+struct op_type {
+  const char* name;
+  direction dir;
+  // Makes what progress it can now, without waiting; true once the op is done (successfully,
+  // or with `ec` set). Called when the op starts, and again from the loop whenever its
+  // direction may have moved.
+  bool (*perform)(stream_state& s, stream_op& op) noexcept;
+  // A deadline, stop request, close or the end of its frame ended the op while parked: sets
+  // its `ec` (when the op can still succeed, leaves it clear) and gives back what it took.
+  void (*interrupt)(stream_state& s, stream_op& op, std::error_code ec) noexcept;
+  // What the op waits on beyond its direction's callbacks (may be null). parked() may throw
+  // std::bad_alloc.
+  void (*parked)(stream_state& s, stream_op& op);
+  void (*unparked)(stream_state& s, stream_op& op) noexcept;
+};
+
+// read.cpp
+extern const op_type read_some_type, read_some_string_type, read_exactly_type, read_until_type;
+// write.cpp
+extern const op_type write_type, drain_type, shutdown_type;
+
+inline const op_type& type_of(op_kind k) noexcept {
+  static constexpr const op_type* types[] = {
+      &read_some_type, &read_some_string_type, &read_exactly_type, &read_until_type, &write_type,
+      &drain_type,     &shutdown_type,
+  };
+  return *types[static_cast<unsigned char>(k)];
 }
 
 inline string_op& as_string(stream_op& op) noexcept {
@@ -48,28 +65,30 @@ constexpr std::size_t max_single_write = 256 << 10;
 
 constexpr std::size_t inline_budget = 128 << 10;
 
+// The default interrupt: the op fails with `ec`.
+void fail(stream_state& s, stream_op& op, std::error_code ec) noexcept;
+
 // read.cpp: reading from the input buffer or straight from the socket
-void fail_read(stream_state& s, stream_op& op, std::error_code ec) noexcept;
 void note_read_end(stream_state& s, int err) noexcept;
 std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept;
-bool make_room(stream_state& s, stream_op& op) noexcept;
-void drop_room(stream_op& op) noexcept;
-bool try_read(stream_state& s, stream_op& op) noexcept;
 
-// write.cpp: writing straight to the socket or into the output buffer
+// write.cpp
 void interrupt_write(stream_state& s, stream_op& op, std::error_code ec) noexcept;
-bool wait_writable(stream_state& s) noexcept;
-bool try_write(stream_state& s, stream_op& op) noexcept;
 
 // protocol.cpp: the awaiter protocol (try now, park, deadline, stop, fairness, finish)
 void unpark(stream_state& s, stream_op& op) noexcept;
 void finish_now(stream_state& s, stream_op& op) noexcept;
 void finish_later(stream_state& s, stream_op& op) noexcept;
-void arm_timer(stream_state& s, stream_op& op, stream_state::op_timer& t, clock::time_point now);
+// Arms the limits of the op parked on `d`: `op_deadline`, its stop request, and the
+// direction's idle timeout from now. Throws std::bad_alloc when out of memory.
+void arm_limits(stream_state& s, direction d, clock::time_point op_deadline);
 
 // socket_io.cpp: plain sockets, read and written through events of their own
-void on_socket_writable(evutil_socket_t, short what, void* arg);
-void resume_reading(stream_state& s) noexcept;
+// Reads what the socket holds into the input buffer (one chunk); the bytes read.
+std::size_t fill_input(stream_state& s) noexcept;
+// Makes the parked writer wait for the socket to be writable (socket_write); false when out
+// of memory.
+bool wait_writable(stream_state& s) noexcept;
 
 // close.cpp: close, and the graceful close that lingers in the background
 void close_state(stream_state* s) noexcept;

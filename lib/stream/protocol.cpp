@@ -1,38 +1,26 @@
-// The awaiter protocol (try now, park, deadline, stop, fairness, finish).
+// The awaiter protocol, written once for every stream op: try now, park, deadline and idle
+// timeout, stop request, fairness budget, finish from the loop, unpark on frame destruction.
+// What differs between ops is their op_type (read.cpp, write.cpp).
 
 #include "internal.hpp"
 
 namespace evco::detail {
 
-namespace {
-
-bool try_complete(stream_state& s, stream_op& op) noexcept {
-  return is_read(op.kind) ? try_read(s, op) : try_write(s, op);
+void fail(stream_state&, stream_op& op, std::error_code ec) noexcept {
+  op.ec = ec;
 }
 
-}  // namespace
-
 void unpark(stream_state& s, stream_op& op) noexcept {
-  const bool reading = is_read(op.kind);
-  (reading ? s.reader : s.writer) = nullptr;
+  const op_type& type = type_of(op.kind);
+  side_state& side = s.side[type.dir];
+  side.op = nullptr;
   op.state = op_state::idle;
-  if (op.armed) {
-    stream_state::op_timer& timer = *(reading ? s.read_timer : s.write_timer);
-    timer.on_stop.reset();  // first: blocks while a stop callback runs on another thread
-    if (timer.stop_wake) event_del(timer.stop_wake.get());
-    loop_access::disarm(*s.lp, timer);
-    op.armed = false;
-  }
-  if (s.write_direct && !reading) {
+  if (side.limits) side.limits->disarm();
+  if (type.dir == writing && s.write_direct) {
     event_del(s.socket_write.get());
     s.write_direct = false;
   }
-  if (op.kind == op_kind::read_until && !s.plain_socket && s.read_high != 0 &&
-      as_string(op).max > s.read_high) {
-    bufferevent_setwatermark(s.bev, EV_READ, 0, s.read_high);
-  } else if (op.kind == op_kind::drain || op.kind == op_kind::shutdown) {
-    bufferevent_setwatermark(s.bev, EV_WRITE, s.write_low, 0);
-  }
+  if (type.unparked) type.unparked(s, op);
 }
 
 // Hot path (data callbacks): resume at once, as the callback's last action.
@@ -55,7 +43,7 @@ namespace {
 bool completes_when_tried(stream_state& s, stream_op& op) noexcept {
   if (op.state != op_state::yielding) return false;
   op.state = op_state::parked;
-  return try_complete(s, op);
+  return type_of(op.kind).perform(s, op);
 }
 
 // What a parked op has moved so far, counting bytes still in the buffers: it only grows while
@@ -63,93 +51,67 @@ bool completes_when_tried(stream_state& s, stream_op& op) noexcept {
 // bytes leave the output buffer or its own for the kernel).
 std::int64_t progress_of(stream_state& s, const stream_op& op) noexcept {
   const auto done = static_cast<std::int64_t>(op.done);
-  return is_read(op.kind) ? done + static_cast<std::int64_t>(evbuffer_get_length(input(s)))
-                          : done - static_cast<std::int64_t>(evbuffer_get_length(output(s)));
+  return type_of(op.kind).dir == reading
+             ? done + static_cast<std::int64_t>(evbuffer_get_length(input(s)))
+             : done - static_cast<std::int64_t>(evbuffer_get_length(output(s)));
 }
 
-}  // namespace
-
-// (Re)starts the parked op's timer at `now`: due at its deadline, or once the direction's
-// idle timeout passes without progress.
-void arm_timer(stream_state& s, stream_op& op, stream_state::op_timer& t, clock::time_point now) {
-  const duration idle = t.reading ? s.read_idle : s.write_idle;
+clock::time_point due(const side_state& side, clock::time_point now) noexcept {
   const auto idle_end =
-      idle > duration::zero() ? saturating_add(now, idle) : clock::time_point::max();
-  t.progress = progress_of(s, op);
-  loop_access::arm(*s.lp, t, std::min(t.op_deadline, idle_end));
+      side.idle > duration::zero() ? saturating_add(now, side.idle) : clock::time_point::max();
+  return std::min(side.limits->op_deadline, idle_end);
 }
 
-namespace {
-
-// The deadline, the idle timeout or a stop request ended the parked op.
+// The deadline, the idle timeout, a stop request or the end of the frame ended the parked op.
 void interrupt(stream_state& s, stream_op& op, std::error_code ec) noexcept {
   if (completes_when_tried(s, op)) return finish_now(s, op);
-  if (is_read(op.kind)) {
-    fail_read(s, op, ec);
-  } else {
-    interrupt_write(s, op, ec);
-  }
+  type_of(op.kind).interrupt(s, op, ec);
   finish_now(s, op);
 }
 
-void on_timer(timer_node& n) noexcept {
-  auto& t = static_cast<stream_state::op_timer&>(n);
-  stream_state& s = *t.s;
-  stream_op* op = t.reading ? s.reader : s.writer;
+void on_limit(op_limits& l, errc why) noexcept {
+  auto& limits = static_cast<side_limits&>(l);
+  stream_state& s = *limits.s;
+  stream_op* op = s.side[limits.dir].op;
   if (!op) return;
   const auto now = clock::now();
   // Before the deadline it is the idle timeout, which progress since it started restarts. It
   // comes at least `idle` after the last progress, and at most twice that.
-  if (now < t.op_deadline && progress_of(s, *op) != t.progress) {
-    arm_timer(s, *op, t, now);  // cannot throw: the queue just gave this timer's room back
+  if (why == errc::timed_out && now < limits.op_deadline &&
+      progress_of(s, *op) != limits.progress) {
+    limits.progress = progress_of(s, *op);
+    limits.move_deadline(due(s.side[limits.dir], now));  // cannot throw: see move_deadline
     return;
   }
-  interrupt(s, *op, errc::timed_out);
+  interrupt(s, *op, why);
 }
 
-void on_stop_wake(evutil_socket_t, short, void* arg) {
-  auto& t = *static_cast<stream_state::op_timer*>(arg);
-  stream_state& s = *t.s;
-  if (stream_op* op = t.reading ? s.reader : s.writer) interrupt(s, *op, errc::cancelled);
+}  // namespace
+
+side_limits::side_limits(stream_state& st, direction d) noexcept
+    : op_limits(*st.lp, &on_limit), s(&st), dir(d) {}
+
+void arm_limits(stream_state& s, direction d, clock::time_point op_deadline) {
+  side_state& side = s.side[d];
+  if (!side.limits) side.limits = std::make_unique<side_limits>(s, d);
+  side.limits->op_deadline = op_deadline;
+  side.limits->progress = progress_of(s, *side.op);
+  if (!side.limits->arm(due(side, clock::now()), side.op->stop)) throw std::bad_alloc();
 }
+
+namespace {
 
 void park(stream_state& s, stream_op& op) {
-  const bool reading = is_read(op.kind);
+  const op_type& type = type_of(op.kind);
+  side_state& side = s.side[type.dir];
   op.lp = s.lp;
   if (op.state == op_state::idle) op.state = op_state::parked;  // or still yielding
-  (reading ? s.reader : s.writer) = &op;
-  const duration idle = reading ? s.read_idle : s.write_idle;
-  if (op.timeout != duration::zero() || idle > duration::zero() || op.stop.stop_possible()) {
-    std::unique_ptr<stream_state::op_timer>& timer = reading ? s.read_timer : s.write_timer;
-    if (!timer) timer = std::make_unique<stream_state::op_timer>(&s, reading);
-    stream_state::op_timer& t = *timer;
-    if (op.stop.stop_possible() && !t.stop_wake) {
-      t.stop_wake.reset(event_new(s.lp->native_handle(), -1, 0, on_stop_wake, &t));
-      if (!t.stop_wake) throw std::bad_alloc();
-    }
-    op.armed = true;
-    t.op_deadline = deadline_after(op.timeout);
-    arm_timer(s, op, t, clock::now());
-    if (op.stop.stop_possible()) t.on_stop.emplace(op.stop, cancel_fn{t.stop_wake.get(), nullptr});
+  side.op = &op;
+  if (op.timeout != duration::zero() || side.idle > duration::zero() || op.stop.stop_possible()) {
+    arm_limits(s, type.dir, deadline_after(op.timeout));
   }
-  if (reading) {
-    if (s.socket_read) resume_reading(s);
-    // A framed read may need more than the read limit holds; it has its own maximum.
-    if (op.kind == op_kind::read_until && !s.plain_socket && s.read_high != 0 &&
-        as_string(op).max > s.read_high) {
-      bufferevent_setwatermark(s.bev, EV_READ, 0, as_string(op).max);
-    }
-  } else if (op.kind == op_kind::drain ||
-             (op.kind == op_kind::shutdown && evbuffer_get_length(output(s)) > 0)) {
-    bufferevent_setwatermark(s.bev, EV_WRITE, 0, 0);  // write callback only once empty
-  } else if (op.kind == op_kind::shutdown ||
-             (s.plain_socket && evbuffer_get_length(output(s)) == 0 &&
-              op.state != op_state::yielding)) {
-    // A direct write the kernel could not take at once (see try_write), or a close_notify.
-    // (One over the fairness budget waits for the retry, which comes after the poll's socket
-    // callbacks, so that a reader on the other end of a loopback connection goes first.)
-    if (!wait_writable(s)) throw std::bad_alloc();
-  }
+  if (type.dir == reading) s.io->reader_parked(s);
+  if (type.parked) type.parked(s, op);
 }
 
 // After the next poll, tries the ops that parked for the inline budget (see await_ready); one
@@ -160,8 +122,8 @@ void park(stream_state& s, stream_op& op) {
 // and since that may end the stream, last.
 void on_retry(evutil_socket_t, short, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
-  if (stream_op* w = s.writer; w && completes_when_tried(s, *w)) finish_later(s, *w);
-  if (stream_op* r = s.reader; r && completes_when_tried(s, *r)) finish_now(s, *r);
+  if (stream_op* w = s.side[writing].op; w && completes_when_tried(s, *w)) finish_later(s, *w);
+  if (stream_op* r = s.side[reading].op; r && completes_when_tried(s, *r)) finish_now(s, *r);
 }
 
 bool retry_after_poll(stream_state& s) noexcept {
@@ -175,16 +137,11 @@ bool retry_after_poll(stream_state& s) noexcept {
 
 }  // namespace
 
-stream_state::op_timer::op_timer(stream_state* st, bool r) noexcept : s(st), reading(r) {
-  fire = on_timer;
-}
-
 stream_op::~stream_op() {
   if (state != op_state::idle) {
     // A frame destroyed in the middle of a direct write leaves the stream untorn, and one
     // destroyed in the middle of read_exactly gives back what it took.
-    if (kind == op_kind::write) interrupt_write(*s, *this, errc::cancelled);
-    if (kind == op_kind::read_exactly) fail_read(*s, *this, errc::cancelled);
+    type_of(kind).interrupt(*s, *this, errc::cancelled);
     unpark(*s, *this);
   } else if (queued) {
     loop_access::unschedule(*lp, *this);
@@ -200,12 +157,9 @@ bool stream_op::await_ready() {
     ec = errc::closed;
     return true;
   }
-  if (kind == op_kind::read_until && as_string(*this).delim.empty()) {
-    ec = std::make_error_code(std::errc::invalid_argument);
-    return true;
-  }
-  const bool reading = is_read(kind);
-  if ((reading ? s->reader : s->writer) != nullptr) {
+  const op_type& type = type_of(kind);
+  side_state& side = s->side[type.dir];
+  if (side.op != nullptr) {
     ec = errc::busy;
     return true;
   }
@@ -215,19 +169,18 @@ bool stream_op::await_ready() {
   // Without it a sender runs megabytes ahead of its receiver, out of the CPU caches. The op
   // over the budget waits like any parked op (it holds its direction, and a close, a stop or
   // the end of its frame find it untouched) and is tried again after the next poll.
-  std::uint32_t& moved = reading ? s->inline_read : s->inline_write;
-  if (moved >= inline_budget) {
+  if (side.inline_moved >= inline_budget) {
     state = op_state::yielding;
     return false;
   }
-  if (!try_complete(*s, *this)) return false;
-  moved += static_cast<std::uint32_t>(std::min<std::size_t>(done, inline_budget));
+  if (!type.perform(*s, *this)) return false;
+  side.inline_moved += static_cast<std::uint32_t>(std::min<std::size_t>(done, inline_budget));
   return true;
 }
 
 bool stream_op::await_suspend(std::coroutine_handle<> h) {
   handle = h;
-  (is_read(kind) ? s->inline_read : s->inline_write) = 0;
+  s->side[type_of(kind).dir].inline_moved = 0;
   park(*s, *this);
   if (state == op_state::yielding && !retry_after_poll(*s) && completes_when_tried(*s, *this)) {
     unpark(*s, *this);  // out of memory for the retry event: no poll in between, then

@@ -1,38 +1,23 @@
-// Reading from the input buffer or straight from the socket.
+// The read ops: read_some (into a span or a string), read_exactly, read_until. Each takes what
+// the input buffer holds first, then (plain sockets) straight from the socket.
 
 #include "internal.hpp"
 
 namespace evco::detail {
 
-// A read that stops early gives back what read_exactly already took, so no byte is lost.
-void fail_read(stream_state& s, stream_op& op, std::error_code ec) noexcept {
-  if (op.kind == op_kind::read_exactly && op.done > 0) {
-    evbuffer_prepend(input(s), op.data, op.done);
-    op.done = 0;
-  }
-  op.ec = ec;
-}
-
 // After a recv() that returned nothing: 0 is the peer's end, an errno other than "try again"
 // a failure. The first of them sticks: a reset socket reads 0 afterwards, which is no eof.
 void note_read_end(stream_state& s, int err) noexcept {
-  if (s.read_error || err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;
-  s.read_error = err == 0 ? make_error_code(errc::eof) : system_error(err);
-  if (err != 0 && !s.write_error) s.write_error = s.read_error;
+  std::error_code& read_error = s.side[reading].error;
+  if (read_error || err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;
+  read_error = err == 0 ? make_error_code(errc::eof) : system_error(err);
+  if (err != 0 && !s.side[writing].error) s.side[writing].error = read_error;
 }
-
-namespace {
-
-bool may_read_direct(const stream_state& s) noexcept {
-  return s.plain_socket && !s.read_error;
-}
-
-}  // namespace
 
 // Plain sockets: recv() straight into the caller's buffer, skipping libevent's capped reads
 // and the copy out of the input buffer. Only called while the input buffer is empty, so the
 // byte order holds. Returns the bytes read; 0 when there were none, or when the stream
-// ended or failed (then read_error says so).
+// ended or failed (then the read side's error says so).
 std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
   if (n == 0) return 0;  // recv() of nothing returns 0, which would read as the peer's end
   const ssize_t r = ::recv(bufferevent_getfd(s.bev), p, n, MSG_DONTWAIT);
@@ -43,111 +28,157 @@ std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
     // short read instead can leave a bulk transfer stuck at one small window per loop turn
     // (bench/README.md has the figures).
     s.more_pending = static_cast<std::size_t>(r) == n || s.more_pending;
+    s.readable = s.readable && static_cast<std::size_t>(r) == n;
     return static_cast<std::size_t>(r);
   }
   s.more_pending = false;
+  s.readable = false;
   note_read_end(s, r == 0 ? 0 : errno);
   return 0;
 }
 
-// read_some into a string: makes the room for the bytes about to be read (once): what the
-// input buffer holds, or else what one socket read may bring, and at most max (which may
-// well be npos, "whatever is there"). False, with the op failed, when out of memory.
-bool make_room(stream_state& s, stream_op& op) noexcept {
-  if (!op.into_string || op.data) return true;
+namespace {
+
+// Whether a read should recv() now rather than wait: on a plain socket that has not ended,
+// when the socket just said it is readable, when the last direct read filled its buffer, or
+// when the input buffer held as much as one of libevent's capped reads brings.
+bool socket_may_hold_more(const stream_state& s, std::size_t buffered) noexcept {
+  return s.io->direct && !s.side[reading].error &&
+         (s.readable || s.more_pending || buffered >= libevent_read_cap);
+}
+
+// Moves up to `n` bytes into `p`: what the input buffer holds, then what the socket may
+// hold. `buffered` is the input buffer's length.
+std::size_t take(stream_state& s, std::byte* p, std::size_t n, std::size_t buffered) noexcept {
+  std::size_t got = 0;
+  if (buffered > 0 && n > 0) {
+    const int r = evbuffer_remove(input(s), p, std::min(buffered, n));
+    got = r > 0 ? static_cast<std::size_t>(r) : 0;
+  }
+  if (got < n && socket_may_hold_more(s, buffered)) got += read_direct(s, p + got, n - got);
+  return got;
+}
+
+// Nothing (more) to read now: the op is done only if the stream has ended or failed.
+bool read_ended(stream_state& s, stream_op& op) noexcept {
+  if (!s.side[reading].error) return false;
+  type_of(op.kind).interrupt(s, op, s.side[reading].error);
+  return true;
+}
+
+bool perform_read_some(stream_state& s, stream_op& op) noexcept {
+  if (op.size == 0) return true;  // only a zero-size read returns 0
+  op.done = take(s, op.data, op.size, evbuffer_get_length(input(s)));
+  return op.done > 0 || read_ended(s, op);
+}
+
+// Into a string: the room for the bytes (what the input buffer holds, or else what one socket
+// read may bring, and at most max, which may well be npos: "whatever is there") is made only
+// once they are there, and given back when the socket had none after all: a waiting read
+// holds no buffer.
+bool perform_read_some_string(stream_state& s, stream_op& op) noexcept {
   string_op& so = as_string(op);
-  constexpr std::size_t socket_read_room = 64 << 10;
+  if (so.max == 0) return true;
   const std::size_t buffered = evbuffer_get_length(input(s));
-  std::size_t room = buffered > 0 ? buffered : socket_read_room;
-  room = std::min({room, so.max, so.line->max_size() - so.line->size()});
+  if (buffered == 0 && !socket_may_hold_more(s, 0)) return read_ended(s, op);
+  constexpr std::size_t socket_read_room = 64 << 10;
+  const std::size_t room = std::min(
+      {buffered > 0 ? buffered : socket_read_room, so.max, so.line->max_size() - so.line->size()});
   try {
     so.base = so.line->size();
     so.line->resize(so.base + room);
   } catch (const std::exception&) {
     op.ec = std::make_error_code(std::errc::not_enough_memory);
-    return false;
+    return true;
   }
   op.data = reinterpret_cast<std::byte*>(so.line->data()) + so.base;
   op.size = room;
-  return true;
-}
-
-// ... and gives it back when the socket had nothing after all: a waiting read holds no room.
-void drop_room(stream_op& op) noexcept {
-  if (!op.into_string || !op.data || op.done > 0) return;
-  string_op& so = as_string(op);
+  op.done = take(s, op.data, op.size, buffered);
+  if (op.done > 0) return true;  // await_resume cuts the string to what was read
   so.line->resize(so.base);
   op.data = nullptr;
   op.size = 0;
+  return read_ended(s, op);
 }
 
-// Completes a read from the input buffer or the sticky read error, if it can; true if done.
-bool try_read(stream_state& s, stream_op& op) noexcept {
+bool perform_read_exactly(stream_state& s, stream_op& op) noexcept {
+  op.done += take(s, op.data + op.done, op.size - op.done, evbuffer_get_length(input(s)));
+  return op.done == op.size || read_ended(s, op);
+}
+
+// A read_exactly that stops early gives back what it took, so no byte is lost.
+void interrupt_read_exactly(stream_state& s, stream_op& op, std::error_code ec) noexcept {
+  if (op.done > 0) {
+    evbuffer_prepend(input(s), op.data, op.done);
+    op.done = 0;
+  }
+  op.ec = ec;
+}
+
+// Searches the input buffer for the delimiter, past what earlier tries searched already;
+// true once the op is done (the frame found, or the limit reached).
+bool find_frame(stream_state& s, string_op& so) noexcept {
   evbuffer* in = input(s);
   const std::size_t len = evbuffer_get_length(in);
-  switch (op.kind) {
-    case op_kind::read_some:
-      if (len > 0 || (op.into_string ? as_string(op).max : op.size) == 0) {
-        if (!make_room(s, op)) return true;
-        const int n = evbuffer_remove(in, op.data, std::min(len, op.size));
-        op.done = n > 0 ? static_cast<std::size_t>(n) : 0;
-        if (op.done < op.size && len >= libevent_read_cap && may_read_direct(s)) {
-          op.done += read_direct(s, op.data + op.done, op.size - op.done);
-        }
+  const std::size_t dlen = so.delim.size();
+  if (len >= dlen && len > so.scanned) {
+    evbuffer_ptr start;
+    evbuffer_ptr_set(in, &start, so.scanned, EVBUFFER_PTR_SET);
+    const evbuffer_ptr found = evbuffer_search(in, so.delim.data(), dlen, &start);
+    if (found.pos >= 0) {
+      const std::size_t n = static_cast<std::size_t>(found.pos) + dlen;
+      if (n > so.max) {
+        so.ec = errc::limit_exceeded;
         return true;
       }
-      if (s.more_pending && may_read_direct(s)) {
-        if (!make_room(s, op)) return true;
-        op.done = read_direct(s, op.data, op.size);
-        if (op.done > 0) return true;
-        drop_room(op);
-      }
-      break;
-    case op_kind::read_exactly:
-      if (len > 0 && op.done < op.size) {
-        const int n = evbuffer_remove(in, op.data + op.done, std::min(len, op.size - op.done));
-        if (n > 0) op.done += static_cast<std::size_t>(n);
-      }
-      if (op.done < op.size && (len >= libevent_read_cap || s.more_pending) && may_read_direct(s)) {
-        op.done += read_direct(s, op.data + op.done, op.size - op.done);
-      }
-      if (op.done == op.size) return true;
-      break;
-    case op_kind::read_until: {
-      string_op& so = as_string(op);
-      const std::size_t dlen = so.delim.size();
-      if (len >= dlen && len > so.scanned) {
-        evbuffer_ptr start;
-        evbuffer_ptr_set(in, &start, so.scanned, EVBUFFER_PTR_SET);
-        const evbuffer_ptr found = evbuffer_search(in, so.delim.data(), dlen, &start);
-        if (found.pos >= 0) {
-          const std::size_t n = static_cast<std::size_t>(found.pos) + dlen;
-          if (n > so.max) {
-            op.ec = errc::limit_exceeded;
-            return true;
-          }
-          const std::size_t old = so.line->size();
-          so.line->resize(old + n);
-          evbuffer_remove(in, so.line->data() + old, n);
-          op.done = n;
-          return true;
-        }
-        so.scanned = len - dlen + 1;
-      }
-      if (len >= so.max) {
-        op.ec = errc::limit_exceeded;
-        return true;
-      }
-      break;
+      const std::size_t old = so.line->size();
+      so.line->resize(old + n);
+      evbuffer_remove(in, so.line->data() + old, n);
+      so.done = n;
+      return true;
     }
-    default:
-      break;
+    so.scanned = len - dlen + 1;
   }
-  if (s.read_error) {
-    fail_read(s, op, s.read_error);
+  if (len >= so.max) {
+    so.ec = errc::limit_exceeded;
     return true;
   }
   return false;
 }
+
+// Frames are searched for in the input buffer, which a plain socket fills by one chunk here
+// when it may hold more.
+bool perform_read_until(stream_state& s, stream_op& op) noexcept {
+  string_op& so = as_string(op);
+  if (so.delim.empty()) {
+    op.ec = std::make_error_code(std::errc::invalid_argument);
+    return true;
+  }
+  if (find_frame(s, so)) return true;
+  if (socket_may_hold_more(s, evbuffer_get_length(input(s))) && fill_input(s) > 0 &&
+      find_frame(s, so)) {
+    return true;
+  }
+  return read_ended(s, op);
+}
+
+// A frame may need more than the read limit holds; it has its own maximum.
+void read_until_parked(stream_state& s, stream_op& op) {
+  const std::size_t max = as_string(op).max;
+  if (s.read_high != 0 && max > s.read_high) s.io->limit_input(s, max);
+}
+void read_until_unparked(stream_state& s, stream_op& op) noexcept {
+  if (s.read_high != 0 && as_string(op).max > s.read_high) s.io->limit_input(s, s.read_high);
+}
+
+}  // namespace
+
+const op_type read_some_type{"read_some", reading, perform_read_some, fail, nullptr, nullptr};
+const op_type read_some_string_type{"read_some", reading, perform_read_some_string,
+                                    fail,        nullptr, nullptr};
+const op_type read_exactly_type{"read_exactly",         reading, perform_read_exactly,
+                                interrupt_read_exactly, nullptr, nullptr};
+const op_type read_until_type{"read_until", reading,           perform_read_until,
+                              fail,         read_until_parked, read_until_unparked};
 
 }  // namespace evco::detail

@@ -1,41 +1,73 @@
 #pragma once
 // Private: what a stream owns, shared by lib/stream/, listener.cpp, connect.cpp and tls.cpp.
 
+#include <array>
 #include <cstdint>
+#include <memory>
 #include <system_error>
 
 #include "../libevent.hpp"
+#include "../op_limits.hpp"
 #include "evco/loop.hpp"
 #include "evco/stream.hpp"
 
 namespace evco::detail {
 
+struct stream_state;
+struct tls_hooks;
+
+// A stream's two directions, each with at most one parked op.
+enum direction : unsigned char { reading, writing };
+
+// How a stream's bytes reach its socket, chosen once when the stream is made (see
+// socket_io.cpp and bufferevent_io.cpp).
+struct transport {
+  // Plain sockets: reads and writes may recv()/send() straight between the socket and the
+  // caller's buffer. Otherwise (TLS, pairs, a user's bufferevent) every byte goes through the
+  // bufferevent's input and output buffers.
+  bool direct;
+  // A reader parked: make sure the socket is being read.
+  void (*reader_parked)(stream_state& s) noexcept;
+  // Read ahead into the input buffer up to `high` bytes (zero: no limit).
+  void (*limit_input)(stream_state& s, std::size_t high) noexcept;
+};
+
+extern const transport socket_transport;       // socket_io.cpp
+extern const transport bufferevent_transport;  // bufferevent_io.cpp
+
+// One direction's limits: its parked op's deadline, idle timeout and stop request (made on
+// first use). One timer on the loop's queue, due at the earlier of the deadline and the idle
+// timeout.
+struct side_limits : op_limits {
+  side_limits(stream_state& st, direction d) noexcept;
+  stream_state* s;
+  direction dir;
+  clock::time_point op_deadline = clock::time_point::max();
+  // What the op had moved (see progress_of in protocol.cpp) when its idle timer last started:
+  // a timer that finds more has seen progress and starts again.
+  std::int64_t progress = 0;
+};
+
+struct side_state {
+  stream_op* op = nullptr;  // the parked op
+  // Sticky: once the peer ended the stream or the socket failed, every later op sees it.
+  std::error_code error;
+  std::unique_ptr<side_limits> limits;
+  duration idle{};  // the idle timeout (zero: none): parked this long without progress fails
+  // Bytes moved by ops that completed without suspending, since the direction last waited
+  // (the fairness budget: see stream_op::await_ready).
+  std::uint32_t inline_moved = 0;
+};
+
 struct stream_state {
-  stream_state(loop& l, bufferevent* b) noexcept : lp(&l), bev(b) {}
+  stream_state(loop& l, bufferevent* b, const transport& t) noexcept : lp(&l), bev(b), io(&t) {}
   ~stream_state();
 
   loop* lp;
   bufferevent* bev;
-  stream_op* reader = nullptr;
-  stream_op* writer = nullptr;
-  // Sticky: once the peer ended the stream or the socket failed, every later op sees it.
-  std::error_code read_error;
-  std::error_code write_error;
-  // Per direction, made on first use: the parked op's time limits, one timer on the loop's
-  // queue due at the earlier of its deadline and its idle timeout, and its stop-token wake-up.
-  struct op_timer : timer_node {
-    op_timer(stream_state* st, bool r) noexcept;
-    stream_state* s;
-    bool reading;
-    clock::time_point op_deadline = clock::time_point::max();
-    // What the op had moved (see progress_of in stream.cpp) when its idle timer last started:
-    // a timer that finds more has seen progress and starts again.
-    std::int64_t progress = 0;
-    event_ptr stop_wake;  // made once a stop token needs it
-    std::optional<std::stop_callback<cancel_fn>> on_stop;
-  };
-  std::unique_ptr<op_timer> read_timer;
-  std::unique_ptr<op_timer> write_timer;
+  const transport* io;
+  const tls_hooks* tls = nullptr;  // null for streams other than TLS
+  std::array<side_state, 2> side;  // indexed by direction
   std::size_t read_high = 1 << 20;
   std::size_t write_low = 256 << 10;
   std::size_t write_high = 1 << 20;
@@ -43,23 +75,14 @@ struct stream_state {
   // reads (which ioctl(FIONREAD) before every readv and cap each at 4096 bytes); the
   // bufferevent keeps the input and output buffers and does the writing.
   event_ptr socket_read;
-  // Plain sockets: a write that finds the output buffer empty sends straight from the
-  // caller's buffer and, when the kernel takes only part, waits on this event (made on first
-  // use) to send the rest from there too: no copy into the output buffer (see try_write).
+  // A write that finds the output buffer empty sends straight from the caller's buffer and,
+  // when the kernel takes only part, waits on this event (made on first use) to send the rest
+  // from there too: no copy into the output buffer (see perform_write). TLS waits on it too,
+  // to retry a close_notify.
   event_ptr socket_write;
   // Tries the ops that parked for the fairness budget again after the next poll (made on
   // first use; see stream_op::await_ready).
   event_ptr retry;
-  // The idle timeouts (zero: none): an op parked this long without progress times out.
-  duration read_idle{};
-  duration write_idle{};
-  // Bytes moved by ops that completed without suspending, since the direction last waited
-  // (see stream_op::await_ready).
-  std::uint32_t inline_read = 0;
-  std::uint32_t inline_write = 0;
-  // TLS (from tls.cpp, through attach; null for other streams).
-  std::error_code (*map_error)(bufferevent* bev, int socket_errno) noexcept = nullptr;
-  bool (*send_close_notify)(bufferevent* bev) noexcept = nullptr;
   // Graceful close in the background (see stream::close): owned by the loop meanwhile, and
   // bounded by a timer. Made only when a close has to linger.
   struct linger_state : owned, timer_node {
@@ -67,12 +90,11 @@ struct stream_state {
     std::size_t queued = 0;  // output still queued when the timer was last armed
   };
   std::unique_ptr<linger_state> lingering;
-  // A plain socket bufferevent: write() may send() directly while nothing is queued, and
-  // reads may recv() straight into the caller's buffer (see read_direct in stream.cpp).
-  bool plain_socket = false;
   // The socket probably holds more: a direct read filled its buffer, and none has found the
   // socket empty since. Only then is a read tried without waiting.
   bool more_pending = false;
+  // Inside the socket's read callback: it said there are bytes (or an end) to read.
+  bool readable = false;
   bool read_paused = false;   // socket_read removed: at the read limit, or at the end
   bool write_direct = false;  // the parked writer waits on socket_write
   bool write_shut = false;

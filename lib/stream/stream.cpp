@@ -18,7 +18,7 @@ stream stream::from_bufferevent(loop& lp, bufferevent* bev) {
   if (!bev) throw std::invalid_argument("evco::stream::from_bufferevent: null bufferevent");
   // The time limits are evco's own: libevent's would disable a direction nobody re-enables.
   bufferevent_set_timeouts(bev, nullptr, nullptr);
-  return detail::attach(lp, bev, true);
+  return detail::attach(lp, bev, detail::bufferevent_transport);
 }
 
 result<stream> stream::from_socket(loop& lp, int fd) {
@@ -40,28 +40,21 @@ void stream::close() noexcept {
 
 void stream::set_timeouts(duration read, duration write) {
   if (!s_) return;
-  s_->read_idle = std::max(read, duration::zero());
-  s_->write_idle = std::max(write, duration::zero());
+  s_->side[detail::reading].idle = std::max(read, duration::zero());
+  s_->side[detail::writing].idle = std::max(write, duration::zero());
   // An op parked now runs on the new timeouts, from now.
-  const auto now = clock::now();
-  for (detail::stream_op* op : {s_->reader, s_->writer}) {
-    if (!op) continue;
-    auto& timer = detail::is_read(op->kind) ? s_->read_timer : s_->write_timer;
-    if (!timer)
-      timer = std::make_unique<detail::stream_state::op_timer>(s_, detail::is_read(op->kind));
-    if (!op->armed) timer->op_deadline = clock::time_point::max();
-    op->armed = true;
-    detail::arm_timer(*s_, *op, *timer, now);
+  for (const detail::direction d : {detail::reading, detail::writing}) {
+    const detail::side_state& side = s_->side[d];
+    if (!side.op) continue;
+    const bool limited = side.limits && side.limits->active;
+    detail::arm_limits(*s_, d, limited ? side.limits->op_deadline : clock::time_point::max());
   }
 }
 
 void stream::set_read_limit(std::size_t high) {
   if (!s_) return;
   s_->read_high = high;
-  if (!s_->plain_socket) bufferevent_setwatermark(s_->bev, EV_READ, 0, high);
-  if (high == 0 || evbuffer_get_length(bufferevent_get_input(s_->bev)) < high) {
-    detail::resume_reading(*s_);
-  }
+  s_->io->limit_input(*s_, high);
 }
 
 void stream::set_write_watermarks(std::size_t low, std::size_t high) {
@@ -102,5 +95,28 @@ result<endpoint> stream::remote_endpoint() const {
 bufferevent* stream::native_handle() const noexcept {
   return s_ ? s_->bev : nullptr;
 }
+
+namespace detail {
+
+void stream_settings::apply_to(stream& st) const {
+  st.set_read_limit(read_high);
+  st.set_write_watermarks(write_low, write_high);
+  st.set_timeouts(read_idle, write_idle);
+}
+
+bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) noexcept {
+  stream_state* s = st.s_;
+  if (!s || s->side[reading].op || s->side[writing].op) return nullptr;
+  st.s_ = nullptr;
+  lp = s->lp;
+  kept = {s->read_high, s->write_low, s->write_high, s->side[reading].idle, s->side[writing].idle};
+  bufferevent* bev = std::exchange(s->bev, nullptr);
+  bufferevent_disable(bev, EV_READ | EV_WRITE);
+  bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
+  delete s;  // its own events go; the bufferevent stays
+  return bev;
+}
+
+}  // namespace detail
 
 }  // namespace evco
