@@ -56,10 +56,10 @@ std::int64_t progress_of(stream_state& s, const stream_op& op) noexcept {
              : done - static_cast<std::int64_t>(evbuffer_get_length(output(s)));
 }
 
-clock::time_point due(const side_state& side, clock::time_point now) noexcept {
+clock::time_point due(const side_limits& l, clock::time_point now) noexcept {
   const auto idle_end =
-      side.idle > duration::zero() ? saturating_add(now, side.idle) : clock::time_point::max();
-  return std::min(side.limits->op_deadline, idle_end);
+      l.idle > duration::zero() ? saturating_add(now, l.idle) : clock::time_point::max();
+  return std::min(l.op_deadline, idle_end);
 }
 
 // The deadline, the idle timeout, a stop request or the end of the frame ended the parked op.
@@ -80,7 +80,7 @@ void on_limit(op_limits& l, errc why) noexcept {
   if (why == errc::timed_out && now < limits.op_deadline &&
       progress_of(s, *op) != limits.progress) {
     limits.progress = progress_of(s, *op);
-    limits.move_deadline(due(s.side[limits.dir], now));  // cannot throw: see move_deadline
+    limits.move_deadline(due(limits, now));  // cannot throw: see move_deadline
     return;
   }
   interrupt(s, *op, why);
@@ -96,7 +96,7 @@ void arm_limits(stream_state& s, direction d, clock::time_point op_deadline) {
   if (!side.limits) side.limits = std::make_unique<side_limits>(s, d);
   side.limits->op_deadline = op_deadline;
   side.limits->progress = progress_of(s, *side.op);
-  if (!side.limits->arm(due(side, clock::now()), side.op->stop)) throw std::bad_alloc();
+  if (!side.limits->arm(due(*side.limits, clock::now()), side.op->stop)) throw std::bad_alloc();
 }
 
 namespace {
@@ -107,7 +107,8 @@ void park(stream_state& s, stream_op& op) {
   op.lp = s.lp;
   if (op.state == op_state::idle) op.state = op_state::parked;  // or still yielding
   side.op = &op;
-  if (op.timeout != duration::zero() || side.idle > duration::zero() || op.stop.stop_possible()) {
+  if (op.timeout != duration::zero() || op.stop.stop_possible() ||
+      (side.limits && side.limits->idle > duration::zero())) {
     arm_limits(s, type.dir, deadline_after(op.timeout));
   }
   if (type.dir == reading) s.io->reader_parked(s);

@@ -35,13 +35,14 @@ struct transport {
 extern const transport socket_transport;       // socket_io.cpp
 extern const transport bufferevent_transport;  // bufferevent_io.cpp
 
-// One direction's limits: its parked op's deadline, idle timeout and stop request (made on
-// first use). One timer on the loop's queue, due at the earlier of the deadline and the idle
-// timeout.
+// One direction's limits: the idle timeout, and its parked op's deadline and stop request
+// (made on first use: by a limited op, or by set_timeouts). One timer on the loop's queue, due
+// at the earlier of the deadline and the idle timeout.
 struct side_limits : op_limits {
   side_limits(stream_state& st, direction d) noexcept;
   stream_state* s;
   direction dir;
+  duration idle{};  // zero: none; else an op parked this long without progress fails
   clock::time_point op_deadline = clock::time_point::max();
   // What the op had moved (see progress_of in protocol.cpp) when its idle timer last started:
   // a timer that finds more has seen progress and starts again.
@@ -53,7 +54,6 @@ struct side_state {
   // Sticky: once the peer ended the stream or the socket failed, every later op sees it.
   std::error_code error;
   std::unique_ptr<side_limits> limits;
-  duration idle{};  // the idle timeout (zero: none): parked this long without progress fails
   // Bytes moved by ops that completed without suspending, since the direction last waited
   // (the fairness budget: see stream_op::await_ready).
   std::uint32_t inline_moved = 0;

@@ -40,11 +40,13 @@ void stream::close() noexcept {
 
 void stream::set_timeouts(duration read, duration write) {
   if (!s_) return;
-  s_->side[detail::reading].idle = std::max(read, duration::zero());
-  s_->side[detail::writing].idle = std::max(write, duration::zero());
-  // An op parked now runs on the new timeouts, from now.
+  const duration idle[] = {std::max(read, duration::zero()), std::max(write, duration::zero())};
   for (const detail::direction d : {detail::reading, detail::writing}) {
-    const detail::side_state& side = s_->side[d];
+    detail::side_state& side = s_->side[d];
+    if (!side.limits && idle[d] == duration::zero()) continue;
+    if (!side.limits) side.limits = std::make_unique<detail::side_limits>(*s_, d);
+    side.limits->idle = idle[d];
+    // An op parked now runs on the new timeouts, from now.
     if (!side.op) continue;
     const bool limited = side.limits && side.limits->active;
     detail::arm_limits(*s_, d, limited ? side.limits->op_deadline : clock::time_point::max());
@@ -104,12 +106,19 @@ void stream_settings::apply_to(stream& st) const {
   st.set_timeouts(read_idle, write_idle);
 }
 
+namespace {
+duration idle_of(const side_state& side) noexcept {
+  return side.limits ? side.limits->idle : duration::zero();
+}
+}  // namespace
+
 bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) noexcept {
   stream_state* s = st.s_;
   if (!s || s->side[reading].op || s->side[writing].op) return nullptr;
   st.s_ = nullptr;
   lp = s->lp;
-  kept = {s->read_high, s->write_low, s->write_high, s->side[reading].idle, s->side[writing].idle};
+  kept = {s->read_high, s->write_low, s->write_high, idle_of(s->side[reading]),
+          idle_of(s->side[writing])};
   bufferevent* bev = std::exchange(s->bev, nullptr);
   bufferevent_disable(bev, EV_READ | EV_WRITE);
   bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
