@@ -56,7 +56,7 @@ task<void> times_out(loop& lp) {
 }
 
 TEST_SUITE("connect") {
-  TEST_CASE("a connect that never completes times out within its budget") {
+  TEST_CASE("a connect that never completes times out and leaves no socket behind") {
     evco::test::run_on_loop(times_out);
   }
 }

@@ -851,7 +851,7 @@ task<void> every_address_fails(loop& lp) {
 }
 
 TEST_SUITE("dns") {
-  TEST_CASE("when every address fails, the last error is returned and the report lists each") {
+  TEST_CASE("when every address is refused, the connect is refused and the report lists each") {
     evco::test::run_on_loop(every_address_fails);
   }
 }

@@ -47,6 +47,7 @@ task<void> sleep_long(loop& lp, counted c) {
   (void)c;
 }
 
+// One trip through the loop (a zero-length sleep): what was spawned before it gets to run.
 task<void> yield_once(loop& lp) {
   (void)co_await evco::sleep_for(lp, 0ms);
 }

@@ -284,7 +284,7 @@ task<void> second_reader_is_busy(loop& lp) {
 }
 
 TEST_SUITE("stream") {
-  TEST_CASE("ops on a closed or empty stream fail with closed, a second reader with busy") {
+  TEST_CASE("a read on an empty stream fails with closed, a second reader with busy") {
     loop lp;
     stream empty;
     std::string buf(4, '\0');
@@ -710,7 +710,8 @@ TEST_SUITE("stream") {
 }
 
 // A write interrupted after part of it went leaves the rest queued; the next write waits at
-// the (low) watermark, and once the queue drains it goes on straight to the socket.
+// the (low) watermark, and once the queue drains it goes on straight to the socket. Only the
+// outcome is checked: the peer gets both writes, whole and in order.
 task<void> write_after_queued_rest(loop& lp) {
   auto p = co_await evco::test::connected_pair(lp);
   p.server.set_write_watermarks(16 << 10, 64 << 10);
@@ -734,7 +735,7 @@ task<void> write_after_queued_rest(loop& lp) {
 }
 
 TEST_SUITE("stream") {
-  TEST_CASE("a write after an interrupted one waits for the queue, then goes on directly") {
+  TEST_CASE("a write after an interrupted one waits for its queued rest: both arrive in order") {
     evco::test::run_on_loop(write_after_queued_rest);
   }
 }

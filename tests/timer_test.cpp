@@ -137,7 +137,7 @@ TEST_SUITE("timer") {
         completes_without_suspending(lp, evco::sleep_until(lp, evco::clock::time_point::min()))));
   }
 
-  TEST_CASE("sleep_until a past deadline completes at once") {
+  TEST_CASE("sleep_until a past deadline completes successfully") {
     loop lp;
     CHECK(lp.run(evco::sleep_until(lp, evco::clock::now() - 1s)));
   }

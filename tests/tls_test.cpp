@@ -509,8 +509,8 @@ task<void> stop_after(loop& lp, std::stop_source* src, evco::duration d) {
   src->request_stop();
 }
 
-// Idle timeouts, the read limit and the write watermarks set on the TCP stream hold for the
-// TLS stream that replaces it.
+// The idle timeouts set on the TCP stream hold for the TLS stream that replaces it. (tls.cpp
+// carries the read limit and the write watermarks over too; only the timeouts are checked.)
 task<void> settings_survive_the_handshake(loop& lp) {
   const auto server = server_ctx("good");
   const auto client = client_ctx();
@@ -574,7 +574,7 @@ task<void> client_hello_already_buffered(loop& lp) {
   co_await client_done;
   REQUIRE(c);
   REQUIRE_MESSAGE(*c, error_of(*c));
-  tls_pair p{std::move(*c).value(), std::move(s).value()};  // not inline: see op_options
+  tls_pair p{std::move(*c).value(), std::move(s).value()};  // not in the co_await: see op_options
   co_await echo_and_close(std::move(p));
 }
 
