@@ -21,7 +21,12 @@ using namespace std::chrono_literals;
 using evco::loop;
 using evco::task;
 
+// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("alloc_failure") opens a
+// namespace, so it is repeated around each group of cases: the blocks make one suite.
+
 namespace {
+
+// ---- allocators that fail on request --------------------------------------------------------
 
 // Counts libevent's allocations down; the one that reaches zero fails (only that one).
 std::atomic<long> countdown{-1};
@@ -74,6 +79,30 @@ struct injection {
   ~injection() { countdown.store(-1, std::memory_order_relaxed); }
 };
 
+// ---- a loop's construction ------------------------------------------------------------------
+
+TEST_SUITE("alloc_failure") {
+  TEST_CASE("a libevent allocation failing while a loop is made throws system_error") {
+    REQUIRE(installed);
+    { loop warm_up; }  // libevent's one-time allocations (threading) are done
+    int failures = 0;
+    for (long k = 1; k < 200; ++k) {
+      CAPTURE(k);
+      injection inject(k);
+      try {
+        loop lp;
+        if (inject.unused()) break;  // every allocation of a loop was tried
+      } catch (const std::system_error& e) {
+        ++failures;
+        CHECK(e.code() == std::errc::not_enough_memory);
+      }
+    }
+    CHECK(failures > 0);
+  }
+}
+
+// ---- a connect/accept/echo cycle ------------------------------------------------------------
+
 struct outcome {
   bool completed = false;  // the echo went through
   std::error_code error;   // or why not
@@ -97,6 +126,46 @@ task<void> echo_cycle(loop& lp, outcome* out) {
   if (buf != "ping") co_return fail(std::make_error_code(std::errc::protocol_error));
   out->completed = true;
 }
+
+TEST_SUITE("alloc_failure") {
+  TEST_CASE("a libevent allocation failing anywhere in a connect/accept/echo cycle is a value") {
+    REQUIRE(installed);
+    int failed = 0;
+    long k = 1;
+    for (; k < 400; ++k) {
+      CAPTURE(k);
+      loop lp;
+      outcome out;
+      bool unused = false;
+      {
+        injection inject(k);
+        try {
+          lp.run(echo_cycle(lp, &out));
+        } catch (const std::bad_alloc&) {
+          out.error = std::make_error_code(std::errc::not_enough_memory);
+        }
+        unused = inject.unused();
+      }
+      if (unused) {
+        CHECK(out.completed);
+        break;
+      }
+      // A cycle that hit the failure either got through (the failure was somewhere it could
+      // be retried or did not matter) or says why not; a timeout would mean a lost wake-up.
+      if (!out.completed) {
+        ++failed;
+        CHECK_MESSAGE(out.error != std::errc::timed_out, out.error);
+        CHECK(out.error);
+      }
+    }
+    MESSAGE("failed one by one the " << k - 1 << " allocations of a cycle; " << failed
+                                     << " cycles ended in an error");
+    CHECK(k < 400);
+    CHECK(failed > 0);
+  }
+}
+
+// ---- a TLS cycle ----------------------------------------------------------------------------
 
 struct tls_outcome {
   bool completed = false;
@@ -149,63 +218,7 @@ task<void> tls_cycle(loop& lp, tls_outcome* client, tls_outcome* server) {
   co_await server_done;
 }
 
-}  // namespace
-
 TEST_SUITE("alloc_failure") {
-  TEST_CASE("a libevent allocation failing while a loop is made throws system_error") {
-    REQUIRE(installed);
-    { loop warm_up; }  // libevent's one-time allocations (threading) are done
-    int failures = 0;
-    for (long k = 1; k < 200; ++k) {
-      CAPTURE(k);
-      injection inject(k);
-      try {
-        loop lp;
-        if (inject.unused()) break;  // every allocation of a loop was tried
-      } catch (const std::system_error& e) {
-        ++failures;
-        CHECK(e.code() == std::errc::not_enough_memory);
-      }
-    }
-    CHECK(failures > 0);
-  }
-
-  TEST_CASE("a libevent allocation failing anywhere in a connect/accept/echo cycle is a value") {
-    REQUIRE(installed);
-    int failed = 0;
-    long k = 1;
-    for (; k < 400; ++k) {
-      CAPTURE(k);
-      loop lp;
-      outcome out;
-      bool unused = false;
-      {
-        injection inject(k);
-        try {
-          lp.run(echo_cycle(lp, &out));
-        } catch (const std::bad_alloc&) {
-          out.error = std::make_error_code(std::errc::not_enough_memory);
-        }
-        unused = inject.unused();
-      }
-      if (unused) {
-        CHECK(out.completed);
-        break;
-      }
-      // A cycle that hit the failure either got through (the failure was somewhere it could
-      // be retried or did not matter) or says why not; a timeout would mean a lost wake-up.
-      if (!out.completed) {
-        ++failed;
-        CHECK_MESSAGE(out.error != std::errc::timed_out, out.error);
-        CHECK(out.error);
-      }
-    }
-    MESSAGE("failed one by one the " << k - 1 << " allocations of a cycle; " << failed
-                                     << " cycles ended in an error");
-    CHECK(k < 400);
-    CHECK(failed > 0);
-  }
-
   TEST_CASE("an OpenSSL allocation failing in a TLS cycle is an error value on either end") {
     REQUIRE(installed);
     (void)evco::test::certs();  // made before anything fails
@@ -240,3 +253,5 @@ TEST_SUITE("alloc_failure") {
     CHECK(failed > 0);
   }
 }
+
+}  // namespace

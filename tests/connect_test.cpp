@@ -19,10 +19,15 @@ using evco::stream;
 using evco::task;
 using evco::test::error_of;
 
+// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("connect") opens a
+// namespace, so it is repeated around each group of cases: the blocks make one suite.
+
 namespace {
 
 using evco::test::bound_port;
 using evco::test::full_backlog;
+
+// ---- connects that fail ---------------------------------------------------------------------
 
 task<void> refused(loop& lp) {
   bound_port port;
@@ -30,6 +35,12 @@ task<void> refused(loop& lp) {
   auto c = co_await evco::connect(lp, port.ep);
   REQUIRE_FALSE(c);
   CHECK(c.error() == std::errc::connection_refused);
+}
+
+TEST_SUITE("connect") {
+  TEST_CASE("connecting to a bound port that does not listen is refused") {
+    evco::test::run_on_loop(refused);
+  }
 }
 
 task<void> times_out(loop& lp) {
@@ -44,6 +55,12 @@ task<void> times_out(loop& lp) {
   CHECK(evco::test::open_fds() == fds);  // the attempt's socket is gone: no late success
 }
 
+TEST_SUITE("connect") {
+  TEST_CASE("a connect that never completes times out and leaves no socket behind") {
+    evco::test::run_on_loop(times_out);
+  }
+}
+
 // A connect budget armed after long work inside a callback still lasts its whole duration.
 task<void> times_out_after_busy(loop& lp) {
   full_backlog fb;
@@ -56,6 +73,12 @@ task<void> times_out_after_busy(loop& lp) {
   REQUIRE_FALSE(c);
   CHECK(c.error() == errc::connect_timed_out);
   CHECK(took >= 50ms);
+}
+
+TEST_SUITE("connect") {
+  TEST_CASE("a connect budget armed after long work inside a callback never ends early") {
+    evco::test::run_on_loop(times_out_after_busy);
+  }
 }
 
 task<void> cancelled_connect(loop& lp) {
@@ -74,6 +97,14 @@ task<void> cancelled_connect(loop& lp) {
   REQUIRE_FALSE(c);
   CHECK(c.error() == std::errc::operation_canceled);
 }
+
+TEST_SUITE("connect") {
+  TEST_CASE("a stop request cancels a pending connect") {
+    evco::test::run_on_loop(cancelled_connect);
+  }
+}
+
+// ---- many cycles ----------------------------------------------------------------------------
 
 task<result<void>> echo_once(stream s) {
   std::string buf(64, '\0');
@@ -136,25 +167,7 @@ task<void> cycles(loop& lp, int n, cycle_counts* counts) {
   CHECK(served == counts->normal);
 }
 
-}  // namespace
-
 TEST_SUITE("connect") {
-  TEST_CASE("connecting to a bound port that does not listen is refused") {
-    evco::test::run_on_loop(refused);
-  }
-
-  TEST_CASE("a connect that never completes times out within its budget") {
-    evco::test::run_on_loop(times_out);
-  }
-
-  TEST_CASE("a connect budget armed after long work inside a callback never ends early") {
-    evco::test::run_on_loop(times_out_after_busy);
-  }
-
-  TEST_CASE("a stop request cancels a pending connect") {
-    evco::test::run_on_loop(cancelled_connect);
-  }
-
   TEST_CASE("10,000 connect/echo/close cycles leave the fd count where it started") {
     const auto before = evco::test::open_fds();
     cycle_counts counts;
@@ -169,3 +182,5 @@ TEST_SUITE("connect") {
     CHECK(evco::test::open_fds() == before);
   }
 }
+
+}  // namespace

@@ -36,6 +36,9 @@ using evco::stream;
 using evco::task;
 using evco::test::error_of;
 
+// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("dns") opens a
+// namespace, so it is repeated around each group of cases: the blocks make one suite.
+
 namespace {
 
 // A one-shot flag a test coroutine can await. set() resumes the waiter from the loop's ready
@@ -199,40 +202,10 @@ struct silent_server {
   loop_signal got_query;
 };
 
-bool ipv6_loopback_available() {
-  const int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
-  if (fd < 0) return false;
-  const auto ep = endpoint::v6_loopback();
-  const bool ok = ::bind(fd, ep.data(), ep.size()) == 0;
-  ::close(fd);
-  return ok;
-}
-
 using evco::test::bound_port;
 using evco::test::full_backlog;
 
-// The same port on two addresses: a hanging one (full backlog) and a real listener.
-struct hang_and_listen {
-  full_backlog hang;
-  listener live;
-  std::uint16_t port = 0;
-
-  static task<bool> make(loop& lp, hang_and_listen* self, endpoint hang_at, endpoint live_at) {
-    for (int tries = 0; tries < 20; ++tries) {
-      self->hang = {};
-      auto filled = co_await full_backlog::fill(lp, &self->hang, hang_at);
-      REQUIRE_MESSAGE(filled, error_of(filled));
-      self->port = self->hang.l.local_endpoint().value().port();
-      live_at.set_port(self->port);
-      auto l = listener::bind(lp, live_at, {.v6_only = true});
-      if (l) {
-        self->live = std::move(l).value();
-        co_return true;
-      }
-    }
-    co_return false;
-  }
-};
+// ---- resolving a name -----------------------------------------------------------------------
 
 task<void> resolves_both_families(loop& lp) {
   dns_server server(lp);
@@ -265,6 +238,14 @@ task<void> resolves_both_families(loop& lp) {
   CHECK(std::all_of(r4.value().begin(), r4.value().end(), [](auto& e) { return e.is_v4(); }));
 }
 
+TEST_SUITE("dns") {
+  TEST_CASE("a name with A and AAAA records resolves to both families, IPv6 first for connects") {
+    evco::test::run_on_loop(resolves_both_families);
+  }
+}
+
+// ---- lookups that fail ----------------------------------------------------------------------
+
 // resolve() and a hostname connect both fail with `expected`, in the resolve phase.
 task<connect_report> fails_to_resolve(loop& lp, std::string name, dns_errc expected) {
   auto r = co_await evco::resolve(lp, name, 80);
@@ -282,6 +263,21 @@ task<connect_report> fails_to_resolve(loop& lp, std::string name, dns_errc expec
   co_return report;
 }
 
+task<void> no_such_host(loop& lp) {
+  dns_server server(lp);
+  server.use(lp);
+  const auto report = co_await fails_to_resolve(lp, "nowhere.test", dns_errc::no_such_host);
+  CHECK(make_error_code(dns_errc::no_such_host).message() == "no such host");
+  CHECK(report.attempts.empty());
+  CHECK(report.to_string() == "resolve: dns: no such host");
+}
+
+TEST_SUITE("dns") {
+  TEST_CASE("a name that does not exist fails in the resolve phase with 'no such host'") {
+    evco::test::run_on_loop(no_such_host);
+  }
+}
+
 // A nameserver that answers SERVFAIL or REFUSED: a server failure (without waiting for a
 // timeout, though that is not asserted here).
 task<void> failing_nameserver(loop& lp, int rcode) {
@@ -291,88 +287,37 @@ task<void> failing_nameserver(loop& lp, int rcode) {
   (void)co_await fails_to_resolve(lp, "broken.test", dns_errc::server_failure);
 }
 
-// `name` has 127.0.0.1 and ::1, but its AAAA queries are never answered.
-void lose_aaaa(loop& lp, dns_server& server, const std::string& name) {
-  server.names[name] = {{v4("127.0.0.1")}, {v6("::1")}};
-  server.no_aaaa_answer.insert(name);
-  server.use(lp);
-}
-
-// RFC 8305 section 3: the A answer starts connecting after the resolution delay, without
-// waiting for an AAAA answer that never comes (libevent's getaddrinfo would wait 3 s for it).
-task<void> a_answer_does_not_wait_for_aaaa(loop& lp) {
-  auto l = listener::bind(lp, endpoint::v4_loopback());
-  REQUIRE(l);
-  const std::uint16_t port = l.value().local_endpoint().value().port();
-  dns_server server(lp);
-  lose_aaaa(lp, server, "slow6.test");
-  connect_report report;
-  connect_options o;
-  o.resolution_delay = 20ms;
-  o.total_timeout = 2s;
-  o.report = &report;
-  auto c = co_await evco::connect(lp, "slow6.test", port, o);
-  REQUIRE_MESSAGE(c, error_of(c));
-  CHECK(c.value().remote_endpoint().value().is_v4());
-  CHECK(report.failed == connect_phase::none);
-  REQUIRE(report.attempts.size() == 1);
-  CHECK(report.attempts[0].address == endpoint::parse("127.0.0.1", port).value());
-}
-
-// The IPv4 attempt fails while the AAAA answer is still out: the connect reports that
-// failure, whether the total budget or the lookup's own ends the wait for the AAAA answer.
-task<void> refused_while_aaaa_is_out(loop& lp, bool total_budget) {
-  bound_port refused;
-  REQUIRE(refused.bind(endpoint::v4_loopback()));
-  dns_server server(lp);
-  lose_aaaa(lp, server, "half.test");
-  connect_report report;
-  connect_options o;
-  o.resolution_delay = 10ms;
-  if (total_budget) o.total_timeout = 300ms;
-  o.report = &report;
-  auto c = co_await evco::connect(lp, "half.test", refused.ep.port(), o);
-  REQUIRE_FALSE(c);
-  CHECK(c.error() == std::errc::connection_refused);
-  CHECK(report.failed == connect_phase::connect);
-  REQUIRE(report.attempts.size() == 1);
-  CHECK(report.attempts[0].error == std::errc::connection_refused);
-  // The report says what each lookup did.
-  REQUIRE(report.lookups.size() == 2);
-  const auto& aaaa = report.lookups[0];
-  const auto& a = report.lookups[1];
-  CHECK(aaaa.family == AF_INET6);
-  CHECK(a.family == AF_INET);
-  CHECK(a.outcome == connect_report::lookup::state::answered);
-  CHECK(a.addresses == 1);
-  CHECK(a.after >= 0ms);
-  if (total_budget) {
-    CHECK(aaaa.outcome == connect_report::lookup::state::pending);
-    CHECK(report.to_string().find("AAAA: still out") != std::string::npos);
-  } else {
-    CHECK(aaaa.outcome == connect_report::lookup::state::failed);
-    CHECK(aaaa.error == dns_errc::timed_out);
-    CHECK(aaaa.after >= 200ms);  // the lookup's budget, never early
+TEST_SUITE("dns") {
+  TEST_CASE("a nameserver answering SERVFAIL or REFUSED fails the lookup with server_failure") {
+    loop lp({.dns_timeout = 2s, .dns_attempts = 1});
+    SUBCASE("SERVFAIL") {
+      lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
+    }
+    SUBCASE("REFUSED") {
+      lp.run(failing_nameserver(lp, DNS_ERR_REFUSED));
+    }
   }
-  CHECK(report.to_string().find("A: 1 address after") != std::string::npos);
-}
 
-// A total budget shorter than the resolution delay: the A answer's address is still tried
-// (the delay takes at most half of what is left) instead of the budget running out first.
-task<void> short_total_budget_tries_the_address(loop& lp) {
-  auto l = listener::bind(lp, endpoint::v4_loopback());
-  REQUIRE(l);
-  const std::uint16_t port = l.value().local_endpoint().value().port();
-  dns_server server(lp);
-  lose_aaaa(lp, server, "short.test");
-  connect_report report;
-  connect_options o;
-  o.resolution_delay = 500ms;
-  o.total_timeout = 300ms;
-  o.report = &report;
-  auto c = co_await evco::connect(lp, "short.test", port, o);
-  REQUIRE_MESSAGE(c, report.to_string());
-  CHECK(c.value().remote_endpoint().value().is_v4());
+  TEST_CASE("a failing nameserver prints nothing to stderr; a log handler hears about it") {
+    std::string printed;
+    std::vector<std::string> heard;
+    {
+      evco::test::stderr_capture err;
+      loop lp({.dns_timeout = 2s, .dns_attempts = 1});
+      lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
+      printed = err.text();
+    }
+    CHECK(printed.empty());
+    {
+      loop lp({.dns_timeout = 2s, .dns_attempts = 1});
+      evco::set_log_handler([&](evco::log_level, std::string_view m) { heard.emplace_back(m); });
+      lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
+      evco::set_log_handler({});
+    }
+    CHECK(std::any_of(heard.begin(), heard.end(), [](const std::string& m) {
+      return m.find("has failed") != std::string::npos;
+    }));
+  }
 }
 
 // Names DNS cannot hold fail before any query is sent.
@@ -398,14 +343,41 @@ task<void> malformed_names(loop& lp) {
   CHECK(server.queries == 0);
 }
 
-task<void> no_such_host(loop& lp) {
-  dns_server server(lp);
-  server.use(lp);
-  const auto report = co_await fails_to_resolve(lp, "nowhere.test", dns_errc::no_such_host);
-  CHECK(make_error_code(dns_errc::no_such_host).message() == "no such host");
-  CHECK(report.attempts.empty());
-  CHECK(report.to_string() == "resolve: dns: no such host");
+TEST_SUITE("dns") {
+  TEST_CASE("a name DNS cannot hold, or a bad family, fails with invalid_argument unasked") {
+    evco::test::run_on_loop(malformed_names);
+  }
 }
+
+// ---- resolver settings ----------------------------------------------------------------------
+
+TEST_SUITE("dns") {
+  TEST_CASE("set_nameservers rejects port 0 and unspecified addresses, and takes a duplicate") {
+    loop lp;
+    const endpoint good = endpoint::parse("127.0.0.1:53").value();
+    const endpoint twice[] = {good, good};
+    CHECK(lp.set_nameservers(twice));
+    for (const char* bad : {"127.0.0.1:0", "0.0.0.0:53", "[::]:53"}) {
+      CAPTURE(bad);
+      const endpoint one = endpoint::parse(bad).value();
+      CHECK(error_of(lp.set_nameservers(std::span(&one, 1))) == std::errc::invalid_argument);
+    }
+  }
+
+  TEST_CASE("resolver options out of range are kept in range, not overflowed") {
+    loop lp({.dns_timeout = evco::duration::max(), .dns_attempts = INT_MAX});
+    silent_server server(lp);
+    server.use(lp);
+    evco::resolve_options o;
+    o.timeout = 50ms;
+    const auto start = evco::clock::now();
+    auto r = lp.run(evco::resolve(lp, "quiet.test", 80, o));
+    CHECK(error_of(r) == dns_errc::timed_out);
+    CHECK(evco::clock::now() - start >= 50ms);  // its own budget, not an overflowed one
+  }
+}
+
+// ---- nameservers that never answer ----------------------------------------------------------
 
 task<void> silent_nameserver(loop& lp) {
   silent_server server(lp);
@@ -436,6 +408,12 @@ task<void> silent_nameserver(loop& lp) {
   CHECK(t.error() == dns_errc::timed_out);
 }
 
+TEST_SUITE("dns") {
+  TEST_CASE("a nameserver that never answers makes the lookup time out in the resolve phase") {
+    evco::test::run_on_loop(silent_nameserver);
+  }
+}
+
 // Without a budget of its own, a lookup is bounded by the resolver's limit, and the silence
 // is still reported as a timeout rather than as libevent's catch-all server failure.
 task<void> silent_nameserver_default_budget(loop& lp) {
@@ -446,6 +424,15 @@ task<void> silent_nameserver_default_budget(loop& lp) {
   CHECK(r.error() == dns_errc::timed_out);
   CHECK(server.queries >= 2);  // sent again after dns_timeout
 }
+
+TEST_SUITE("dns") {
+  TEST_CASE("without a budget of its own a lookup times out after the resolver's attempts") {
+    loop lp({.dns_timeout = 30ms, .dns_attempts = 2});
+    lp.run(silent_nameserver_default_budget(lp));
+  }
+}
+
+// ---- many lookups, and lookups the loop outlives --------------------------------------------
 
 struct many_counts {
   int done = 0, ok = 0, cancelled = 0, wrong = 0;
@@ -494,6 +481,20 @@ task<void> many_lookups(loop& lp, many_counts* counts) {
   co_await all;
 }
 
+TEST_SUITE("dns") {
+  TEST_CASE("1,000 lookups with half cancelled all complete; the cancelled ones say so") {
+    many_counts counts;
+    {
+      loop lp;
+      lp.run(many_lookups(lp, &counts));
+    }
+    CHECK(counts.done == 1000);
+    CHECK(counts.ok == 500);
+    CHECK(counts.cancelled == 500);
+    CHECK(counts.wrong == 0);
+  }
+}
+
 task<void> loop_destroyed_with_lookups(loop& lp, silent_server* server) {
   for (int i = 0; i < 100; ++i) {
     lp.spawn(
@@ -505,6 +506,22 @@ task<void> loop_destroyed_with_lookups(loop& lp, silent_server* server) {
   }
   co_await server->got_query;
 }
+
+TEST_SUITE("dns") {
+  TEST_CASE("destroying the loop with lookups pending cancels them without a leak") {
+    const auto before = evco::test::open_fds();
+    {
+      loop lp;
+      auto server = std::make_unique<silent_server>(lp);
+      server->use(lp);
+      lp.run(loop_destroyed_with_lookups(lp, server.get()));
+      server.reset();
+    }
+    CHECK(evco::test::open_fds() == before);
+  }
+}
+
+// ---- names DNS is never asked about ---------------------------------------------------------
 
 bool hosts_has_localhost() {
   std::ifstream in("/etc/hosts");
@@ -529,6 +546,17 @@ task<void> localhost_from_hosts(loop& lp) {
   CHECK(server.queries == 0);
 }
 
+TEST_SUITE("dns") {
+  TEST_CASE("localhost resolves from /etc/hosts without a query") {
+    if (!hosts_has_localhost()) {
+      MESSAGE("/etc/hosts has no 127.0.0.1 localhost line; skipped");
+      return;
+    }
+    loop lp;
+    lp.run(localhost_from_hosts(lp));
+  }
+}
+
 task<void> numeric_hosts(loop& lp) {
   dns_server server(lp);
   server.use(lp);
@@ -551,6 +579,159 @@ task<void> numeric_hosts(loop& lp) {
   CHECK(c.value().remote_endpoint().value() == endpoint::v4_loopback(port));
   CHECK(server.queries == 0);
 }
+
+TEST_SUITE("dns") {
+  TEST_CASE("numeric host strings skip DNS for resolve and connect") {
+    evco::test::run_on_loop(numeric_hosts);
+  }
+}
+
+// ---- A and AAAA answers in a hostname connect -----------------------------------------------
+
+// `name` has 127.0.0.1 and ::1, but its AAAA queries are never answered.
+void lose_aaaa(loop& lp, dns_server& server, const std::string& name) {
+  server.names[name] = {{v4("127.0.0.1")}, {v6("::1")}};
+  server.no_aaaa_answer.insert(name);
+  server.use(lp);
+}
+
+// RFC 8305 section 3: the A answer starts connecting after the resolution delay, without
+// waiting for an AAAA answer that never comes (libevent's getaddrinfo would wait 3 s for it).
+task<void> a_answer_does_not_wait_for_aaaa(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  const std::uint16_t port = l.value().local_endpoint().value().port();
+  dns_server server(lp);
+  lose_aaaa(lp, server, "slow6.test");
+  connect_report report;
+  connect_options o;
+  o.resolution_delay = 20ms;
+  o.total_timeout = 2s;
+  o.report = &report;
+  auto c = co_await evco::connect(lp, "slow6.test", port, o);
+  REQUIRE_MESSAGE(c, error_of(c));
+  CHECK(c.value().remote_endpoint().value().is_v4());
+  CHECK(report.failed == connect_phase::none);
+  REQUIRE(report.attempts.size() == 1);
+  CHECK(report.attempts[0].address == endpoint::parse("127.0.0.1", port).value());
+}
+
+TEST_SUITE("dns") {
+  TEST_CASE("an A answer starts connecting without waiting for an AAAA answer that never comes") {
+    loop lp({.dns_timeout = 10s, .dns_attempts = 1});
+    lp.run(a_answer_does_not_wait_for_aaaa(lp));
+  }
+}
+
+// The IPv4 attempt fails while the AAAA answer is still out: the connect reports that
+// failure, whether the total budget or the lookup's own ends the wait for the AAAA answer.
+task<void> refused_while_aaaa_is_out(loop& lp, bool total_budget) {
+  bound_port refused;
+  REQUIRE(refused.bind(endpoint::v4_loopback()));
+  dns_server server(lp);
+  lose_aaaa(lp, server, "half.test");
+  connect_report report;
+  connect_options o;
+  o.resolution_delay = 10ms;
+  if (total_budget) o.total_timeout = 300ms;
+  o.report = &report;
+  auto c = co_await evco::connect(lp, "half.test", refused.ep.port(), o);
+  REQUIRE_FALSE(c);
+  CHECK(c.error() == std::errc::connection_refused);
+  CHECK(report.failed == connect_phase::connect);
+  REQUIRE(report.attempts.size() == 1);
+  CHECK(report.attempts[0].error == std::errc::connection_refused);
+  // The report says what each lookup did.
+  REQUIRE(report.lookups.size() == 2);
+  const auto& aaaa = report.lookups[0];
+  const auto& a = report.lookups[1];
+  CHECK(aaaa.family == AF_INET6);
+  CHECK(a.family == AF_INET);
+  CHECK(a.outcome == connect_report::lookup::state::answered);
+  CHECK(a.addresses == 1);
+  CHECK(a.after >= 0ms);
+  if (total_budget) {
+    CHECK(aaaa.outcome == connect_report::lookup::state::pending);
+    CHECK(report.to_string().find("AAAA: still out") != std::string::npos);
+  } else {
+    CHECK(aaaa.outcome == connect_report::lookup::state::failed);
+    CHECK(aaaa.error == dns_errc::timed_out);
+    CHECK(aaaa.after >= 200ms);  // the lookup's budget, never early
+  }
+  CHECK(report.to_string().find("A: 1 address after") != std::string::npos);
+}
+
+TEST_SUITE("dns") {
+  TEST_CASE("an IPv4 attempt refused while the AAAA answer is out reports the refusal") {
+    SUBCASE("the total budget ends the wait") {
+      loop lp({.dns_timeout = 10s, .dns_attempts = 1});
+      lp.run(refused_while_aaaa_is_out(lp, true));
+    }
+    SUBCASE("the lookup's own budget ends the wait") {
+      loop lp({.dns_timeout = 200ms, .dns_attempts = 1});
+      lp.run(refused_while_aaaa_is_out(lp, false));
+    }
+  }
+}
+
+// A total budget shorter than the resolution delay: the A answer's address is still tried
+// (the delay takes at most half of what is left) instead of the budget running out first.
+task<void> short_total_budget_tries_the_address(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  const std::uint16_t port = l.value().local_endpoint().value().port();
+  dns_server server(lp);
+  lose_aaaa(lp, server, "short.test");
+  connect_report report;
+  connect_options o;
+  o.resolution_delay = 500ms;
+  o.total_timeout = 300ms;
+  o.report = &report;
+  auto c = co_await evco::connect(lp, "short.test", port, o);
+  REQUIRE_MESSAGE(c, report.to_string());
+  CHECK(c.value().remote_endpoint().value().is_v4());
+}
+
+TEST_SUITE("dns") {
+  TEST_CASE("a total budget shorter than the resolution delay still tries the address it has") {
+    loop lp({.dns_timeout = 10s, .dns_attempts = 1});
+    lp.run(short_total_budget_tries_the_address(lp));
+  }
+}
+
+// ---- Happy Eyeballs -------------------------------------------------------------------------
+
+bool ipv6_loopback_available() {
+  const int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  const auto ep = endpoint::v6_loopback();
+  const bool ok = ::bind(fd, ep.data(), ep.size()) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// The same port on two addresses: a hanging one (full backlog) and a real listener.
+struct hang_and_listen {
+  full_backlog hang;
+  listener live;
+  std::uint16_t port = 0;
+
+  static task<bool> make(loop& lp, hang_and_listen* self, endpoint hang_at, endpoint live_at) {
+    for (int tries = 0; tries < 20; ++tries) {
+      self->hang = {};
+      auto filled = co_await full_backlog::fill(lp, &self->hang, hang_at);
+      REQUIRE_MESSAGE(filled, error_of(filled));
+      self->port = self->hang.l.local_endpoint().value().port();
+      live_at.set_port(self->port);
+      auto l = listener::bind(lp, live_at, {.v6_only = true});
+      if (l) {
+        self->live = std::move(l).value();
+        co_return true;
+      }
+    }
+    co_return false;
+  }
+};
 
 // Happy Eyeballs over `hang_at` (tried first) and `live_at`, the same port on both.
 task<void> happy_eyeballs(loop& lp, endpoint hang_at, endpoint live_at, const char* name,
@@ -594,6 +775,32 @@ task<void> happy_eyeballs(loop& lp, endpoint hang_at, endpoint live_at, const ch
   CHECK(accepted.value().remote_endpoint().value() == c.value().local_endpoint().value());
 }
 
+TEST_SUITE("dns") {
+  TEST_CASE("Happy Eyeballs connects over IPv4 when the IPv6 address hangs") {
+    if (!ipv6_loopback_available()) {
+      MESSAGE("no IPv6 loopback; skipped");
+      return;
+    }
+    loop lp;
+    lp.run(happy_eyeballs(lp, endpoint::v6_loopback(), endpoint::v4_loopback(), "he6.test", true));
+  }
+
+  TEST_CASE("Happy Eyeballs connects over IPv6 when the IPv4 address hangs") {
+    if (!ipv6_loopback_available()) {
+      MESSAGE("no IPv6 loopback; skipped");
+      return;
+    }
+    loop lp;
+    lp.run(happy_eyeballs(lp, endpoint::v4_loopback(), endpoint::v6_loopback(), "he4.test", false));
+  }
+
+  TEST_CASE("Happy Eyeballs moves past a hanging IPv4 address to the next one after the delay") {
+    loop lp;
+    lp.run(happy_eyeballs(lp, endpoint::v4_loopback(), endpoint::parse("127.0.0.2", 0).value(),
+                          "two-a.test", true));
+  }
+}
+
 task<void> next_at_once_on_failure(loop& lp) {
   // 127.0.0.2:P refuses (nothing there), 127.0.0.1:P listens.
   auto l = listener::bind(lp, endpoint::v4_loopback());
@@ -613,6 +820,12 @@ task<void> next_at_once_on_failure(loop& lp) {
   REQUIRE(report.attempts.size() == 2);
   CHECK(report.attempts[0].error == std::errc::connection_refused);
   CHECK_FALSE(report.attempts[1].error);
+}
+
+TEST_SUITE("dns") {
+  TEST_CASE("an attempt that fails starts the next address at once, without the delay") {
+    evco::test::run_on_loop(next_at_once_on_failure);
+  }
 }
 
 task<void> every_address_fails(loop& lp) {
@@ -636,6 +849,14 @@ task<void> every_address_fails(loop& lp) {
   CHECK(text.find("127.0.0.2:" + std::to_string(port) + ": ") != std::string::npos);
   CHECK(text.find("127.0.0.3:" + std::to_string(port) + ": ") != std::string::npos);
 }
+
+TEST_SUITE("dns") {
+  TEST_CASE("when every address is refused, the connect is refused and the report lists each") {
+    evco::test::run_on_loop(every_address_fails);
+  }
+}
+
+// ---- budgets, cancellation and destruction of a hostname connect ----------------------------
 
 task<void> total_budget_while_connecting(loop& lp) {
   full_backlog hang;
@@ -669,6 +890,12 @@ task<void> total_budget_while_connecting(loop& lp) {
   CHECK(s.error() == errc::cancelled);
 }
 
+TEST_SUITE("dns") {
+  TEST_CASE("the total budget and a stop request end a hostname connect whose address hangs") {
+    evco::test::run_on_loop(total_budget_while_connecting);
+  }
+}
+
 // The connect's frame is destroyed mid-race while the loop keeps running: its attempts are
 // cancelled and finish on their own, touching only the state they share with it.
 task<void> frame_destroyed_mid_race(loop& lp) {
@@ -691,180 +918,10 @@ task<void> frame_destroyed_mid_race(loop& lp) {
   CHECK(evco::test::open_fds() == fds);
 }
 
-}  // namespace
-
 TEST_SUITE("dns") {
-  TEST_CASE("a name with A and AAAA records resolves to both families, IPv6 first for connects") {
-    evco::test::run_on_loop(resolves_both_families);
-  }
-
-  TEST_CASE("a name that does not exist fails in the resolve phase with 'no such host'") {
-    evco::test::run_on_loop(no_such_host);
-  }
-
-  TEST_CASE("a nameserver answering SERVFAIL or REFUSED fails the lookup with server_failure") {
-    loop lp({.dns_timeout = 2s, .dns_attempts = 1});
-    SUBCASE("SERVFAIL") {
-      lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
-    }
-    SUBCASE("REFUSED") {
-      lp.run(failing_nameserver(lp, DNS_ERR_REFUSED));
-    }
-  }
-
-  TEST_CASE("a failing nameserver prints nothing to stderr; a log handler hears about it") {
-    std::string printed;
-    std::vector<std::string> heard;
-    {
-      evco::test::stderr_capture err;
-      loop lp({.dns_timeout = 2s, .dns_attempts = 1});
-      lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
-      printed = err.text();
-    }
-    CHECK(printed.empty());
-    {
-      loop lp({.dns_timeout = 2s, .dns_attempts = 1});
-      evco::set_log_handler([&](evco::log_level, std::string_view m) { heard.emplace_back(m); });
-      lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
-      evco::set_log_handler({});
-    }
-    CHECK(std::any_of(heard.begin(), heard.end(), [](const std::string& m) {
-      return m.find("has failed") != std::string::npos;
-    }));
-  }
-
-  TEST_CASE("an A answer starts connecting without waiting for an AAAA answer that never comes") {
-    loop lp({.dns_timeout = 10s, .dns_attempts = 1});
-    lp.run(a_answer_does_not_wait_for_aaaa(lp));
-  }
-
-  TEST_CASE("an IPv4 attempt refused while the AAAA answer is out reports the refusal") {
-    SUBCASE("the total budget ends the wait") {
-      loop lp({.dns_timeout = 10s, .dns_attempts = 1});
-      lp.run(refused_while_aaaa_is_out(lp, true));
-    }
-    SUBCASE("the lookup's own budget ends the wait") {
-      loop lp({.dns_timeout = 200ms, .dns_attempts = 1});
-      lp.run(refused_while_aaaa_is_out(lp, false));
-    }
-  }
-
-  TEST_CASE("a total budget shorter than the resolution delay still tries the address it has") {
-    loop lp({.dns_timeout = 10s, .dns_attempts = 1});
-    lp.run(short_total_budget_tries_the_address(lp));
-  }
-
-  TEST_CASE("a name DNS cannot hold, or a bad family, fails with invalid_argument unasked") {
-    evco::test::run_on_loop(malformed_names);
-  }
-
-  TEST_CASE("set_nameservers rejects port 0 and unspecified addresses, and takes a duplicate") {
-    loop lp;
-    const endpoint good = endpoint::parse("127.0.0.1:53").value();
-    const endpoint twice[] = {good, good};
-    CHECK(lp.set_nameservers(twice));
-    for (const char* bad : {"127.0.0.1:0", "0.0.0.0:53", "[::]:53"}) {
-      CAPTURE(bad);
-      const endpoint one = endpoint::parse(bad).value();
-      CHECK(error_of(lp.set_nameservers(std::span(&one, 1))) == std::errc::invalid_argument);
-    }
-  }
-
-  TEST_CASE("resolver options out of range are kept in range, not overflowed") {
-    loop lp({.dns_timeout = evco::duration::max(), .dns_attempts = INT_MAX});
-    silent_server server(lp);
-    server.use(lp);
-    evco::resolve_options o;
-    o.timeout = 50ms;
-    const auto start = evco::clock::now();
-    auto r = lp.run(evco::resolve(lp, "quiet.test", 80, o));
-    CHECK(error_of(r) == dns_errc::timed_out);
-    CHECK(evco::clock::now() - start >= 50ms);  // its own budget, not an overflowed one
-  }
-
-  TEST_CASE("a nameserver that never answers makes the lookup time out in the resolve phase") {
-    evco::test::run_on_loop(silent_nameserver);
-  }
-
-  TEST_CASE("without a budget of its own a lookup times out after the resolver's attempts") {
-    loop lp({.dns_timeout = 30ms, .dns_attempts = 2});
-    lp.run(silent_nameserver_default_budget(lp));
-  }
-
-  TEST_CASE("1,000 lookups with half cancelled all complete; the cancelled ones say so") {
-    many_counts counts;
-    {
-      loop lp;
-      lp.run(many_lookups(lp, &counts));
-    }
-    CHECK(counts.done == 1000);
-    CHECK(counts.ok == 500);
-    CHECK(counts.cancelled == 500);
-    CHECK(counts.wrong == 0);
-  }
-
-  TEST_CASE("destroying the loop with lookups pending cancels them without a leak") {
-    const auto before = evco::test::open_fds();
-    {
-      loop lp;
-      auto server = std::make_unique<silent_server>(lp);
-      server->use(lp);
-      lp.run(loop_destroyed_with_lookups(lp, server.get()));
-      server.reset();
-    }
-    CHECK(evco::test::open_fds() == before);
-  }
-
-  TEST_CASE("localhost resolves from /etc/hosts without a query") {
-    if (!hosts_has_localhost()) {
-      MESSAGE("/etc/hosts has no 127.0.0.1 localhost line; skipped");
-      return;
-    }
-    loop lp;
-    lp.run(localhost_from_hosts(lp));
-  }
-
-  TEST_CASE("numeric host strings skip DNS for resolve and connect") {
-    evco::test::run_on_loop(numeric_hosts);
-  }
-
-  TEST_CASE("Happy Eyeballs connects over IPv4 when the IPv6 address hangs") {
-    if (!ipv6_loopback_available()) {
-      MESSAGE("no IPv6 loopback; skipped");
-      return;
-    }
-    loop lp;
-    lp.run(happy_eyeballs(lp, endpoint::v6_loopback(), endpoint::v4_loopback(), "he6.test", true));
-  }
-
-  TEST_CASE("Happy Eyeballs connects over IPv6 when the IPv4 address hangs") {
-    if (!ipv6_loopback_available()) {
-      MESSAGE("no IPv6 loopback; skipped");
-      return;
-    }
-    loop lp;
-    lp.run(happy_eyeballs(lp, endpoint::v4_loopback(), endpoint::v6_loopback(), "he4.test", false));
-  }
-
-  TEST_CASE("Happy Eyeballs moves past a hanging IPv4 address to the next one after the delay") {
-    loop lp;
-    lp.run(happy_eyeballs(lp, endpoint::v4_loopback(), endpoint::parse("127.0.0.2", 0).value(),
-                          "two-a.test", true));
-  }
-
-  TEST_CASE("an attempt that fails starts the next address at once, without the delay") {
-    evco::test::run_on_loop(next_at_once_on_failure);
-  }
-
-  TEST_CASE("when every address fails, the last error is returned and the report lists each") {
-    evco::test::run_on_loop(every_address_fails);
-  }
-
-  TEST_CASE("the total budget and a stop request end a hostname connect whose address hangs") {
-    evco::test::run_on_loop(total_budget_while_connecting);
-  }
-
   TEST_CASE("destroying a hostname connect mid-race cancels its attempts and leaks no fd") {
     evco::test::run_on_loop(frame_destroyed_mid_race);
   }
 }
+
+}  // namespace

@@ -22,7 +22,12 @@ using evco::result;
 using evco::task;
 using evco::test::error_of;
 
+// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("listener") opens a
+// namespace, so it is repeated around each group of cases: the blocks make one suite.
+
 namespace {
+
+// ---- accept ---------------------------------------------------------------------------------
 
 task<void> accept_and_talk(loop& lp) {
   auto l = listener::bind(lp, endpoint::v4_loopback());
@@ -47,6 +52,33 @@ task<void> accept_and_talk(loop& lp) {
   CHECK(buf == "hi");
 }
 
+TEST_SUITE("listener") {
+  TEST_CASE("accept returns a connected stream") {
+    evco::test::run_on_loop(accept_and_talk);
+  }
+}
+
+task<void> ipv6_loopback(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v6_loopback());
+  if (!l) {
+    MESSAGE("no IPv6 loopback here: ", l.error());
+    co_return;
+  }
+  auto c = co_await evco::connect(lp, l.value().local_endpoint().value());
+  REQUIRE(c);
+  auto s = co_await l.value().accept();
+  REQUIRE(s);
+  CHECK(s.value().remote_endpoint().value().is_v6());
+}
+
+TEST_SUITE("listener") {
+  TEST_CASE("listeners and connects work over IPv6 loopback") {
+    evco::test::run_on_loop(ipv6_loopback);
+  }
+}
+
+// ---- timeouts and cancellation --------------------------------------------------------------
+
 task<void> cancel_accept(loop& lp) {
   auto l = listener::bind(lp, endpoint::v4_loopback());
   REQUIRE(l);
@@ -64,6 +96,12 @@ task<void> cancel_accept(loop& lp) {
   CHECK_MESSAGE(s2, error_of(s2));
 }
 
+TEST_SUITE("listener") {
+  TEST_CASE("a stop request cancels a pending accept from the loop; the listener stays usable") {
+    evco::test::run_on_loop(cancel_accept);
+  }
+}
+
 task<void> accept_timeout(loop& lp) {
   auto l = listener::bind(lp, endpoint::v4_loopback());
   REQUIRE(l);
@@ -71,6 +109,33 @@ task<void> accept_timeout(loop& lp) {
   REQUIRE_FALSE(s);
   CHECK(s.error() == std::errc::timed_out);
 }
+
+TEST_SUITE("listener") {
+  TEST_CASE("accept with a timeout and no client reports timed_out") {
+    evco::test::run_on_loop(accept_timeout);
+  }
+}
+
+// An accept deadline armed after long work inside a callback still lasts its whole duration.
+task<void> accept_deadline_after_busy(loop& lp) {
+  auto l = listener::bind(lp, endpoint::v4_loopback());
+  REQUIRE(l);
+  evco::test::busy_for(100ms);
+  const auto start = evco::clock::now();
+  auto s = co_await l.value().accept(50ms);
+  const auto took = evco::clock::now() - start;
+  REQUIRE_FALSE(s);
+  CHECK(s.error() == errc::timed_out);
+  CHECK(took >= 50ms);
+}
+
+TEST_SUITE("listener") {
+  TEST_CASE("an accept deadline armed after long work inside a callback never ends early") {
+    evco::test::run_on_loop(accept_deadline_after_busy);
+  }
+}
+
+// ---- close ----------------------------------------------------------------------------------
 
 task<result<evco::stream>> accept_on(listener* l) {
   co_return co_await l->accept();
@@ -93,6 +158,39 @@ task<void> close_while_accepting(loop& lp) {
   auto again = co_await l.value().accept();
   REQUIRE_FALSE(again);
   CHECK(again.error() == errc::closed);
+}
+
+TEST_SUITE("listener") {
+  TEST_CASE("closing a listener resumes its pending accept with closed") {
+    evco::test::run_on_loop(close_while_accepting);
+  }
+}
+
+// ---- bind options and errors ----------------------------------------------------------------
+
+TEST_SUITE("listener") {
+  TEST_CASE("a negative backlog is invalid_argument") {
+    loop lp;
+    auto l = listener::bind(lp, endpoint::v4_loopback(), {.backlog = -1});
+    CHECK(error_of(l) == std::errc::invalid_argument);
+  }
+}
+
+task<void> reuse_port(loop& lp) {
+  auto a = listener::bind(lp, endpoint::v4_loopback(), {.reuse_port = true});
+  REQUIRE(a);
+  auto b = listener::bind(lp, a.value().local_endpoint().value(), {.reuse_port = true});
+  REQUIRE_MESSAGE(b, error_of(b));
+  auto c = listener::bind(lp, a.value().local_endpoint().value());
+  REQUIRE_FALSE(c);
+  CHECK(c.error() == std::errc::address_in_use);
+  co_return;
+}
+
+TEST_SUITE("listener") {
+  TEST_CASE("SO_REUSEPORT lets two listeners share a port, and without it bind fails") {
+    evco::test::run_on_loop(reuse_port);
+  }
 }
 
 task<void> out_of_fds(loop& lp) {
@@ -118,75 +216,10 @@ task<void> out_of_fds(loop& lp) {
   CHECK(buf == "ok");
 }
 
-// An accept deadline armed after long work inside a callback still lasts its whole duration.
-task<void> accept_deadline_after_busy(loop& lp) {
-  auto l = listener::bind(lp, endpoint::v4_loopback());
-  REQUIRE(l);
-  evco::test::busy_for(100ms);
-  const auto start = evco::clock::now();
-  auto s = co_await l.value().accept(50ms);
-  const auto took = evco::clock::now() - start;
-  REQUIRE_FALSE(s);
-  CHECK(s.error() == errc::timed_out);
-  CHECK(took >= 50ms);
-}
-
-task<void> reuse_port(loop& lp) {
-  auto a = listener::bind(lp, endpoint::v4_loopback(), {.reuse_port = true});
-  REQUIRE(a);
-  auto b = listener::bind(lp, a.value().local_endpoint().value(), {.reuse_port = true});
-  REQUIRE_MESSAGE(b, error_of(b));
-  auto c = listener::bind(lp, a.value().local_endpoint().value());
-  REQUIRE_FALSE(c);
-  CHECK(c.error() == std::errc::address_in_use);
-  co_return;
-}
-
-task<void> ipv6_loopback(loop& lp) {
-  auto l = listener::bind(lp, endpoint::v6_loopback());
-  if (!l) {
-    MESSAGE("no IPv6 loopback here: ", l.error());
-    co_return;
-  }
-  auto c = co_await evco::connect(lp, l.value().local_endpoint().value());
-  REQUIRE(c);
-  auto s = co_await l.value().accept();
-  REQUIRE(s);
-  CHECK(s.value().remote_endpoint().value().is_v6());
-}
-
-}  // namespace
-
 TEST_SUITE("listener") {
-  TEST_CASE("accept returns a connected stream") {
-    evco::test::run_on_loop(accept_and_talk);
-  }
-  TEST_CASE("a stop request cancels a pending accept from the loop; the listener stays usable") {
-    evco::test::run_on_loop(cancel_accept);
-  }
-  TEST_CASE("accept with a timeout and no client reports timed_out") {
-    evco::test::run_on_loop(accept_timeout);
-  }
-  TEST_CASE("an accept deadline armed after long work inside a callback never ends early") {
-    evco::test::run_on_loop(accept_deadline_after_busy);
-  }
-
-  TEST_CASE("a negative backlog is invalid_argument") {
-    loop lp;
-    auto l = listener::bind(lp, endpoint::v4_loopback(), {.backlog = -1});
-    CHECK(error_of(l) == std::errc::invalid_argument);
-  }
-
-  TEST_CASE("closing a listener resumes its pending accept with closed") {
-    evco::test::run_on_loop(close_while_accepting);
-  }
   TEST_CASE("out of file descriptors, accept reports EMFILE and later accepts the connection") {
     evco::test::run_on_loop(out_of_fds);
   }
-  TEST_CASE("SO_REUSEPORT lets two listeners share a port, and without it bind fails") {
-    evco::test::run_on_loop(reuse_port);
-  }
-  TEST_CASE("listeners and connects work over IPv6 loopback") {
-    evco::test::run_on_loop(ipv6_loopback);
-  }
 }
+
+}  // namespace

@@ -10,7 +10,12 @@
 
 using evco::task;
 
+// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("task") opens a
+// namespace, so it is repeated around each group of cases: the blocks make one suite.
+
 namespace {
+
+// ---- awaiting -------------------------------------------------------------------------------
 
 task<int> one() {
   co_return 1;
@@ -23,13 +28,43 @@ task<long> sum(int n) {
   co_return s;
 }
 
-task<void> nothing() {
-  co_return;
+TEST_SUITE("task") {
+  TEST_CASE("a million awaits of tasks that finish synchronously do not grow the stack") {
+    evco::loop lp;
+    CHECK(lp.run(sum(1'000'000)) == 1'000'000);
+  }
 }
 
 task<int> nested(int depth) {
   if (depth == 0) co_return 0;
   co_return 1 + co_await nested(depth - 1);
+}
+
+TEST_SUITE("task") {
+  TEST_CASE("a chain of nested awaits returns every level's value") {
+    evco::loop lp;
+    CHECK(lp.run(nested(1000)) == 1000);
+  }
+}
+
+// ---- exceptions -----------------------------------------------------------------------------
+
+struct throws_when_destroyed {
+  ~throws_when_destroyed() noexcept(false) { throw std::runtime_error("destructor"); }
+};
+
+// The value is stored by co_return; then a local's destructor throws: the exception wins and
+// the value is freed (LeakSanitizer would see it otherwise).
+evco::task<std::string> value_then_throw() {
+  throws_when_destroyed local;
+  co_return std::string(200, 'x');
+}
+
+TEST_SUITE("task") {
+  TEST_CASE("an exception thrown after co_return stored the value replaces it, leaking nothing") {
+    evco::loop lp;
+    CHECK_THROWS_AS(lp.run(value_then_throw()), std::runtime_error);
+  }
 }
 
 task<int> throws() {
@@ -46,6 +81,16 @@ task<std::string> catches() {
   co_return "not thrown";
 }
 
+TEST_SUITE("task") {
+  TEST_CASE("an exception thrown inside a task propagates to its awaiter") {
+    evco::loop lp;
+    CHECK(lp.run(catches()) == "boom");
+    CHECK_THROWS_AS(lp.run(throws()), std::runtime_error);
+  }
+}
+
+// ---- frames and their lifetime --------------------------------------------------------------
+
 struct counted {
   int* alive;
   explicit counted(int* a) : alive(a) { ++*alive; }
@@ -58,54 +103,7 @@ task<int> holds(counted c, bool* started) {
   co_return *c.alive;
 }
 
-// Parks forever: only destroying the frame ends it.
-struct park_forever {
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<>) const noexcept {}
-  void await_resume() const noexcept {}
-};
-
-task<void> parked_inner(counted c) {
-  co_await park_forever{};
-  (void)c;
-}
-
-task<void> parked_outer(counted c, int* alive) {
-  auto inner = parked_inner(counted(alive));
-  co_await std::move(inner);
-  (void)c;
-}
-
-}  // namespace
-
-namespace {
-struct throws_when_destroyed {
-  ~throws_when_destroyed() noexcept(false) { throw std::runtime_error("destructor"); }
-};
-// The value is stored by co_return; then a local's destructor throws: the exception wins and
-// the value is freed (LeakSanitizer would see it otherwise).
-evco::task<std::string> value_then_throw() {
-  throws_when_destroyed local;
-  co_return std::string(200, 'x');
-}
-}  // namespace
-
 TEST_SUITE("task") {
-  TEST_CASE("an exception thrown after co_return stored the value replaces it, leaking nothing") {
-    evco::loop lp;
-    CHECK_THROWS_AS(lp.run(value_then_throw()), std::runtime_error);
-  }
-
-  TEST_CASE("a million awaits of tasks that finish synchronously do not grow the stack") {
-    evco::loop lp;
-    CHECK(lp.run(sum(1'000'000)) == 1'000'000);
-  }
-
-  TEST_CASE("a chain of nested awaits returns every level's value") {
-    evco::loop lp;
-    CHECK(lp.run(nested(1000)) == 1000);
-  }
-
   TEST_CASE("tasks are lazy: nothing runs until awaited") {
     int alive = 0;
     bool started = false;
@@ -130,7 +128,27 @@ TEST_SUITE("task") {
     CHECK(alive == 0);
     CHECK_FALSE(started);
   }
+}
 
+// Parks forever: only destroying the frame ends it.
+struct park_forever {
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<>) const noexcept {}
+  void await_resume() const noexcept {}
+};
+
+task<void> parked_inner(counted c) {
+  co_await park_forever{};
+  (void)c;
+}
+
+task<void> parked_outer(counted c, int* alive) {
+  auto inner = parked_inner(counted(alive));
+  co_await std::move(inner);
+  (void)c;
+}
+
+TEST_SUITE("task") {
   TEST_CASE("destroying a suspended task frees its frame and every frame it awaits") {
     int alive = 0;
     {
@@ -141,13 +159,13 @@ TEST_SUITE("task") {
     }
     CHECK(alive == 0);
   }
+}
 
-  TEST_CASE("an exception thrown inside a task propagates to its awaiter") {
-    evco::loop lp;
-    CHECK(lp.run(catches()) == "boom");
-    CHECK_THROWS_AS(lp.run(throws()), std::runtime_error);
-  }
+task<void> nothing() {
+  co_return;
+}
 
+TEST_SUITE("task") {
   TEST_CASE("task<void> completes and moved-from tasks are empty") {
     evco::loop lp;
     auto t = nothing();
@@ -158,3 +176,5 @@ TEST_SUITE("task") {
     CHECK_THROWS_AS(lp.run(task<void>{}), std::invalid_argument);
   }
 }
+
+}  // namespace

@@ -12,22 +12,12 @@ using namespace std::chrono_literals;
 using evco::loop;
 using evco::task;
 
+// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("timer") opens a
+// namespace, so it is repeated around each group of cases: the blocks make one suite.
+
 namespace {
 
-task<evco::result<void>> cancel_while_sleeping(loop& lp, evco::test::stop_probe* p) {
-  p->stop_from_loop(lp);
-  auto r = co_await evco::sleep_for(lp, 1h, p->src.get_token());
-  p->op_resumed = true;
-  co_return r;
-}
-
-task<evco::result<void>> cancel_from_thread(loop& lp) {
-  std::stop_source src;
-  std::thread th([&src] { src.request_stop(); });
-  auto r = co_await evco::sleep_for(lp, 1h, src.get_token());
-  th.join();
-  co_return r;
-}
+// ---- helpers shared by several tests --------------------------------------------------------
 
 // Each sleeper checks its own lower bound and records the order in which the sleeps ended.
 struct sleepers {
@@ -45,6 +35,8 @@ struct sleepers {
   }
 };
 
+// ---- no sleep ends early --------------------------------------------------------------------
+
 task<void> spawn_sleepers_for(loop& lp, sleepers* all, int n) {
   for (int i = 0; i < n; ++i)
     lp.spawn(sleepers::sleep_for(lp, all, std::chrono::milliseconds(i % 50)),
@@ -53,37 +45,6 @@ task<void> spawn_sleepers_for(loop& lp, sleepers* all, int n) {
   evco::test::busy_for(5ms);
   co_return;
 }
-
-task<bool> sleep_then_check(loop& lp, evco::duration busy, evco::duration d) {
-  evco::test::busy_for(busy);  // inside the loop's callback: its cached time falls behind
-  const auto start = evco::clock::now();
-  REQUIRE(co_await evco::sleep_for(lp, d));
-  co_return evco::clock::now() - start >= d;
-}
-
-task<void> flag_when_run(bool* ran) {
-  *ran = true;
-  co_return;
-}
-
-// Whether the sleep completed without going through the loop (a task spawned before it has
-// not run yet).
-task<bool> completes_without_suspending(loop& lp, task<evco::result<void>> sleep) {
-  bool ran = false;
-  lp.spawn(flag_when_run(&ran), [](std::exception_ptr) {});
-  REQUIRE(co_await std::move(sleep));
-  co_return !ran;
-}
-
-task<evco::result<void>> cancel_never_ending(loop& lp, evco::test::stop_probe* p, int which) {
-  p->stop_from_loop(lp);
-  const auto token = p->src.get_token();
-  if (which == 0) co_return co_await evco::sleep_for(lp, evco::duration::max(), token);
-  if (which == 1) co_return co_await evco::sleep_until(lp, evco::clock::time_point::max(), token);
-  co_return co_await evco::sleep_for(lp, std::chrono::hours::max(), token);
-}
-
-}  // namespace
 
 TEST_SUITE("timer") {
   TEST_CASE("no sleep resumes before its duration, measured from the call") {
@@ -94,6 +55,41 @@ TEST_SUITE("timer") {
     CHECK(all.early == 0);
   }
 
+  TEST_CASE("a lone sleep on a fresh loop never ends early") {
+    for (int i = 0; i < 10; ++i) {
+      loop lp;
+      const auto start = evco::clock::now();
+      REQUIRE(lp.run(evco::sleep_for(lp, 20ms)));
+      CHECK(evco::clock::now() - start >= 20ms);
+    }
+  }
+
+  TEST_CASE("sleep_for completes successfully no earlier than its duration") {
+    loop lp;
+    const auto start = evco::clock::now();
+    auto r = lp.run(evco::sleep_for(lp, 20ms));
+    CHECK(r);
+    CHECK(evco::clock::now() - start >= 20ms);
+  }
+}
+
+task<bool> sleep_then_check(loop& lp, evco::duration busy, evco::duration d) {
+  evco::test::busy_for(busy);  // inside the loop's callback: its cached time falls behind
+  const auto start = evco::clock::now();
+  REQUIRE(co_await evco::sleep_for(lp, d));
+  co_return evco::clock::now() - start >= d;
+}
+
+TEST_SUITE("timer") {
+  TEST_CASE("a sleep started after long work inside a callback still lasts its duration") {
+    loop lp;
+    CHECK(lp.run(sleep_then_check(lp, 100ms, 50ms)));
+  }
+}
+
+// ---- deadline order -------------------------------------------------------------------------
+
+TEST_SUITE("timer") {
   TEST_CASE("sleeps complete in deadline order, equal deadlines in the order they started") {
     loop lp;
     sleepers all;
@@ -114,27 +110,36 @@ TEST_SUITE("timer") {
     }
     CHECK(out_of_order == 0);
   }
+}
 
-  TEST_CASE("a lone sleep on a fresh loop never ends early") {
-    for (int i = 0; i < 10; ++i) {
-      loop lp;
-      const auto start = evco::clock::now();
-      REQUIRE(lp.run(evco::sleep_for(lp, 20ms)));
-      CHECK(evco::clock::now() - start >= 20ms);
-    }
-  }
+// ---- past deadlines, and durations at the ends of the range ---------------------------------
 
-  TEST_CASE("a sleep started after long work inside a callback still lasts its duration") {
-    loop lp;
-    CHECK(lp.run(sleep_then_check(lp, 100ms, 50ms)));
-  }
+task<void> flag_when_run(bool* ran) {
+  *ran = true;
+  co_return;
+}
 
+// Whether the sleep completed without going through the loop (a task spawned before it has
+// not run yet).
+task<bool> completes_without_suspending(loop& lp, task<evco::result<void>> sleep) {
+  bool ran = false;
+  lp.spawn(flag_when_run(&ran), [](std::exception_ptr) {});
+  REQUIRE(co_await std::move(sleep));
+  co_return !ran;
+}
+
+TEST_SUITE("timer") {
   TEST_CASE("a negative sleep or a past deadline completes at once, without suspending") {
     loop lp;
     CHECK(lp.run(completes_without_suspending(lp, evco::sleep_for(lp, -1s))));
     CHECK(lp.run(completes_without_suspending(lp, evco::sleep_for(lp, evco::duration::min()))));
     CHECK(lp.run(
         completes_without_suspending(lp, evco::sleep_until(lp, evco::clock::time_point::min()))));
+  }
+
+  TEST_CASE("sleep_until a past deadline completes successfully") {
+    loop lp;
+    CHECK(lp.run(evco::sleep_until(lp, evco::clock::now() - 1s)));
   }
 
   TEST_CASE("durations saturate at the clock's range and keep their sign when rounded") {
@@ -146,7 +151,17 @@ TEST_SUITE("timer") {
     CHECK(saturating_ceil(std::chrono::duration<double, std::milli>(1.5)) ==
           std::chrono::microseconds(1500));
   }
+}
 
+task<evco::result<void>> cancel_never_ending(loop& lp, evco::test::stop_probe* p, int which) {
+  p->stop_from_loop(lp);
+  const auto token = p->src.get_token();
+  if (which == 0) co_return co_await evco::sleep_for(lp, evco::duration::max(), token);
+  if (which == 1) co_return co_await evco::sleep_until(lp, evco::clock::time_point::max(), token);
+  co_return co_await evco::sleep_for(lp, std::chrono::hours::max(), token);
+}
+
+TEST_SUITE("timer") {
   TEST_CASE("the longest sleeps saturate instead of overflowing, and a stop still ends them") {
     for (int which = 0; which < 3; ++which) {
       CAPTURE(which);
@@ -157,20 +172,18 @@ TEST_SUITE("timer") {
       CHECK(r.error() == evco::errc::cancelled);
     }
   }
+}
 
-  TEST_CASE("sleep_for completes successfully no earlier than its duration") {
-    loop lp;
-    const auto start = evco::clock::now();
-    auto r = lp.run(evco::sleep_for(lp, 20ms));
-    CHECK(r);
-    CHECK(evco::clock::now() - start >= 20ms);
-  }
+// ---- cancellation ---------------------------------------------------------------------------
 
-  TEST_CASE("sleep_until a past deadline completes at once") {
-    loop lp;
-    CHECK(lp.run(evco::sleep_until(lp, evco::clock::now() - 1s)));
-  }
+task<evco::result<void>> cancel_while_sleeping(loop& lp, evco::test::stop_probe* p) {
+  p->stop_from_loop(lp);
+  auto r = co_await evco::sleep_for(lp, 1h, p->src.get_token());
+  p->op_resumed = true;
+  co_return r;
+}
 
+TEST_SUITE("timer") {
   TEST_CASE("a stop request cancels a sleep, resuming it from the loop and not inline") {
     loop lp;
     evco::test::stop_probe probe;
@@ -189,7 +202,17 @@ TEST_SUITE("timer") {
     REQUIRE_FALSE(r);
     CHECK(r.error() == evco::errc::cancelled);
   }
+}
 
+task<evco::result<void>> cancel_from_thread(loop& lp) {
+  std::stop_source src;
+  std::thread th([&src] { src.request_stop(); });
+  auto r = co_await evco::sleep_for(lp, 1h, src.get_token());
+  th.join();
+  co_return r;
+}
+
+TEST_SUITE("timer") {
   TEST_CASE("a stop requested from another thread cancels a sleep") {
     loop lp;
     auto r = lp.run(cancel_from_thread(lp));
@@ -197,3 +220,5 @@ TEST_SUITE("timer") {
     CHECK(r.error() == evco::errc::cancelled);
   }
 }
+
+}  // namespace
