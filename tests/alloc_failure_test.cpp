@@ -21,8 +21,8 @@ using namespace std::chrono_literals;
 using evco::loop;
 using evco::task;
 
-// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("alloc_failure") opens a
-// namespace, so it is repeated around each group of cases: the blocks make one suite.
+// Each TEST_CASE sits right below the coroutine it runs.
+TEST_SUITE_BEGIN("alloc_failure");
 
 namespace {
 
@@ -81,24 +81,22 @@ struct injection {
 
 // ---- a loop's construction ------------------------------------------------------------------
 
-TEST_SUITE("alloc_failure") {
-  TEST_CASE("a libevent allocation failing while a loop is made throws system_error") {
-    REQUIRE(installed);
-    { loop warm_up; }  // libevent's one-time allocations (threading) are done
-    int failures = 0;
-    for (long k = 1; k < 200; ++k) {
-      CAPTURE(k);
-      injection inject(k);
-      try {
-        loop lp;
-        if (inject.unused()) break;  // every allocation of a loop was tried
-      } catch (const std::system_error& e) {
-        ++failures;
-        CHECK(e.code() == std::errc::not_enough_memory);
-      }
+TEST_CASE("a libevent allocation failing while a loop is made throws system_error") {
+  REQUIRE(installed);
+  { loop warm_up; }  // libevent's one-time allocations (threading) are done
+  int failures = 0;
+  for (long k = 1; k < 200; ++k) {
+    CAPTURE(k);
+    injection inject(k);
+    try {
+      loop lp;
+      if (inject.unused()) break;  // every allocation of a loop was tried
+    } catch (const std::system_error& e) {
+      ++failures;
+      CHECK(e.code() == std::errc::not_enough_memory);
     }
-    CHECK(failures > 0);
   }
+  CHECK(failures > 0);
 }
 
 // ---- a connect/accept/echo cycle ------------------------------------------------------------
@@ -127,42 +125,40 @@ task<void> echo_cycle(loop& lp, outcome* out) {
   out->completed = true;
 }
 
-TEST_SUITE("alloc_failure") {
-  TEST_CASE("a libevent allocation failing anywhere in a connect/accept/echo cycle is a value") {
-    REQUIRE(installed);
-    int failed = 0;
-    long k = 1;
-    for (; k < 400; ++k) {
-      CAPTURE(k);
-      loop lp;
-      outcome out;
-      bool unused = false;
-      {
-        injection inject(k);
-        try {
-          lp.run(echo_cycle(lp, &out));
-        } catch (const std::bad_alloc&) {
-          out.error = std::make_error_code(std::errc::not_enough_memory);
-        }
-        unused = inject.unused();
+TEST_CASE("a libevent allocation failing anywhere in a connect/accept/echo cycle is a value") {
+  REQUIRE(installed);
+  int failed = 0;
+  long k = 1;
+  for (; k < 400; ++k) {
+    CAPTURE(k);
+    loop lp;
+    outcome out;
+    bool unused = false;
+    {
+      injection inject(k);
+      try {
+        lp.run(echo_cycle(lp, &out));
+      } catch (const std::bad_alloc&) {
+        out.error = std::make_error_code(std::errc::not_enough_memory);
       }
-      if (unused) {
-        CHECK(out.completed);
-        break;
-      }
-      // A cycle that hit the failure either got through (the failure was somewhere it could
-      // be retried or did not matter) or says why not; a timeout would mean a lost wake-up.
-      if (!out.completed) {
-        ++failed;
-        CHECK_MESSAGE(out.error != std::errc::timed_out, out.error);
-        CHECK(out.error);
-      }
+      unused = inject.unused();
     }
-    MESSAGE("failed one by one the " << k - 1 << " allocations of a cycle; " << failed
-                                     << " cycles ended in an error");
-    CHECK(k < 400);
-    CHECK(failed > 0);
+    if (unused) {
+      CHECK(out.completed);
+      break;
+    }
+    // A cycle that hit the failure either got through (the failure was somewhere it could
+    // be retried or did not matter) or says why not; a timeout would mean a lost wake-up.
+    if (!out.completed) {
+      ++failed;
+      CHECK_MESSAGE(out.error != std::errc::timed_out, out.error);
+      CHECK(out.error);
+    }
   }
+  MESSAGE("failed one by one the " << k - 1 << " allocations of a cycle; " << failed
+                                   << " cycles ended in an error");
+  CHECK(k < 400);
+  CHECK(failed > 0);
 }
 
 // ---- a TLS cycle ----------------------------------------------------------------------------
@@ -218,40 +214,40 @@ task<void> tls_cycle(loop& lp, tls_outcome* client, tls_outcome* server) {
   co_await server_done;
 }
 
-TEST_SUITE("alloc_failure") {
-  TEST_CASE("an OpenSSL allocation failing in a TLS cycle is an error value on either end") {
-    REQUIRE(installed);
-    (void)evco::test::certs();  // made before anything fails
-    std::error_code server_error;
-    {
-      loop lp;
-      tls_outcome client, server;
-      ssl_allocations = 0;
-      lp.run(tls_cycle(lp, &client, &server));
-      REQUIRE(client.completed);
-      REQUIRE(server.completed);
-    }
-    const long total = ssl_allocations.load();
-    const long stride = std::max<long>(1, total / 150);
-    int failed = 0;
-    for (long k = 1; k <= total; k += stride) {
-      CAPTURE(k);
-      loop lp;
-      tls_outcome client, server;
-      ssl_countdown = k;
-      lp.run(tls_cycle(lp, &client, &server));
-      ssl_countdown = -1;
-      if (!client.completed || !server.completed) {
-        ++failed;
-        // The end that failed says why; nothing crashed, exited or hung past its budget.
-        CHECK((client.error || server.error));
-      }
-    }
-    MESSAGE("failed " << (total + stride - 1) / stride << " of the " << total
-                      << " OpenSSL allocations of a TLS cycle; " << failed
-                      << " cycles ended in an error");
-    CHECK(failed > 0);
+TEST_CASE("an OpenSSL allocation failing in a TLS cycle is an error value on either end") {
+  REQUIRE(installed);
+  (void)evco::test::certs();  // made before anything fails
+  std::error_code server_error;
+  {
+    loop lp;
+    tls_outcome client, server;
+    ssl_allocations = 0;
+    lp.run(tls_cycle(lp, &client, &server));
+    REQUIRE(client.completed);
+    REQUIRE(server.completed);
   }
+  const long total = ssl_allocations.load();
+  const long stride = std::max<long>(1, total / 150);
+  int failed = 0;
+  for (long k = 1; k <= total; k += stride) {
+    CAPTURE(k);
+    loop lp;
+    tls_outcome client, server;
+    ssl_countdown = k;
+    lp.run(tls_cycle(lp, &client, &server));
+    ssl_countdown = -1;
+    if (!client.completed || !server.completed) {
+      ++failed;
+      // The end that failed says why; nothing crashed, exited or hung past its budget.
+      CHECK((client.error || server.error));
+    }
+  }
+  MESSAGE("failed " << (total + stride - 1) / stride << " of the " << total
+                    << " OpenSSL allocations of a TLS cycle; " << failed
+                    << " cycles ended in an error");
+  CHECK(failed > 0);
 }
 
 }  // namespace
+
+TEST_SUITE_END();

@@ -19,8 +19,8 @@ using evco::stream;
 using evco::task;
 using evco::test::error_of;
 
-// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("connect") opens a
-// namespace, so it is repeated around each group of cases: the blocks make one suite.
+// Each TEST_CASE sits right below the coroutine it runs.
+TEST_SUITE_BEGIN("connect");
 
 namespace {
 
@@ -37,10 +37,8 @@ task<void> refused(loop& lp) {
   CHECK(c.error() == std::errc::connection_refused);
 }
 
-TEST_SUITE("connect") {
-  TEST_CASE("connecting to a bound port that does not listen is refused") {
-    evco::test::run_on_loop(refused);
-  }
+TEST_CASE("connecting to a bound port that does not listen is refused") {
+  evco::test::run_on_loop(refused);
 }
 
 task<void> times_out(loop& lp) {
@@ -55,10 +53,8 @@ task<void> times_out(loop& lp) {
   CHECK(evco::test::open_fds() == fds);  // the attempt's socket is gone: no late success
 }
 
-TEST_SUITE("connect") {
-  TEST_CASE("a connect that never completes times out and leaves no socket behind") {
-    evco::test::run_on_loop(times_out);
-  }
+TEST_CASE("a connect that never completes times out and leaves no socket behind") {
+  evco::test::run_on_loop(times_out);
 }
 
 // A connect budget armed after long work inside a callback still lasts its whole duration.
@@ -75,10 +71,8 @@ task<void> times_out_after_busy(loop& lp) {
   CHECK(took >= 50ms);
 }
 
-TEST_SUITE("connect") {
-  TEST_CASE("a connect budget armed after long work inside a callback never ends early") {
-    evco::test::run_on_loop(times_out_after_busy);
-  }
+TEST_CASE("a connect budget armed after long work inside a callback never ends early") {
+  evco::test::run_on_loop(times_out_after_busy);
 }
 
 task<void> cancelled_connect(loop& lp) {
@@ -98,10 +92,8 @@ task<void> cancelled_connect(loop& lp) {
   CHECK(c.error() == std::errc::operation_canceled);
 }
 
-TEST_SUITE("connect") {
-  TEST_CASE("a stop request cancels a pending connect") {
-    evco::test::run_on_loop(cancelled_connect);
-  }
+TEST_CASE("a stop request cancels a pending connect") {
+  evco::test::run_on_loop(cancelled_connect);
 }
 
 // ---- many cycles ----------------------------------------------------------------------------
@@ -167,20 +159,20 @@ task<void> cycles(loop& lp, int n, cycle_counts* counts) {
   CHECK(served == counts->normal);
 }
 
-TEST_SUITE("connect") {
-  TEST_CASE("10,000 connect/echo/close cycles leave the fd count where it started") {
-    const auto before = evco::test::open_fds();
-    cycle_counts counts;
-    {
-      loop lp;
-      lp.run(cycles(lp, 10000, &counts));
-    }
-    CHECK(counts.refused == 100);
-    CHECK(counts.timed_out == 100);
-    CHECK(counts.cancelled == 100);
-    CHECK(counts.normal == 9700);
-    CHECK(evco::test::open_fds() == before);
+TEST_CASE("10,000 connect/echo/close cycles leave the fd count where it started") {
+  const auto before = evco::test::open_fds();
+  cycle_counts counts;
+  {
+    loop lp;
+    lp.run(cycles(lp, 10000, &counts));
   }
+  CHECK(counts.refused == 100);
+  CHECK(counts.timed_out == 100);
+  CHECK(counts.cancelled == 100);
+  CHECK(counts.normal == 9700);
+  CHECK(evco::test::open_fds() == before);
 }
 
 }  // namespace
+
+TEST_SUITE_END();

@@ -36,8 +36,8 @@ using evco::stream;
 using evco::task;
 using evco::test::error_of;
 
-// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("dns") opens a
-// namespace, so it is repeated around each group of cases: the blocks make one suite.
+// Each TEST_CASE sits right below the coroutine it runs.
+TEST_SUITE_BEGIN("dns");
 
 namespace {
 
@@ -238,10 +238,8 @@ task<void> resolves_both_families(loop& lp) {
   CHECK(std::all_of(r4.value().begin(), r4.value().end(), [](auto& e) { return e.is_v4(); }));
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("a name with A and AAAA records resolves to both families, IPv6 first for connects") {
-    evco::test::run_on_loop(resolves_both_families);
-  }
+TEST_CASE("a name with A and AAAA records resolves to both families, IPv6 first for connects") {
+  evco::test::run_on_loop(resolves_both_families);
 }
 
 // ---- lookups that fail ----------------------------------------------------------------------
@@ -272,10 +270,8 @@ task<void> no_such_host(loop& lp) {
   CHECK(report.to_string() == "resolve: dns: no such host");
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("a name that does not exist fails in the resolve phase with 'no such host'") {
-    evco::test::run_on_loop(no_such_host);
-  }
+TEST_CASE("a name that does not exist fails in the resolve phase with 'no such host'") {
+  evco::test::run_on_loop(no_such_host);
 }
 
 // A nameserver that answers SERVFAIL or REFUSED: a server failure (without waiting for a
@@ -287,37 +283,35 @@ task<void> failing_nameserver(loop& lp, int rcode) {
   (void)co_await fails_to_resolve(lp, "broken.test", dns_errc::server_failure);
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("a nameserver answering SERVFAIL or REFUSED fails the lookup with server_failure") {
-    loop lp({.dns_timeout = 2s, .dns_attempts = 1});
-    SUBCASE("SERVFAIL") {
-      lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
-    }
-    SUBCASE("REFUSED") {
-      lp.run(failing_nameserver(lp, DNS_ERR_REFUSED));
-    }
+TEST_CASE("a nameserver answering SERVFAIL or REFUSED fails the lookup with server_failure") {
+  loop lp({.dns_timeout = 2s, .dns_attempts = 1});
+  SUBCASE("SERVFAIL") {
+    lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
   }
+  SUBCASE("REFUSED") {
+    lp.run(failing_nameserver(lp, DNS_ERR_REFUSED));
+  }
+}
 
-  TEST_CASE("a failing nameserver prints nothing to stderr; a log handler hears about it") {
-    std::string printed;
-    std::vector<std::string> heard;
-    {
-      evco::test::stderr_capture err;
-      loop lp({.dns_timeout = 2s, .dns_attempts = 1});
-      lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
-      printed = err.text();
-    }
-    CHECK(printed.empty());
-    {
-      loop lp({.dns_timeout = 2s, .dns_attempts = 1});
-      evco::set_log_handler([&](evco::log_level, std::string_view m) { heard.emplace_back(m); });
-      lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
-      evco::set_log_handler({});
-    }
-    CHECK(std::any_of(heard.begin(), heard.end(), [](const std::string& m) {
-      return m.find("has failed") != std::string::npos;
-    }));
+TEST_CASE("a failing nameserver prints nothing to stderr; a log handler hears about it") {
+  std::string printed;
+  std::vector<std::string> heard;
+  {
+    evco::test::stderr_capture err;
+    loop lp({.dns_timeout = 2s, .dns_attempts = 1});
+    lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
+    printed = err.text();
   }
+  CHECK(printed.empty());
+  {
+    loop lp({.dns_timeout = 2s, .dns_attempts = 1});
+    evco::set_log_handler([&](evco::log_level, std::string_view m) { heard.emplace_back(m); });
+    lp.run(failing_nameserver(lp, DNS_ERR_SERVERFAILED));
+    evco::set_log_handler({});
+  }
+  CHECK(std::any_of(heard.begin(), heard.end(), [](const std::string& m) {
+    return m.find("has failed") != std::string::npos;
+  }));
 }
 
 // Names DNS cannot hold fail before any query is sent.
@@ -343,38 +337,34 @@ task<void> malformed_names(loop& lp) {
   CHECK(server.queries == 0);
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("a name DNS cannot hold, or a bad family, fails with invalid_argument unasked") {
-    evco::test::run_on_loop(malformed_names);
-  }
+TEST_CASE("a name DNS cannot hold, or a bad family, fails with invalid_argument unasked") {
+  evco::test::run_on_loop(malformed_names);
 }
 
 // ---- resolver settings ----------------------------------------------------------------------
 
-TEST_SUITE("dns") {
-  TEST_CASE("set_nameservers rejects port 0 and unspecified addresses, and takes a duplicate") {
-    loop lp;
-    const endpoint good = endpoint::parse("127.0.0.1:53").value();
-    const endpoint twice[] = {good, good};
-    CHECK(lp.set_nameservers(twice));
-    for (const char* bad : {"127.0.0.1:0", "0.0.0.0:53", "[::]:53"}) {
-      CAPTURE(bad);
-      const endpoint one = endpoint::parse(bad).value();
-      CHECK(error_of(lp.set_nameservers(std::span(&one, 1))) == std::errc::invalid_argument);
-    }
+TEST_CASE("set_nameservers rejects port 0 and unspecified addresses, and takes a duplicate") {
+  loop lp;
+  const endpoint good = endpoint::parse("127.0.0.1:53").value();
+  const endpoint twice[] = {good, good};
+  CHECK(lp.set_nameservers(twice));
+  for (const char* bad : {"127.0.0.1:0", "0.0.0.0:53", "[::]:53"}) {
+    CAPTURE(bad);
+    const endpoint one = endpoint::parse(bad).value();
+    CHECK(error_of(lp.set_nameservers(std::span(&one, 1))) == std::errc::invalid_argument);
   }
+}
 
-  TEST_CASE("resolver options out of range are kept in range, not overflowed") {
-    loop lp({.dns_timeout = evco::duration::max(), .dns_attempts = INT_MAX});
-    silent_server server(lp);
-    server.use(lp);
-    evco::resolve_options o;
-    o.timeout = 50ms;
-    const auto start = evco::clock::now();
-    auto r = lp.run(evco::resolve(lp, "quiet.test", 80, o));
-    CHECK(error_of(r) == dns_errc::timed_out);
-    CHECK(evco::clock::now() - start >= 50ms);  // its own budget, not an overflowed one
-  }
+TEST_CASE("resolver options out of range are kept in range, not overflowed") {
+  loop lp({.dns_timeout = evco::duration::max(), .dns_attempts = INT_MAX});
+  silent_server server(lp);
+  server.use(lp);
+  evco::resolve_options o;
+  o.timeout = 50ms;
+  const auto start = evco::clock::now();
+  auto r = lp.run(evco::resolve(lp, "quiet.test", 80, o));
+  CHECK(error_of(r) == dns_errc::timed_out);
+  CHECK(evco::clock::now() - start >= 50ms);  // its own budget, not an overflowed one
 }
 
 // ---- nameservers that never answer ----------------------------------------------------------
@@ -408,10 +398,8 @@ task<void> silent_nameserver(loop& lp) {
   CHECK(t.error() == dns_errc::timed_out);
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("a nameserver that never answers makes the lookup time out in the resolve phase") {
-    evco::test::run_on_loop(silent_nameserver);
-  }
+TEST_CASE("a nameserver that never answers makes the lookup time out in the resolve phase") {
+  evco::test::run_on_loop(silent_nameserver);
 }
 
 // Without a budget of its own, a lookup is bounded by the resolver's limit, and the silence
@@ -425,11 +413,9 @@ task<void> silent_nameserver_default_budget(loop& lp) {
   CHECK(server.queries >= 2);  // sent again after dns_timeout
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("without a budget of its own a lookup times out after the resolver's attempts") {
-    loop lp({.dns_timeout = 30ms, .dns_attempts = 2});
-    lp.run(silent_nameserver_default_budget(lp));
-  }
+TEST_CASE("without a budget of its own a lookup times out after the resolver's attempts") {
+  loop lp({.dns_timeout = 30ms, .dns_attempts = 2});
+  lp.run(silent_nameserver_default_budget(lp));
 }
 
 // ---- many lookups, and lookups the loop outlives --------------------------------------------
@@ -481,18 +467,16 @@ task<void> many_lookups(loop& lp, many_counts* counts) {
   co_await all;
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("1,000 lookups with half cancelled all complete; the cancelled ones say so") {
-    many_counts counts;
-    {
-      loop lp;
-      lp.run(many_lookups(lp, &counts));
-    }
-    CHECK(counts.done == 1000);
-    CHECK(counts.ok == 500);
-    CHECK(counts.cancelled == 500);
-    CHECK(counts.wrong == 0);
+TEST_CASE("1,000 lookups with half cancelled all complete; the cancelled ones say so") {
+  many_counts counts;
+  {
+    loop lp;
+    lp.run(many_lookups(lp, &counts));
   }
+  CHECK(counts.done == 1000);
+  CHECK(counts.ok == 500);
+  CHECK(counts.cancelled == 500);
+  CHECK(counts.wrong == 0);
 }
 
 task<void> loop_destroyed_with_lookups(loop& lp, silent_server* server) {
@@ -507,18 +491,16 @@ task<void> loop_destroyed_with_lookups(loop& lp, silent_server* server) {
   co_await server->got_query;
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("destroying the loop with lookups pending cancels them without a leak") {
-    const auto before = evco::test::open_fds();
-    {
-      loop lp;
-      auto server = std::make_unique<silent_server>(lp);
-      server->use(lp);
-      lp.run(loop_destroyed_with_lookups(lp, server.get()));
-      server.reset();
-    }
-    CHECK(evco::test::open_fds() == before);
+TEST_CASE("destroying the loop with lookups pending cancels them without a leak") {
+  const auto before = evco::test::open_fds();
+  {
+    loop lp;
+    auto server = std::make_unique<silent_server>(lp);
+    server->use(lp);
+    lp.run(loop_destroyed_with_lookups(lp, server.get()));
+    server.reset();
   }
+  CHECK(evco::test::open_fds() == before);
 }
 
 // ---- names DNS is never asked about ---------------------------------------------------------
@@ -546,15 +528,13 @@ task<void> localhost_from_hosts(loop& lp) {
   CHECK(server.queries == 0);
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("localhost resolves from /etc/hosts without a query") {
-    if (!hosts_has_localhost()) {
-      MESSAGE("/etc/hosts has no 127.0.0.1 localhost line; skipped");
-      return;
-    }
-    loop lp;
-    lp.run(localhost_from_hosts(lp));
+TEST_CASE("localhost resolves from /etc/hosts without a query") {
+  if (!hosts_has_localhost()) {
+    MESSAGE("/etc/hosts has no 127.0.0.1 localhost line; skipped");
+    return;
   }
+  loop lp;
+  lp.run(localhost_from_hosts(lp));
 }
 
 task<void> numeric_hosts(loop& lp) {
@@ -580,10 +560,8 @@ task<void> numeric_hosts(loop& lp) {
   CHECK(server.queries == 0);
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("numeric host strings skip DNS for resolve and connect") {
-    evco::test::run_on_loop(numeric_hosts);
-  }
+TEST_CASE("numeric host strings skip DNS for resolve and connect") {
+  evco::test::run_on_loop(numeric_hosts);
 }
 
 // ---- A and AAAA answers in a hostname connect -----------------------------------------------
@@ -616,11 +594,9 @@ task<void> a_answer_does_not_wait_for_aaaa(loop& lp) {
   CHECK(report.attempts[0].address == endpoint::parse("127.0.0.1", port).value());
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("an A answer starts connecting without waiting for an AAAA answer that never comes") {
-    loop lp({.dns_timeout = 10s, .dns_attempts = 1});
-    lp.run(a_answer_does_not_wait_for_aaaa(lp));
-  }
+TEST_CASE("an A answer starts connecting without waiting for an AAAA answer that never comes") {
+  loop lp({.dns_timeout = 10s, .dns_attempts = 1});
+  lp.run(a_answer_does_not_wait_for_aaaa(lp));
 }
 
 // The IPv4 attempt fails while the AAAA answer is still out: the connect reports that
@@ -661,16 +637,14 @@ task<void> refused_while_aaaa_is_out(loop& lp, bool total_budget) {
   CHECK(report.to_string().find("A: 1 address after") != std::string::npos);
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("an IPv4 attempt refused while the AAAA answer is out reports the refusal") {
-    SUBCASE("the total budget ends the wait") {
-      loop lp({.dns_timeout = 10s, .dns_attempts = 1});
-      lp.run(refused_while_aaaa_is_out(lp, true));
-    }
-    SUBCASE("the lookup's own budget ends the wait") {
-      loop lp({.dns_timeout = 200ms, .dns_attempts = 1});
-      lp.run(refused_while_aaaa_is_out(lp, false));
-    }
+TEST_CASE("an IPv4 attempt refused while the AAAA answer is out reports the refusal") {
+  SUBCASE("the total budget ends the wait") {
+    loop lp({.dns_timeout = 10s, .dns_attempts = 1});
+    lp.run(refused_while_aaaa_is_out(lp, true));
+  }
+  SUBCASE("the lookup's own budget ends the wait") {
+    loop lp({.dns_timeout = 200ms, .dns_attempts = 1});
+    lp.run(refused_while_aaaa_is_out(lp, false));
   }
 }
 
@@ -692,11 +666,9 @@ task<void> short_total_budget_tries_the_address(loop& lp) {
   CHECK(c.value().remote_endpoint().value().is_v4());
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("a total budget shorter than the resolution delay still tries the address it has") {
-    loop lp({.dns_timeout = 10s, .dns_attempts = 1});
-    lp.run(short_total_budget_tries_the_address(lp));
-  }
+TEST_CASE("a total budget shorter than the resolution delay still tries the address it has") {
+  loop lp({.dns_timeout = 10s, .dns_attempts = 1});
+  lp.run(short_total_budget_tries_the_address(lp));
 }
 
 // ---- Happy Eyeballs -------------------------------------------------------------------------
@@ -775,30 +747,28 @@ task<void> happy_eyeballs(loop& lp, endpoint hang_at, endpoint live_at, const ch
   CHECK(accepted.value().remote_endpoint().value() == c.value().local_endpoint().value());
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("Happy Eyeballs connects over IPv4 when the IPv6 address hangs") {
-    if (!ipv6_loopback_available()) {
-      MESSAGE("no IPv6 loopback; skipped");
-      return;
-    }
-    loop lp;
-    lp.run(happy_eyeballs(lp, endpoint::v6_loopback(), endpoint::v4_loopback(), "he6.test", true));
+TEST_CASE("Happy Eyeballs connects over IPv4 when the IPv6 address hangs") {
+  if (!ipv6_loopback_available()) {
+    MESSAGE("no IPv6 loopback; skipped");
+    return;
   }
+  loop lp;
+  lp.run(happy_eyeballs(lp, endpoint::v6_loopback(), endpoint::v4_loopback(), "he6.test", true));
+}
 
-  TEST_CASE("Happy Eyeballs connects over IPv6 when the IPv4 address hangs") {
-    if (!ipv6_loopback_available()) {
-      MESSAGE("no IPv6 loopback; skipped");
-      return;
-    }
-    loop lp;
-    lp.run(happy_eyeballs(lp, endpoint::v4_loopback(), endpoint::v6_loopback(), "he4.test", false));
+TEST_CASE("Happy Eyeballs connects over IPv6 when the IPv4 address hangs") {
+  if (!ipv6_loopback_available()) {
+    MESSAGE("no IPv6 loopback; skipped");
+    return;
   }
+  loop lp;
+  lp.run(happy_eyeballs(lp, endpoint::v4_loopback(), endpoint::v6_loopback(), "he4.test", false));
+}
 
-  TEST_CASE("Happy Eyeballs moves past a hanging IPv4 address to the next one after the delay") {
-    loop lp;
-    lp.run(happy_eyeballs(lp, endpoint::v4_loopback(), endpoint::parse("127.0.0.2", 0).value(),
-                          "two-a.test", true));
-  }
+TEST_CASE("Happy Eyeballs moves past a hanging IPv4 address to the next one after the delay") {
+  loop lp;
+  lp.run(happy_eyeballs(lp, endpoint::v4_loopback(), endpoint::parse("127.0.0.2", 0).value(),
+                        "two-a.test", true));
 }
 
 task<void> next_at_once_on_failure(loop& lp) {
@@ -822,10 +792,8 @@ task<void> next_at_once_on_failure(loop& lp) {
   CHECK_FALSE(report.attempts[1].error);
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("an attempt that fails starts the next address at once, without the delay") {
-    evco::test::run_on_loop(next_at_once_on_failure);
-  }
+TEST_CASE("an attempt that fails starts the next address at once, without the delay") {
+  evco::test::run_on_loop(next_at_once_on_failure);
 }
 
 task<void> every_address_fails(loop& lp) {
@@ -850,10 +818,8 @@ task<void> every_address_fails(loop& lp) {
   CHECK(text.find("127.0.0.3:" + std::to_string(port) + ": ") != std::string::npos);
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("when every address is refused, the connect is refused and the report lists each") {
-    evco::test::run_on_loop(every_address_fails);
-  }
+TEST_CASE("when every address is refused, the connect is refused and the report lists each") {
+  evco::test::run_on_loop(every_address_fails);
 }
 
 // ---- budgets, cancellation and destruction of a hostname connect ----------------------------
@@ -890,10 +856,8 @@ task<void> total_budget_while_connecting(loop& lp) {
   CHECK(s.error() == errc::cancelled);
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("the total budget and a stop request end a hostname connect whose address hangs") {
-    evco::test::run_on_loop(total_budget_while_connecting);
-  }
+TEST_CASE("the total budget and a stop request end a hostname connect whose address hangs") {
+  evco::test::run_on_loop(total_budget_while_connecting);
 }
 
 // The connect's frame is destroyed mid-race while the loop keeps running: its attempts are
@@ -918,10 +882,10 @@ task<void> frame_destroyed_mid_race(loop& lp) {
   CHECK(evco::test::open_fds() == fds);
 }
 
-TEST_SUITE("dns") {
-  TEST_CASE("destroying a hostname connect mid-race cancels its attempts and leaks no fd") {
-    evco::test::run_on_loop(frame_destroyed_mid_race);
-  }
+TEST_CASE("destroying a hostname connect mid-race cancels its attempts and leaks no fd") {
+  evco::test::run_on_loop(frame_destroyed_mid_race);
 }
 
 }  // namespace
+
+TEST_SUITE_END();

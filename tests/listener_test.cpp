@@ -22,8 +22,8 @@ using evco::result;
 using evco::task;
 using evco::test::error_of;
 
-// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("listener") opens a
-// namespace, so it is repeated around each group of cases: the blocks make one suite.
+// Each TEST_CASE sits right below the coroutine it runs.
+TEST_SUITE_BEGIN("listener");
 
 namespace {
 
@@ -52,10 +52,8 @@ task<void> accept_and_talk(loop& lp) {
   CHECK(buf == "hi");
 }
 
-TEST_SUITE("listener") {
-  TEST_CASE("accept returns a connected stream") {
-    evco::test::run_on_loop(accept_and_talk);
-  }
+TEST_CASE("accept returns a connected stream") {
+  evco::test::run_on_loop(accept_and_talk);
 }
 
 task<void> ipv6_loopback(loop& lp) {
@@ -71,10 +69,8 @@ task<void> ipv6_loopback(loop& lp) {
   CHECK(s.value().remote_endpoint().value().is_v6());
 }
 
-TEST_SUITE("listener") {
-  TEST_CASE("listeners and connects work over IPv6 loopback") {
-    evco::test::run_on_loop(ipv6_loopback);
-  }
+TEST_CASE("listeners and connects work over IPv6 loopback") {
+  evco::test::run_on_loop(ipv6_loopback);
 }
 
 // ---- timeouts and cancellation --------------------------------------------------------------
@@ -96,10 +92,8 @@ task<void> cancel_accept(loop& lp) {
   CHECK_MESSAGE(s2, error_of(s2));
 }
 
-TEST_SUITE("listener") {
-  TEST_CASE("a stop request cancels a pending accept from the loop; the listener stays usable") {
-    evco::test::run_on_loop(cancel_accept);
-  }
+TEST_CASE("a stop request cancels a pending accept from the loop; the listener stays usable") {
+  evco::test::run_on_loop(cancel_accept);
 }
 
 task<void> accept_timeout(loop& lp) {
@@ -110,10 +104,8 @@ task<void> accept_timeout(loop& lp) {
   CHECK(s.error() == std::errc::timed_out);
 }
 
-TEST_SUITE("listener") {
-  TEST_CASE("accept with a timeout and no client reports timed_out") {
-    evco::test::run_on_loop(accept_timeout);
-  }
+TEST_CASE("accept with a timeout and no client reports timed_out") {
+  evco::test::run_on_loop(accept_timeout);
 }
 
 // An accept deadline armed after long work inside a callback still lasts its whole duration.
@@ -129,10 +121,8 @@ task<void> accept_deadline_after_busy(loop& lp) {
   CHECK(took >= 50ms);
 }
 
-TEST_SUITE("listener") {
-  TEST_CASE("an accept deadline armed after long work inside a callback never ends early") {
-    evco::test::run_on_loop(accept_deadline_after_busy);
-  }
+TEST_CASE("an accept deadline armed after long work inside a callback never ends early") {
+  evco::test::run_on_loop(accept_deadline_after_busy);
 }
 
 // ---- close ----------------------------------------------------------------------------------
@@ -160,20 +150,16 @@ task<void> close_while_accepting(loop& lp) {
   CHECK(again.error() == errc::closed);
 }
 
-TEST_SUITE("listener") {
-  TEST_CASE("closing a listener resumes its pending accept with closed") {
-    evco::test::run_on_loop(close_while_accepting);
-  }
+TEST_CASE("closing a listener resumes its pending accept with closed") {
+  evco::test::run_on_loop(close_while_accepting);
 }
 
 // ---- bind options and errors ----------------------------------------------------------------
 
-TEST_SUITE("listener") {
-  TEST_CASE("a negative backlog is invalid_argument") {
-    loop lp;
-    auto l = listener::bind(lp, endpoint::v4_loopback(), {.backlog = -1});
-    CHECK(error_of(l) == std::errc::invalid_argument);
-  }
+TEST_CASE("a negative backlog is invalid_argument") {
+  loop lp;
+  auto l = listener::bind(lp, endpoint::v4_loopback(), {.backlog = -1});
+  CHECK(error_of(l) == std::errc::invalid_argument);
 }
 
 task<void> reuse_port(loop& lp) {
@@ -187,10 +173,8 @@ task<void> reuse_port(loop& lp) {
   co_return;
 }
 
-TEST_SUITE("listener") {
-  TEST_CASE("SO_REUSEPORT lets two listeners share a port, and without it bind fails") {
-    evco::test::run_on_loop(reuse_port);
-  }
+TEST_CASE("SO_REUSEPORT lets two listeners share a port, and without it bind fails") {
+  evco::test::run_on_loop(reuse_port);
 }
 
 task<void> out_of_fds(loop& lp) {
@@ -216,10 +200,10 @@ task<void> out_of_fds(loop& lp) {
   CHECK(buf == "ok");
 }
 
-TEST_SUITE("listener") {
-  TEST_CASE("out of file descriptors, accept reports EMFILE and later accepts the connection") {
-    evco::test::run_on_loop(out_of_fds);
-  }
+TEST_CASE("out of file descriptors, accept reports EMFILE and later accepts the connection") {
+  evco::test::run_on_loop(out_of_fds);
 }
 
 }  // namespace
+
+TEST_SUITE_END();

@@ -14,8 +14,8 @@ using namespace std::chrono_literals;
 using evco::loop;
 using evco::task;
 
-// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("loop") opens a
-// namespace, so it is repeated around each group of cases: the blocks make one suite.
+// Each TEST_CASE sits right below the coroutine it runs.
+TEST_SUITE_BEGIN("loop");
 
 namespace {
 
@@ -54,52 +54,48 @@ task<void> yield_once(loop& lp) {
 
 // ---- bad arguments and construction ---------------------------------------------------------
 
-TEST_SUITE("loop") {
-  TEST_CASE("empty tasks and functions are refused with invalid_argument, not a crash") {
-    loop lp;
-    CHECK_THROWS_AS(lp.spawn(task<void>{}, [](std::exception_ptr) {}), std::invalid_argument);
-    CHECK_THROWS_AS(lp.spawn(task<evco::result<void>>{}, [](std::error_code) {}),
-                    std::invalid_argument);
-    CHECK_THROWS_AS(lp.post(evco::detail::unique_function{}), std::invalid_argument);
-    struct awaits_empty {
-      static task<void> run() { co_await task<void>{}; }
-    };
-    CHECK_THROWS_AS(lp.run(awaits_empty::run()), std::invalid_argument);
-  }
+TEST_CASE("empty tasks and functions are refused with invalid_argument, not a crash") {
+  loop lp;
+  CHECK_THROWS_AS(lp.spawn(task<void>{}, [](std::exception_ptr) {}), std::invalid_argument);
+  CHECK_THROWS_AS(lp.spawn(task<evco::result<void>>{}, [](std::error_code) {}),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(lp.post(evco::detail::unique_function{}), std::invalid_argument);
+  struct awaits_empty {
+    static task<void> run() { co_await task<void>{}; }
+  };
+  CHECK_THROWS_AS(lp.run(awaits_empty::run()), std::invalid_argument);
+}
 
-  TEST_CASE("a loop made with no file descriptor free throws system_error, not exit") {
-    std::error_code ec;
-    {
-      evco::test::fd_exhaustion full;
-      try {
-        loop lp;
-        FAIL("the loop was made");
-      } catch (const std::system_error& e) {
-        ec = e.code();
-      }
+TEST_CASE("a loop made with no file descriptor free throws system_error, not exit") {
+  std::error_code ec;
+  {
+    evco::test::fd_exhaustion full;
+    try {
+      loop lp;
+      FAIL("the loop was made");
+    } catch (const std::system_error& e) {
+      ec = e.code();
     }
-    CHECK(ec == std::errc::too_many_files_open);
-    loop lp;  // with descriptors back, it works
-    CHECK(lp.native_handle() != nullptr);
   }
+  CHECK(ec == std::errc::too_many_files_open);
+  loop lp;  // with descriptors back, it works
+  CHECK(lp.native_handle() != nullptr);
 }
 
 // ---- run ------------------------------------------------------------------------------------
 
-TEST_SUITE("loop") {
-  TEST_CASE("run returns the task's value or rethrows its exception") {
-    loop lp;
-    CHECK(lp.run(answer()) == 42);
-    CHECK_THROWS_AS(lp.run(fail_with_exception()), std::logic_error);
-  }
+TEST_CASE("run returns the task's value or rethrows its exception") {
+  loop lp;
+  CHECK(lp.run(answer()) == 42);
+  CHECK_THROWS_AS(lp.run(fail_with_exception()), std::logic_error);
+}
 
-  TEST_CASE("run called from a coroutine on the same loop throws instead of re-entering") {
-    loop lp;
-    struct nested {
-      static task<int> run(loop* l) { co_return l->run(answer()); }
-    };
-    CHECK_THROWS_AS(lp.run(nested::run(&lp)), std::logic_error);
-  }
+TEST_CASE("run called from a coroutine on the same loop throws instead of re-entering") {
+  loop lp;
+  struct nested {
+    static task<int> run(loop* l) { co_return l->run(answer()); }
+  };
+  CHECK_THROWS_AS(lp.run(nested::run(&lp)), std::logic_error);
 }
 
 // ---- spawn ----------------------------------------------------------------------------------
@@ -110,65 +106,59 @@ concept can_spawn_without_sink = requires(L& l, task<void> t) {
 };
 static_assert(!can_spawn_without_sink<loop>, "a spawn must name where its failures go");
 
-TEST_SUITE("loop") {
-  TEST_CASE("spawn starts the task from the loop, not inline") {
-    loop lp;
-    bool ran = false;
-    lp.spawn(set_flag(&ran), [](std::exception_ptr) { FAIL("no failure expected"); });
-    CHECK_FALSE(ran);
-    lp.run(yield_once(lp));
-    CHECK(ran);
-  }
+TEST_CASE("spawn starts the task from the loop, not inline") {
+  loop lp;
+  bool ran = false;
+  lp.spawn(set_flag(&ran), [](std::exception_ptr) { FAIL("no failure expected"); });
+  CHECK_FALSE(ran);
+  lp.run(yield_once(lp));
+  CHECK(ran);
 }
 
 task<evco::result<void>> fail_with_error() {
   co_return evco::errc::limit_exceeded;
 }
 
-TEST_SUITE("loop") {
-  TEST_CASE("a spawned task's exception or error reaches its sink") {
-    loop lp;
-    std::string what;
-    std::error_code ec;
-    lp.spawn(fail_with_exception(), [&](std::exception_ptr e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        what = x.what();
-      }
-    });
-    lp.spawn(fail_with_error(), [&](std::error_code e) { ec = e; });
-    lp.run(yield_once(lp));
-    CHECK(what == "spawned failure");
-    CHECK(ec == evco::errc::limit_exceeded);
-  }
+TEST_CASE("a spawned task's exception or error reaches its sink") {
+  loop lp;
+  std::string what;
+  std::error_code ec;
+  lp.spawn(fail_with_exception(), [&](std::exception_ptr e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      what = x.what();
+    }
+  });
+  lp.spawn(fail_with_error(), [&](std::error_code e) { ec = e; });
+  lp.run(yield_once(lp));
+  CHECK(what == "spawned failure");
+  CHECK(ec == evco::errc::limit_exceeded);
 }
 
 // ---- destroying a loop ----------------------------------------------------------------------
 
-TEST_SUITE("loop") {
-  TEST_CASE("destroying a loop destroys every spawned frame still parked on it") {
-    int alive = 0;
-    {
-      loop lp;
-      for (int i = 0; i < 10; ++i) {
-        lp.spawn(sleep_long(lp, counted(&alive)), [](std::exception_ptr) {});
-      }
-      lp.run(yield_once(lp));
-      CHECK(alive == 10);
-    }
-    CHECK(alive == 0);
-  }
-
-  TEST_CASE("a spawned frame that was never started is destroyed with the loop") {
-    int alive = 0;
-    {
-      loop lp;
+TEST_CASE("destroying a loop destroys every spawned frame still parked on it") {
+  int alive = 0;
+  {
+    loop lp;
+    for (int i = 0; i < 10; ++i) {
       lp.spawn(sleep_long(lp, counted(&alive)), [](std::exception_ptr) {});
-      CHECK(alive == 1);
     }
-    CHECK(alive == 0);
+    lp.run(yield_once(lp));
+    CHECK(alive == 10);
   }
+  CHECK(alive == 0);
+}
+
+TEST_CASE("a spawned frame that was never started is destroyed with the loop") {
+  int alive = 0;
+  {
+    loop lp;
+    lp.spawn(sleep_long(lp, counted(&alive)), [](std::exception_ptr) {});
+    CHECK(alive == 1);
+  }
+  CHECK(alive == 0);
 }
 
 task<void> yield_forever(loop& lp, counted c) {
@@ -177,17 +167,15 @@ task<void> yield_forever(loop& lp, counted c) {
   (void)c;
 }
 
-TEST_SUITE("loop") {
-  TEST_CASE("destroying a loop destroys a frame parked in yield") {
-    int alive = 0;
-    {
-      loop lp;
-      lp.spawn(yield_forever(lp, counted(&alive)), [](std::exception_ptr) {});
-      lp.run(yield_once(lp));
-      CHECK(alive == 1);
-    }
-    CHECK(alive == 0);
+TEST_CASE("destroying a loop destroys a frame parked in yield") {
+  int alive = 0;
+  {
+    loop lp;
+    lp.spawn(yield_forever(lp, counted(&alive)), [](std::exception_ptr) {});
+    lp.run(yield_once(lp));
+    CHECK(alive == 1);
   }
+  CHECK(alive == 0);
 }
 
 // ---- yield, and I/O among coroutines that never block ---------------------------------------
@@ -199,14 +187,12 @@ task<void> yield_after_ready(loop& lp, bool* a, bool* b) {
   co_await lp.yield();
 }
 
-TEST_SUITE("loop") {
-  TEST_CASE("yield resumes the caller after the coroutines already ready") {
-    loop lp;
-    bool a = false, b = false;
-    lp.run(yield_after_ready(lp, &a, &b));
-    CHECK(a);
-    CHECK(b);
-  }
+TEST_CASE("yield resumes the caller after the coroutines already ready") {
+  loop lp;
+  bool a = false, b = false;
+  lp.run(yield_after_ready(lp, &a, &b));
+  CHECK(a);
+  CHECK(b);
 }
 
 // Yields until `flag` is set, at most `limit` times; counts the yields.
@@ -258,15 +244,13 @@ task<void> io_while_busy(loop& lp, bool by_posts) {
   CHECK(got);
 }
 
-TEST_SUITE("loop") {
-  TEST_CASE("coroutines that never block do not starve a socket waiting to be read") {
-    loop lp;
-    SUBCASE("one that keeps yielding") {
-      lp.run(io_while_busy(lp, false));
-    }
-    SUBCASE("a callable that keeps posting itself") {
-      lp.run(io_while_busy(lp, true));
-    }
+TEST_CASE("coroutines that never block do not starve a socket waiting to be read") {
+  loop lp;
+  SUBCASE("one that keeps yielding") {
+    lp.run(io_while_busy(lp, false));
+  }
+  SUBCASE("a callable that keeps posting itself") {
+    lp.run(io_while_busy(lp, true));
   }
 }
 
@@ -297,10 +281,8 @@ task<void> cancel_stream_read_from_thread(loop& lp) {
   CHECK(c == 'x');
 }
 
-TEST_SUITE("loop") {
-  TEST_CASE("a stop requested from another thread cancels a parked stream read") {
-    evco::test::run_on_loop(cancel_stream_read_from_thread);
-  }
+TEST_CASE("a stop requested from another thread cancels a parked stream read") {
+  evco::test::run_on_loop(cancel_stream_read_from_thread);
 }
 
 // Resumed by a callable that another thread posts.
@@ -319,14 +301,12 @@ task<std::thread::id> hop(loop& lp, std::thread* th) {
   co_return std::this_thread::get_id();
 }
 
-TEST_SUITE("loop") {
-  TEST_CASE("post from another thread wakes the loop and runs on the loop's thread") {
-    loop lp;
-    std::thread th;
-    const auto id = lp.run(hop(lp, &th));
-    th.join();
-    CHECK(id == std::this_thread::get_id());
-  }
+TEST_CASE("post from another thread wakes the loop and runs on the loop's thread") {
+  loop lp;
+  std::thread th;
+  const auto id = lp.run(hop(lp, &th));
+  th.join();
+  CHECK(id == std::this_thread::get_id());
 }
 
 // Counts posted ticks on the loop thread; the waiting coroutine resumes at the target.
@@ -343,27 +323,27 @@ struct counter {
   static task<void> wait(counter* c) { co_await *c; }
 };
 
-TEST_SUITE("loop") {
-  TEST_CASE("posts from several threads all run, none lost") {
-    loop lp;
-    constexpr int per_thread = 2000;
-    counter c{2 * per_thread, 0, {}};
-    std::atomic<bool> go{false};
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 2; ++t) {
-      threads.emplace_back([&] {
-        while (!go.load())
-          std::this_thread::yield();
-        for (int i = 0; i < per_thread; ++i)
-          lp.post([&c] { c.tick(); });
-      });
-    }
-    go = true;
-    lp.run(counter::wait(&c));
-    for (auto& t : threads)
-      t.join();
-    CHECK(c.count == 2 * per_thread);
+TEST_CASE("posts from several threads all run, none lost") {
+  loop lp;
+  constexpr int per_thread = 2000;
+  counter c{2 * per_thread, 0, {}};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      while (!go.load())
+        std::this_thread::yield();
+      for (int i = 0; i < per_thread; ++i)
+        lp.post([&c] { c.tick(); });
+    });
   }
+  go = true;
+  lp.run(counter::wait(&c));
+  for (auto& t : threads)
+    t.join();
+  CHECK(c.count == 2 * per_thread);
 }
 
 }  // namespace
+
+TEST_SUITE_END();

@@ -23,8 +23,8 @@ using evco::task;
 using evco::test::error_of;
 using evco::test::pattern;
 
-// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("stream") opens a
-// namespace, so it is repeated around each group of cases: the blocks make one suite.
+// Each TEST_CASE sits right below the coroutine it runs.
+TEST_SUITE_BEGIN("stream");
 
 // Counted by the operator new in counting_new.cpp, linked into this suite only.
 extern std::atomic<std::size_t> allocations;
@@ -87,10 +87,8 @@ task<void> read_times_out_then_reads(loop& lp) {
   CHECK(buf.substr(0, r.value()) == "late");
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a read on a silent peer times out and the stream then reads later data") {
-    evco::test::run_on_loop(read_times_out_then_reads);
-  }
+TEST_CASE("a read on a silent peer times out and the stream then reads later data") {
+  evco::test::run_on_loop(read_times_out_then_reads);
 }
 
 // Limits armed after long work inside a callback (libevent's cached time is the turn's start)
@@ -112,10 +110,8 @@ task<void> limits_after_busy(loop& lp) {
   CHECK(evco::clock::now() - start >= 50ms);
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a deadline or idle timeout armed after long work inside a callback never ends early") {
-    evco::test::run_on_loop(limits_after_busy);
-  }
+TEST_CASE("a deadline or idle timeout armed after long work inside a callback never ends early") {
+  evco::test::run_on_loop(limits_after_busy);
 }
 
 // A negative per-op timeout has already expired: the op completes if it can at once, and
@@ -137,10 +133,8 @@ task<void> negative_timeout(loop& lp) {
   CHECK(error_of(r) == errc::cancelled);
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a negative per-op timeout fails an op that cannot complete at once") {
-    evco::test::run_on_loop(negative_timeout);
-  }
+TEST_CASE("a negative per-op timeout fails an op that cannot complete at once") {
+  evco::test::run_on_loop(negative_timeout);
 }
 
 task<void> trickle(loop& lp, stream* s, int bytes, evco::duration gap) {
@@ -161,10 +155,8 @@ task<void> trickling_peer_never_times_out(loop& lp) {
   CHECK(buf == "xxxxxxxx");
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a peer trickling a byte every quarter of the idle timeout never times out") {
-    evco::test::run_on_loop(trickling_peer_never_times_out);
-  }
+TEST_CASE("a peer trickling a byte every quarter of the idle timeout never times out") {
+  evco::test::run_on_loop(trickling_peer_never_times_out);
 }
 
 // ---- zero-size reads ------------------------------------------------------------------------
@@ -198,32 +190,28 @@ task<void> zero_size_read(loop& lp) {
   CHECK(r.value() == 0);
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a zero-size read completes at once with 0, even at end of stream") {
-    evco::test::run_on_loop(zero_size_read);
-  }
+TEST_CASE("a zero-size read completes at once with 0, even at end of stream") {
+  evco::test::run_on_loop(zero_size_read);
 }
 
 // ---- streams made from a socket or a bufferevent --------------------------------------------
 
-TEST_SUITE("stream") {
-  TEST_CASE("from_socket refuses what is not a connected stream socket, and a null bufferevent") {
-    loop lp;
-    CHECK(error_of(stream::from_socket(lp, -1)) == std::errc::bad_file_descriptor);
-    int pipe_fds[2];
-    REQUIRE(::pipe(pipe_fds) == 0);
-    CHECK(error_of(stream::from_socket(lp, pipe_fds[0])) == std::errc::not_a_socket);
-    ::close(pipe_fds[0]);
-    ::close(pipe_fds[1]);
-    const int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    CHECK(error_of(stream::from_socket(lp, udp)) == std::errc::invalid_argument);
-    ::close(udp);
-    auto l = evco::listener::bind(lp, evco::endpoint::v4_loopback());
-    REQUIRE(l);
-    CHECK(error_of(stream::from_socket(lp, l.value().native_handle())) ==
-          std::errc::invalid_argument);
-    CHECK_THROWS_AS((void)stream::from_bufferevent(lp, nullptr), std::invalid_argument);
-  }
+TEST_CASE("from_socket refuses what is not a connected stream socket, and a null bufferevent") {
+  loop lp;
+  CHECK(error_of(stream::from_socket(lp, -1)) == std::errc::bad_file_descriptor);
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  CHECK(error_of(stream::from_socket(lp, pipe_fds[0])) == std::errc::not_a_socket);
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+  const int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  CHECK(error_of(stream::from_socket(lp, udp)) == std::errc::invalid_argument);
+  ::close(udp);
+  auto l = evco::listener::bind(lp, evco::endpoint::v4_loopback());
+  REQUIRE(l);
+  CHECK(error_of(stream::from_socket(lp, l.value().native_handle())) ==
+        std::errc::invalid_argument);
+  CHECK_THROWS_AS((void)stream::from_bufferevent(lp, nullptr), std::invalid_argument);
 }
 
 // libevent disables a direction whose timeout fired; a stream made from such a bufferevent
@@ -251,10 +239,8 @@ task<void> bufferevent_with_timeouts(loop& lp) {
   CHECK(buf.substr(0, r.value()) == "late");
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a bufferevent's own libevent timeouts cannot stall the stream made from it") {
-    evco::test::run_on_loop(bufferevent_with_timeouts);
-  }
+TEST_CASE("a bufferevent's own libevent timeouts cannot stall the stream made from it") {
+  evco::test::run_on_loop(bufferevent_with_timeouts);
 }
 
 // ---- empty and busy streams -----------------------------------------------------------------
@@ -283,21 +269,19 @@ task<void> second_reader_is_busy(loop& lp) {
   CHECK(first.substr(0, got.value()) == "ab");
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a read on an empty stream fails with closed, a second reader with busy") {
-    loop lp;
-    stream empty;
-    std::string buf(4, '\0');
-    struct probe {
-      static task<result<std::size_t>> read(stream* s, std::string* b) {
-        co_return co_await s->read_some(std::span<char>(b->data(), b->size()));
-      }
-    };
-    auto r = lp.run(probe::read(&empty, &buf));
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == errc::closed);
-    lp.run(second_reader_is_busy(lp));
-  }
+TEST_CASE("a read on an empty stream fails with closed, a second reader with busy") {
+  loop lp;
+  stream empty;
+  std::string buf(4, '\0');
+  struct probe {
+    static task<result<std::size_t>> read(stream* s, std::string* b) {
+      co_return co_await s->read_some(std::span<char>(b->data(), b->size()));
+    }
+  };
+  auto r = lp.run(probe::read(&empty, &buf));
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::closed);
+  lp.run(second_reader_is_busy(lp));
 }
 
 // ---- half-close and eof ---------------------------------------------------------------------
@@ -327,10 +311,8 @@ task<void> half_close(loop& lp) {
   CHECK(w.error() == errc::closed);
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a half-closed peer gives its bytes, then eof every time, and still reads") {
-    evco::test::run_on_loop(half_close);
-  }
+TEST_CASE("a half-closed peer gives its bytes, then eof every time, and still reads") {
+  evco::test::run_on_loop(half_close);
 }
 
 task<void> read_exactly_cut_short(loop& lp) {
@@ -347,10 +329,8 @@ task<void> read_exactly_cut_short(loop& lp) {
   CHECK(rest.substr(0, n.value()) == "12345");
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("read_exactly cut short by eof reports eof and the bytes stay readable") {
-    evco::test::run_on_loop(read_exactly_cut_short);
-  }
+TEST_CASE("read_exactly cut short by eof reports eof and the bytes stay readable") {
+  evco::test::run_on_loop(read_exactly_cut_short);
 }
 
 // ---- read_until -----------------------------------------------------------------------------
@@ -372,10 +352,8 @@ task<void> read_until_frames(loop& lp) {
   CHECK(rest == "rest");
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("read_until returns each frame and leaves the rest buffered") {
-    evco::test::run_on_loop(read_until_frames);
-  }
+TEST_CASE("read_until returns each frame and leaves the rest buffered") {
+  evco::test::run_on_loop(read_until_frames);
 }
 
 task<void> read_until_delimiter_split_across_packets(loop& lp) {
@@ -392,10 +370,8 @@ task<void> read_until_delimiter_split_across_packets(loop& lp) {
   CHECK(line == "abc\r\n");
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("read_until finds a delimiter split across packets") {
-    evco::test::run_on_loop(read_until_delimiter_split_across_packets);
-  }
+TEST_CASE("read_until finds a delimiter split across packets") {
+  evco::test::run_on_loop(read_until_delimiter_split_across_packets);
 }
 
 task<void> read_until_limit(loop& lp) {
@@ -416,11 +392,8 @@ task<void> read_until_limit(loop& lp) {
   CHECK(all == clean);
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE(
-      "read_until past max without the delimiter reports limit_exceeded and keeps the bytes") {
-    evco::test::run_on_loop(read_until_limit);
-  }
+TEST_CASE("read_until past max without the delimiter reports limit_exceeded and keeps the bytes") {
+  evco::test::run_on_loop(read_until_limit);
 }
 
 task<void> read_until_limit_above_read_limit(loop& lp) {
@@ -435,10 +408,8 @@ task<void> read_until_limit_above_read_limit(loop& lp) {
   CHECK(line == line_in);
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("read_until may need more than the read limit when its max allows it") {
-    evco::test::run_on_loop(read_until_limit_above_read_limit);
-  }
+TEST_CASE("read_until may need more than the read limit when its max allows it") {
+  evco::test::run_on_loop(read_until_limit_above_read_limit);
 }
 
 // ---- resets and closed peers ----------------------------------------------------------------
@@ -460,10 +431,8 @@ task<void> reset_by_peer(loop& lp) {
   CHECK(r.error() == std::errc::connection_reset);
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a peer's reset is reported as connection_reset") {
-    evco::test::run_on_loop(reset_by_peer);
-  }
+TEST_CASE("a peer's reset is reported as connection_reset") {
+  evco::test::run_on_loop(reset_by_peer);
 }
 
 task<void> write_to_closed_peer(loop& lp) {
@@ -482,10 +451,8 @@ task<void> write_to_closed_peer(loop& lp) {
   CHECK((ec == std::errc::broken_pipe || ec == std::errc::connection_reset));
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("writing to a closed peer is EPIPE or ECONNRESET as a value, without SIGPIPE") {
-    evco::test::run_on_loop(write_to_closed_peer);
-  }
+TEST_CASE("writing to a closed peer is EPIPE or ECONNRESET as a value, without SIGPIPE") {
+  evco::test::run_on_loop(write_to_closed_peer);
 }
 
 // ---- bulk transfer and backpressure ---------------------------------------------------------
@@ -510,11 +477,9 @@ task<void> bulk_both_ways(loop& lp, std::size_t size) {
   CHECK((at_client.value() == b));
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("64 MiB each way arrive intact") {
-    loop lp;
-    lp.run(bulk_both_ways(lp, 64 << 20));
-  }
+TEST_CASE("64 MiB each way arrive intact") {
+  loop lp;
+  lp.run(bulk_both_ways(lp, 64 << 20));
 }
 
 task<void> backpressure(loop& lp) {
@@ -561,10 +526,8 @@ task<void> backpressure(loop& lp) {
   CHECK((received == data));
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a writer suspends at the high watermark and resumes when the peer reads") {
-    evco::test::run_on_loop(backpressure);
-  }
+TEST_CASE("a writer suspends at the high watermark and resumes when the peer reads") {
+  evco::test::run_on_loop(backpressure);
 }
 
 // ---- read_some into a string ----------------------------------------------------------------
@@ -608,10 +571,8 @@ task<void> read_some_into_string(loop& lp) {
   CHECK((out == "ab0123456789" + more));
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("read_some into a string appends up to max and leaves it alone otherwise") {
-    evco::test::run_on_loop(read_some_into_string);
-  }
+TEST_CASE("read_some into a string appends up to max and leaves it alone otherwise") {
+  evco::test::run_on_loop(read_some_into_string);
 }
 
 // ---- direct writes: no copy, never torn -------------------------------------------------------
@@ -653,15 +614,13 @@ task<void> interrupted_direct_write(loop& lp, bool by_close) {
   CHECK((got.value() == data));
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a write interrupted after the kernel took part of it queues the rest") {
-    loop lp;
-    SUBCASE("by a stop request") {
-      lp.run(interrupted_direct_write(lp, false));
-    }
-    SUBCASE("by close()") {
-      lp.run(interrupted_direct_write(lp, true));
-    }
+TEST_CASE("a write interrupted after the kernel took part of it queues the rest") {
+  loop lp;
+  SUBCASE("by a stop request") {
+    lp.run(interrupted_direct_write(lp, false));
+  }
+  SUBCASE("by close()") {
+    lp.run(interrupted_direct_write(lp, true));
   }
 }
 
@@ -703,10 +662,8 @@ task<void> direct_write_times_out_unsent(loop& lp) {
   CHECK((got.value() == sent + "tail"));
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a write that times out on a full socket has sent nothing") {
-    evco::test::run_on_loop(direct_write_times_out_unsent);
-  }
+TEST_CASE("a write that times out on a full socket has sent nothing") {
+  evco::test::run_on_loop(direct_write_times_out_unsent);
 }
 
 // A write interrupted after part of it went leaves the rest queued; the next write waits at
@@ -734,10 +691,8 @@ task<void> write_after_queued_rest(loop& lp) {
   CHECK((got.value() == first + second));
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a write after an interrupted one waits for its queued rest: both arrive in order") {
-    evco::test::run_on_loop(write_after_queued_rest);
-  }
+TEST_CASE("a write after an interrupted one waits for its queued rest: both arrive in order") {
+  evco::test::run_on_loop(write_after_queued_rest);
 }
 
 // ---- fairness -------------------------------------------------------------------------------
@@ -786,10 +741,8 @@ task<void> op_over_budget_waits_untouched(loop& lp) {
   CHECK((b1 + rest.value() == data));
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("an op over the fairness budget holds its direction and loses nothing") {
-    evco::test::run_on_loop(op_over_budget_waits_untouched);
-  }
+TEST_CASE("an op over the fairness budget holds its direction and loses nothing") {
+  evco::test::run_on_loop(op_over_budget_waits_untouched);
 }
 
 // A zero-length read over the budget (a frame with an empty body) leaves the stream alone:
@@ -819,15 +772,13 @@ task<void> zero_length_read_over_budget(loop& lp, bool exactly) {
   CHECK(b2 == "hello");
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a zero-length read over the fairness budget leaves the stream readable") {
-    loop lp;
-    SUBCASE("read_exactly") {
-      lp.run(zero_length_read_over_budget(lp, true));
-    }
-    SUBCASE("read_some") {
-      lp.run(zero_length_read_over_budget(lp, false));
-    }
+TEST_CASE("a zero-length read over the fairness budget leaves the stream readable") {
+  loop lp;
+  SUBCASE("read_exactly") {
+    lp.run(zero_length_read_over_budget(lp, true));
+  }
+  SUBCASE("read_some") {
+    lp.run(zero_length_read_over_budget(lp, false));
   }
 }
 
@@ -852,10 +803,8 @@ task<void> read_over_budget_meets_idle_timeout(loop& lp) {
   CHECK(b1 + b2.substr(0, r.value()) == data.substr(0, b1.size() + r.value()));
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a read over the fairness budget does not time out with its bytes buffered") {
-    evco::test::run_on_loop(read_over_budget_meets_idle_timeout);
-  }
+TEST_CASE("a read over the fairness budget does not time out with its bytes buffered") {
+  evco::test::run_on_loop(read_over_budget_meets_idle_timeout);
 }
 
 task<void> count_until(stream* s, std::size_t total, std::size_t* got, evco::test::signal* done) {
@@ -885,10 +834,8 @@ task<void> busy_writer_lets_receiver_run(loop& lp) {
   CHECK(got == total);
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a writer whose writes never wait still lets its receiver run") {
-    evco::test::run_on_loop(busy_writer_lets_receiver_run);
-  }
+TEST_CASE("a writer whose writes never wait still lets its receiver run") {
+  evco::test::run_on_loop(busy_writer_lets_receiver_run);
 }
 
 // ---- cancellation ---------------------------------------------------------------------------
@@ -910,10 +857,8 @@ task<void> cancel_read(loop& lp) {
   CHECK(buf.substr(0, n.value()) == "after");
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("a stop request cancels a pending read from the loop and the stream stays usable") {
-    evco::test::run_on_loop(cancel_read);
-  }
+TEST_CASE("a stop request cancels a pending read from the loop and the stream stays usable") {
+  evco::test::run_on_loop(cancel_read);
 }
 
 task<void> send_then_stop(stream* s, std::stop_source* src, std::string msg) {
@@ -946,14 +891,12 @@ task<void> cancel_races_data(loop& lp, int rounds, int* cancelled, int* complete
   }
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("cancellation racing with arriving data gives one outcome and loses no byte") {
-    loop lp;
-    int cancelled = 0, completed = 0;
-    lp.run(cancel_races_data(lp, 200, &cancelled, &completed));
-    CHECK(cancelled + completed == 200);
-    MESSAGE("cancelled ", cancelled, ", completed ", completed);
-  }
+TEST_CASE("cancellation racing with arriving data gives one outcome and loses no byte") {
+  loop lp;
+  int cancelled = 0, completed = 0;
+  lp.run(cancel_races_data(lp, 200, &cancelled, &completed));
+  CHECK(cancelled + completed == 200);
+  MESSAGE("cancelled ", cancelled, ", completed ", completed);
 }
 
 // ---- close and destruction while parked -----------------------------------------------------
@@ -985,10 +928,8 @@ task<void> close_while_reading(loop& lp) {
   CHECK(ec == errc::closed);
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("close() resumes a pending reader with closed, from the loop") {
-    evco::test::run_on_loop(close_while_reading);
-  }
+TEST_CASE("close() resumes a pending reader with closed, from the loop") {
+  evco::test::run_on_loop(close_while_reading);
 }
 
 task<void> destroy_stream_while_reading(loop& lp) {
@@ -1009,10 +950,8 @@ task<void> destroy_stream_while_reading(loop& lp) {
   CHECK(ec == errc::closed);
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("destroying a stream while a read is parked resumes the reader with closed") {
-    evco::test::run_on_loop(destroy_stream_while_reading);
-  }
+TEST_CASE("destroying a stream while a read is parked resumes the reader with closed") {
+  evco::test::run_on_loop(destroy_stream_while_reading);
 }
 
 task<void> destroy_frame_while_reading(loop& lp) {
@@ -1030,10 +969,8 @@ task<void> destroy_frame_while_reading(loop& lp) {
   CHECK_FALSE(resumed);
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("destroying the reader's frame while parked leaves the stream usable") {
-    evco::test::run_on_loop(destroy_frame_while_reading);
-  }
+TEST_CASE("destroying the reader's frame while parked leaves the stream usable") {
+  evco::test::run_on_loop(destroy_frame_while_reading);
 }
 
 // ---- graceful close -------------------------------------------------------------------------
@@ -1059,15 +996,13 @@ task<void> graceful_close(loop& lp, bool unread_input) {
   p.client.close();
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("close after a 4 MiB write delivers every byte and then eof") {
-    loop lp;
-    SUBCASE("with nothing unread") {
-      lp.run(graceful_close(lp, false));
-    }
-    SUBCASE("with unread input on the closing side") {
-      lp.run(graceful_close(lp, true));
-    }
+TEST_CASE("close after a 4 MiB write delivers every byte and then eof") {
+  loop lp;
+  SUBCASE("with nothing unread") {
+    lp.run(graceful_close(lp, false));
+  }
+  SUBCASE("with unread input on the closing side") {
+    lp.run(graceful_close(lp, true));
   }
 }
 
@@ -1090,17 +1025,17 @@ task<void> steady_state_allocations(loop& lp, std::size_t* counted) {
   *counted = allocations.load() - before;
 }
 
-TEST_SUITE("stream") {
-  TEST_CASE("steady-state reads and writes allocate nothing") {
-    if (!counting_new_active) {
-      MESSAGE("operator new cannot be replaced in this build (ThreadSanitizer): not counted");
-      return;
-    }
-    loop lp;
-    std::size_t n = 1;
-    lp.run(steady_state_allocations(lp, &n));
-    CHECK(n == 0);
+TEST_CASE("steady-state reads and writes allocate nothing") {
+  if (!counting_new_active) {
+    MESSAGE("operator new cannot be replaced in this build (ThreadSanitizer): not counted");
+    return;
   }
+  loop lp;
+  std::size_t n = 1;
+  lp.run(steady_state_allocations(lp, &n));
+  CHECK(n == 0);
 }
 
 }  // namespace
+
+TEST_SUITE_END();

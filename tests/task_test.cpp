@@ -10,8 +10,8 @@
 
 using evco::task;
 
-// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("task") opens a
-// namespace, so it is repeated around each group of cases: the blocks make one suite.
+// Each TEST_CASE sits right below the coroutine it runs.
+TEST_SUITE_BEGIN("task");
 
 namespace {
 
@@ -28,11 +28,9 @@ task<long> sum(int n) {
   co_return s;
 }
 
-TEST_SUITE("task") {
-  TEST_CASE("a million awaits of tasks that finish synchronously do not grow the stack") {
-    evco::loop lp;
-    CHECK(lp.run(sum(1'000'000)) == 1'000'000);
-  }
+TEST_CASE("a million awaits of tasks that finish synchronously do not grow the stack") {
+  evco::loop lp;
+  CHECK(lp.run(sum(1'000'000)) == 1'000'000);
 }
 
 task<int> nested(int depth) {
@@ -40,11 +38,9 @@ task<int> nested(int depth) {
   co_return 1 + co_await nested(depth - 1);
 }
 
-TEST_SUITE("task") {
-  TEST_CASE("a chain of nested awaits returns every level's value") {
-    evco::loop lp;
-    CHECK(lp.run(nested(1000)) == 1000);
-  }
+TEST_CASE("a chain of nested awaits returns every level's value") {
+  evco::loop lp;
+  CHECK(lp.run(nested(1000)) == 1000);
 }
 
 // ---- exceptions -----------------------------------------------------------------------------
@@ -60,11 +56,9 @@ evco::task<std::string> value_then_throw() {
   co_return std::string(200, 'x');
 }
 
-TEST_SUITE("task") {
-  TEST_CASE("an exception thrown after co_return stored the value replaces it, leaking nothing") {
-    evco::loop lp;
-    CHECK_THROWS_AS(lp.run(value_then_throw()), std::runtime_error);
-  }
+TEST_CASE("an exception thrown after co_return stored the value replaces it, leaking nothing") {
+  evco::loop lp;
+  CHECK_THROWS_AS(lp.run(value_then_throw()), std::runtime_error);
 }
 
 task<int> throws() {
@@ -81,12 +75,10 @@ task<std::string> catches() {
   co_return "not thrown";
 }
 
-TEST_SUITE("task") {
-  TEST_CASE("an exception thrown inside a task propagates to its awaiter") {
-    evco::loop lp;
-    CHECK(lp.run(catches()) == "boom");
-    CHECK_THROWS_AS(lp.run(throws()), std::runtime_error);
-  }
+TEST_CASE("an exception thrown inside a task propagates to its awaiter") {
+  evco::loop lp;
+  CHECK(lp.run(catches()) == "boom");
+  CHECK_THROWS_AS(lp.run(throws()), std::runtime_error);
 }
 
 // ---- frames and their lifetime --------------------------------------------------------------
@@ -103,31 +95,29 @@ task<int> holds(counted c, bool* started) {
   co_return *c.alive;
 }
 
-TEST_SUITE("task") {
-  TEST_CASE("tasks are lazy: nothing runs until awaited") {
-    int alive = 0;
-    bool started = false;
-    {
-      auto t = holds(counted(&alive), &started);
-      CHECK(alive == 1);
-      CHECK_FALSE(started);
-      evco::loop lp;
-      CHECK(lp.run(std::move(t)) == 1);
-      CHECK(started);
-    }
-    CHECK(alive == 0);
-  }
-
-  TEST_CASE("destroying an unstarted task frees its frame and parameters") {
-    int alive = 0;
-    bool started = false;
-    {
-      auto t = holds(counted(&alive), &started);
-      CHECK(alive == 1);
-    }
-    CHECK(alive == 0);
+TEST_CASE("tasks are lazy: nothing runs until awaited") {
+  int alive = 0;
+  bool started = false;
+  {
+    auto t = holds(counted(&alive), &started);
+    CHECK(alive == 1);
     CHECK_FALSE(started);
+    evco::loop lp;
+    CHECK(lp.run(std::move(t)) == 1);
+    CHECK(started);
   }
+  CHECK(alive == 0);
+}
+
+TEST_CASE("destroying an unstarted task frees its frame and parameters") {
+  int alive = 0;
+  bool started = false;
+  {
+    auto t = holds(counted(&alive), &started);
+    CHECK(alive == 1);
+  }
+  CHECK(alive == 0);
+  CHECK_FALSE(started);
 }
 
 // Parks forever: only destroying the frame ends it.
@@ -148,33 +138,31 @@ task<void> parked_outer(counted c, int* alive) {
   (void)c;
 }
 
-TEST_SUITE("task") {
-  TEST_CASE("destroying a suspended task frees its frame and every frame it awaits") {
-    int alive = 0;
-    {
-      auto t = parked_outer(counted(&alive), &alive);
-      auto h = t.handle();
-      CHECK(h.promise().start(h, std::noop_coroutine()));  // suspended, not finished
-      CHECK(alive == 2);
-    }
-    CHECK(alive == 0);
+TEST_CASE("destroying a suspended task frees its frame and every frame it awaits") {
+  int alive = 0;
+  {
+    auto t = parked_outer(counted(&alive), &alive);
+    auto h = t.handle();
+    CHECK(h.promise().start(h, std::noop_coroutine()));  // suspended, not finished
+    CHECK(alive == 2);
   }
+  CHECK(alive == 0);
 }
 
 task<void> nothing() {
   co_return;
 }
 
-TEST_SUITE("task") {
-  TEST_CASE("task<void> completes and moved-from tasks are empty") {
-    evco::loop lp;
-    auto t = nothing();
-    auto u = std::move(t);
-    CHECK_FALSE(t.valid());
-    CHECK(u.valid());
-    lp.run(std::move(u));
-    CHECK_THROWS_AS(lp.run(task<void>{}), std::invalid_argument);
-  }
+TEST_CASE("task<void> completes and moved-from tasks are empty") {
+  evco::loop lp;
+  auto t = nothing();
+  auto u = std::move(t);
+  CHECK_FALSE(t.valid());
+  CHECK(u.valid());
+  lp.run(std::move(u));
+  CHECK_THROWS_AS(lp.run(task<void>{}), std::invalid_argument);
 }
 
 }  // namespace
+
+TEST_SUITE_END();

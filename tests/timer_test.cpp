@@ -12,8 +12,8 @@ using namespace std::chrono_literals;
 using evco::loop;
 using evco::task;
 
-// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("timer") opens a
-// namespace, so it is repeated around each group of cases: the blocks make one suite.
+// Each TEST_CASE sits right below the coroutine it runs.
+TEST_SUITE_BEGIN("timer");
 
 namespace {
 
@@ -46,31 +46,29 @@ task<void> spawn_sleepers_for(loop& lp, sleepers* all, int n) {
   co_return;
 }
 
-TEST_SUITE("timer") {
-  TEST_CASE("no sleep resumes before its duration, measured from the call") {
-    loop lp;
-    sleepers all;
-    lp.run(spawn_sleepers_for(lp, &all, 2000));
-    REQUIRE(lp.run(evco::sleep_for(lp, 60ms)));  // every sleeper is done by then
-    CHECK(all.early == 0);
-  }
+TEST_CASE("no sleep resumes before its duration, measured from the call") {
+  loop lp;
+  sleepers all;
+  lp.run(spawn_sleepers_for(lp, &all, 2000));
+  REQUIRE(lp.run(evco::sleep_for(lp, 60ms)));  // every sleeper is done by then
+  CHECK(all.early == 0);
+}
 
-  TEST_CASE("a lone sleep on a fresh loop never ends early") {
-    for (int i = 0; i < 10; ++i) {
-      loop lp;
-      const auto start = evco::clock::now();
-      REQUIRE(lp.run(evco::sleep_for(lp, 20ms)));
-      CHECK(evco::clock::now() - start >= 20ms);
-    }
-  }
-
-  TEST_CASE("sleep_for completes successfully no earlier than its duration") {
+TEST_CASE("a lone sleep on a fresh loop never ends early") {
+  for (int i = 0; i < 10; ++i) {
     loop lp;
     const auto start = evco::clock::now();
-    auto r = lp.run(evco::sleep_for(lp, 20ms));
-    CHECK(r);
+    REQUIRE(lp.run(evco::sleep_for(lp, 20ms)));
     CHECK(evco::clock::now() - start >= 20ms);
   }
+}
+
+TEST_CASE("sleep_for completes successfully no earlier than its duration") {
+  loop lp;
+  const auto start = evco::clock::now();
+  auto r = lp.run(evco::sleep_for(lp, 20ms));
+  CHECK(r);
+  CHECK(evco::clock::now() - start >= 20ms);
 }
 
 task<bool> sleep_then_check(loop& lp, evco::duration busy, evco::duration d) {
@@ -80,36 +78,32 @@ task<bool> sleep_then_check(loop& lp, evco::duration busy, evco::duration d) {
   co_return evco::clock::now() - start >= d;
 }
 
-TEST_SUITE("timer") {
-  TEST_CASE("a sleep started after long work inside a callback still lasts its duration") {
-    loop lp;
-    CHECK(lp.run(sleep_then_check(lp, 100ms, 50ms)));
-  }
+TEST_CASE("a sleep started after long work inside a callback still lasts its duration") {
+  loop lp;
+  CHECK(lp.run(sleep_then_check(lp, 100ms, 50ms)));
 }
 
 // ---- deadline order -------------------------------------------------------------------------
 
-TEST_SUITE("timer") {
-  TEST_CASE("sleeps complete in deadline order, equal deadlines in the order they started") {
-    loop lp;
-    sleepers all;
-    const auto base = evco::clock::now() + 20ms;
-    std::vector<evco::clock::time_point> at;
-    for (int i = 0; i < 2000; ++i) {
-      at.push_back(base + std::chrono::milliseconds((i * 7) % 30));
-      lp.spawn(sleepers::sleep_until(lp, &all, i, at.back()),
-               [](std::exception_ptr) { FAIL("sleeper"); });
-    }
-    REQUIRE(lp.run(evco::sleep_until(lp, base + 40ms)));
-    REQUIRE(all.order.size() == 2000);
-    CHECK(all.early == 0);
-    int out_of_order = 0;
-    for (std::size_t k = 1; k < all.order.size(); ++k) {
-      const int a = all.order[k - 1], b = all.order[k];
-      if (at[a] > at[b] || (at[a] == at[b] && a > b)) ++out_of_order;
-    }
-    CHECK(out_of_order == 0);
+TEST_CASE("sleeps complete in deadline order, equal deadlines in the order they started") {
+  loop lp;
+  sleepers all;
+  const auto base = evco::clock::now() + 20ms;
+  std::vector<evco::clock::time_point> at;
+  for (int i = 0; i < 2000; ++i) {
+    at.push_back(base + std::chrono::milliseconds((i * 7) % 30));
+    lp.spawn(sleepers::sleep_until(lp, &all, i, at.back()),
+             [](std::exception_ptr) { FAIL("sleeper"); });
   }
+  REQUIRE(lp.run(evco::sleep_until(lp, base + 40ms)));
+  REQUIRE(all.order.size() == 2000);
+  CHECK(all.early == 0);
+  int out_of_order = 0;
+  for (std::size_t k = 1; k < all.order.size(); ++k) {
+    const int a = all.order[k - 1], b = all.order[k];
+    if (at[a] > at[b] || (at[a] == at[b] && a > b)) ++out_of_order;
+  }
+  CHECK(out_of_order == 0);
 }
 
 // ---- past deadlines, and durations at the ends of the range ---------------------------------
@@ -128,29 +122,27 @@ task<bool> completes_without_suspending(loop& lp, task<evco::result<void>> sleep
   co_return !ran;
 }
 
-TEST_SUITE("timer") {
-  TEST_CASE("a negative sleep or a past deadline completes at once, without suspending") {
-    loop lp;
-    CHECK(lp.run(completes_without_suspending(lp, evco::sleep_for(lp, -1s))));
-    CHECK(lp.run(completes_without_suspending(lp, evco::sleep_for(lp, evco::duration::min()))));
-    CHECK(lp.run(
-        completes_without_suspending(lp, evco::sleep_until(lp, evco::clock::time_point::min()))));
-  }
+TEST_CASE("a negative sleep or a past deadline completes at once, without suspending") {
+  loop lp;
+  CHECK(lp.run(completes_without_suspending(lp, evco::sleep_for(lp, -1s))));
+  CHECK(lp.run(completes_without_suspending(lp, evco::sleep_for(lp, evco::duration::min()))));
+  CHECK(lp.run(
+      completes_without_suspending(lp, evco::sleep_until(lp, evco::clock::time_point::min()))));
+}
 
-  TEST_CASE("sleep_until a past deadline completes successfully") {
-    loop lp;
-    CHECK(lp.run(evco::sleep_until(lp, evco::clock::now() - 1s)));
-  }
+TEST_CASE("sleep_until a past deadline completes successfully") {
+  loop lp;
+  CHECK(lp.run(evco::sleep_until(lp, evco::clock::now() - 1s)));
+}
 
-  TEST_CASE("durations saturate at the clock's range and keep their sign when rounded") {
-    using evco::detail::saturating_ceil;
-    CHECK(saturating_ceil(std::chrono::hours::max()) == evco::duration::max());
-    CHECK(saturating_ceil(std::chrono::hours::min()) == evco::duration::min());
-    CHECK(saturating_ceil(std::chrono::duration<double>(1e30)) == evco::duration::max());
-    CHECK(saturating_ceil(std::chrono::duration<double>(-1e-10)) < evco::duration::zero());
-    CHECK(saturating_ceil(std::chrono::duration<double, std::milli>(1.5)) ==
-          std::chrono::microseconds(1500));
-  }
+TEST_CASE("durations saturate at the clock's range and keep their sign when rounded") {
+  using evco::detail::saturating_ceil;
+  CHECK(saturating_ceil(std::chrono::hours::max()) == evco::duration::max());
+  CHECK(saturating_ceil(std::chrono::hours::min()) == evco::duration::min());
+  CHECK(saturating_ceil(std::chrono::duration<double>(1e30)) == evco::duration::max());
+  CHECK(saturating_ceil(std::chrono::duration<double>(-1e-10)) < evco::duration::zero());
+  CHECK(saturating_ceil(std::chrono::duration<double, std::milli>(1.5)) ==
+        std::chrono::microseconds(1500));
 }
 
 task<evco::result<void>> cancel_never_ending(loop& lp, evco::test::stop_probe* p, int which) {
@@ -161,16 +153,14 @@ task<evco::result<void>> cancel_never_ending(loop& lp, evco::test::stop_probe* p
   co_return co_await evco::sleep_for(lp, std::chrono::hours::max(), token);
 }
 
-TEST_SUITE("timer") {
-  TEST_CASE("the longest sleeps saturate instead of overflowing, and a stop still ends them") {
-    for (int which = 0; which < 3; ++which) {
-      CAPTURE(which);
-      loop lp;
-      evco::test::stop_probe probe;
-      auto r = lp.run(cancel_never_ending(lp, &probe, which));
-      REQUIRE_FALSE(r);
-      CHECK(r.error() == evco::errc::cancelled);
-    }
+TEST_CASE("the longest sleeps saturate instead of overflowing, and a stop still ends them") {
+  for (int which = 0; which < 3; ++which) {
+    CAPTURE(which);
+    loop lp;
+    evco::test::stop_probe probe;
+    auto r = lp.run(cancel_never_ending(lp, &probe, which));
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == evco::errc::cancelled);
   }
 }
 
@@ -183,25 +173,23 @@ task<evco::result<void>> cancel_while_sleeping(loop& lp, evco::test::stop_probe*
   co_return r;
 }
 
-TEST_SUITE("timer") {
-  TEST_CASE("a stop request cancels a sleep, resuming it from the loop and not inline") {
-    loop lp;
-    evco::test::stop_probe probe;
-    auto r = lp.run(cancel_while_sleeping(lp, &probe));
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == evco::errc::cancelled);
-    CHECK(r.error() == std::errc::operation_canceled);
-    CHECK_FALSE(probe.resumed_inside_request_stop);
-  }
+TEST_CASE("a stop request cancels a sleep, resuming it from the loop and not inline") {
+  loop lp;
+  evco::test::stop_probe probe;
+  auto r = lp.run(cancel_while_sleeping(lp, &probe));
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == evco::errc::cancelled);
+  CHECK(r.error() == std::errc::operation_canceled);
+  CHECK_FALSE(probe.resumed_inside_request_stop);
+}
 
-  TEST_CASE("a sleep with an already stopped token reports cancelled") {
-    loop lp;
-    std::stop_source src;
-    src.request_stop();
-    auto r = lp.run(evco::sleep_for(lp, 1h, src.get_token()));
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == evco::errc::cancelled);
-  }
+TEST_CASE("a sleep with an already stopped token reports cancelled") {
+  loop lp;
+  std::stop_source src;
+  src.request_stop();
+  auto r = lp.run(evco::sleep_for(lp, 1h, src.get_token()));
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == evco::errc::cancelled);
 }
 
 task<evco::result<void>> cancel_from_thread(loop& lp) {
@@ -212,13 +200,13 @@ task<evco::result<void>> cancel_from_thread(loop& lp) {
   co_return r;
 }
 
-TEST_SUITE("timer") {
-  TEST_CASE("a stop requested from another thread cancels a sleep") {
-    loop lp;
-    auto r = lp.run(cancel_from_thread(lp));
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == evco::errc::cancelled);
-  }
+TEST_CASE("a stop requested from another thread cancels a sleep") {
+  loop lp;
+  auto r = lp.run(cancel_from_thread(lp));
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == evco::errc::cancelled);
 }
 
 }  // namespace
+
+TEST_SUITE_END();

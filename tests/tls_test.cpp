@@ -35,8 +35,8 @@ using evco::test::certs;
 using evco::test::error_of;
 using evco::test::pattern;
 
-// Each TEST_CASE sits right below the coroutine it runs. TEST_SUITE("tls") opens a
-// namespace, so it is repeated around each group of cases: the blocks make one suite.
+// Each TEST_CASE sits right below the coroutine it runs.
+TEST_SUITE_BEGIN("tls");
 
 namespace {
 
@@ -152,10 +152,8 @@ task<void> good_handshake(loop& lp) {
   co_await echo_and_close(std::move(p));
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("a verified handshake carries data both ways and a clean close reads as eof") {
-    evco::test::run_on_loop(good_handshake);
-  }
+TEST_CASE("a verified handshake carries data both ways and a clean close reads as eof") {
+  evco::test::run_on_loop(good_handshake);
 }
 
 // shutdown() on TLS sends close_notify before the FIN: the peer reads eof, not a truncation.
@@ -170,10 +168,8 @@ task<void> half_close(loop& lp) {
   CHECK(got.value() == "last words");
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("shutdown on a TLS stream sends close_notify: the peer reads eof, not truncation") {
-    evco::test::run_on_loop(half_close);
-  }
+TEST_CASE("shutdown on a TLS stream sends close_notify: the peer reads eof, not truncation") {
+  evco::test::run_on_loop(half_close);
 }
 
 task<void> large_write_then_close(loop& lp) {
@@ -189,10 +185,8 @@ task<void> large_write_then_close(loop& lp) {
   CHECK((got.value() == data));
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("close after a 4 MiB write delivers every byte, then close_notify reads as eof") {
-    evco::test::run_on_loop(large_write_then_close);
-  }
+TEST_CASE("close after a 4 MiB write delivers every byte, then close_notify reads as eof") {
+  evco::test::run_on_loop(large_write_then_close);
 }
 
 // shutdown() waits for its close_notify to go out rather than report success without it.
@@ -213,10 +207,8 @@ task<void> shutdown_on_a_full_socket(loop& lp) {
   CHECK(r.error() == errc::timed_out);
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("shutdown on a TLS stream whose socket is full waits to send close_notify") {
-    evco::test::run_on_loop(shutdown_on_a_full_socket);
-  }
+TEST_CASE("shutdown on a TLS stream whose socket is full waits to send close_notify") {
+  evco::test::run_on_loop(shutdown_on_a_full_socket);
 }
 
 task<void> truncation(loop& lp) {
@@ -241,10 +233,8 @@ task<void> truncation(loop& lp) {
   CHECK(again.error() == evco::tls_errc::truncated);
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("a peer ending TCP without close_notify is a truncation error, not eof") {
-    evco::test::run_on_loop(truncation);
-  }
+TEST_CASE("a peer ending TCP without close_notify is a truncation error, not eof") {
+  evco::test::run_on_loop(truncation);
 }
 
 // ---- verification ---------------------------------------------------------------------------
@@ -258,35 +248,33 @@ task<std::error_code> rejected(loop& lp, const std::string& cert, std::string na
   co_return error_of(o.client);
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("a self-signed certificate is rejected with a readable tls error") {
-    const std::size_t fds = evco::test::open_fds();
-    {
-      loop lp;
-      const auto ec = lp.run(rejected(lp, "self", "localhost"));
-      CHECK(ec.category() == evco::tls_category());
-      CHECK(ec.message().find("certificate verify failed") != std::string::npos);
-      CHECK(ec.message().find("self") != std::string::npos);
-      MESSAGE(ec);
-    }
-    CHECK(evco::test::open_fds() == fds);  // both failed ends closed their sockets
-  }
-
-  TEST_CASE("a certificate for another host name is rejected") {
+TEST_CASE("a self-signed certificate is rejected with a readable tls error") {
+  const std::size_t fds = evco::test::open_fds();
+  {
     loop lp;
-    const auto ec = lp.run(rejected(lp, "wrong", "localhost"));
+    const auto ec = lp.run(rejected(lp, "self", "localhost"));
     CHECK(ec.category() == evco::tls_category());
-    CHECK(ec.message().find("hostname mismatch") != std::string::npos);
+    CHECK(ec.message().find("certificate verify failed") != std::string::npos);
+    CHECK(ec.message().find("self") != std::string::npos);
     MESSAGE(ec);
   }
+  CHECK(evco::test::open_fds() == fds);  // both failed ends closed their sockets
+}
 
-  TEST_CASE("an expired certificate is rejected") {
-    loop lp;
-    const auto ec = lp.run(rejected(lp, "expired", "localhost"));
-    CHECK(ec.category() == evco::tls_category());
-    CHECK(ec.message().find("expired") != std::string::npos);
-    MESSAGE(ec);
-  }
+TEST_CASE("a certificate for another host name is rejected") {
+  loop lp;
+  const auto ec = lp.run(rejected(lp, "wrong", "localhost"));
+  CHECK(ec.category() == evco::tls_category());
+  CHECK(ec.message().find("hostname mismatch") != std::string::npos);
+  MESSAGE(ec);
+}
+
+TEST_CASE("an expired certificate is rejected") {
+  loop lp;
+  const auto ec = lp.run(rejected(lp, "expired", "localhost"));
+  CHECK(ec.category() == evco::tls_category());
+  CHECK(ec.message().find("expired") != std::string::npos);
+  MESSAGE(ec);
 }
 
 task<void> insecure_accepts_anything(loop& lp) {
@@ -299,10 +287,8 @@ task<void> insecure_accepts_anything(loop& lp) {
   co_await echo_and_close(std::move(p));
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("insecure_skip_verify accepts a self-signed certificate for any name") {
-    evco::test::run_on_loop(insecure_accepts_anything);
-  }
+TEST_CASE("insecure_skip_verify accepts a self-signed certificate for any name") {
+  evco::test::run_on_loop(insecure_accepts_anything);
 }
 
 task<void> old_protocol(loop& lp) {
@@ -331,10 +317,8 @@ task<void> old_protocol(loop& lp) {
   CHECK(evco::tls_protocol(p.client) == "TLSv1.1");
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("a server limited to TLS 1.1 fails against the default minimum of TLS 1.2") {
-    evco::test::run_on_loop(old_protocol);
-  }
+TEST_CASE("a server limited to TLS 1.1 fails against the default minimum of TLS 1.2") {
+  evco::test::run_on_loop(old_protocol);
 }
 
 // connect(host, port, {.tls}) resolves, races the addresses, then does the handshake with
@@ -368,11 +352,8 @@ task<void> hostname_connect_with_tls(loop& lp) {
   }
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE(
-      "a hostname connect with tls options verifies the peer and reports the handshake phase") {
-    evco::test::run_on_loop(hostname_connect_with_tls);
-  }
+TEST_CASE("a hostname connect with tls options verifies the peer and reports the handshake phase") {
+  evco::test::run_on_loop(hostname_connect_with_tls);
 }
 
 // ---- server names ---------------------------------------------------------------------------
@@ -396,10 +377,8 @@ task<void> sni_seen(loop& lp) {
   }
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("the server sees the client's SNI; an IP address is verified and sends none") {
-    evco::test::run_on_loop(sni_seen);
-  }
+TEST_CASE("the server sees the client's SNI; an IP address is verified and sends none") {
+  evco::test::run_on_loop(sni_seen);
 }
 
 // A name with a NUL in it is not cut short at the NUL: the certificate is for "localhost", and
@@ -414,10 +393,8 @@ task<void> server_name_with_nul(loop& lp) {
   CHECK_FALSE(o.server);  // the client never started the handshake
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("a server name with a NUL in it is rejected, not verified up to the NUL") {
-    evco::test::run_on_loop(server_name_with_nul);
-  }
+TEST_CASE("a server name with a NUL in it is rejected, not verified up to the NUL") {
+  evco::test::run_on_loop(server_name_with_nul);
 }
 
 task<void> bad_arguments(loop& lp) {
@@ -436,10 +413,8 @@ task<void> bad_arguments(loop& lp) {
   CHECK(closed.error() == errc::closed);
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("a verifying client needs a server name; a closed stream is closed") {
-    evco::test::run_on_loop(bad_arguments);
-  }
+TEST_CASE("a verifying client needs a server name; a closed stream is closed") {
+  evco::test::run_on_loop(bad_arguments);
 }
 
 // ---- handshake budgets and cancellation -----------------------------------------------------
@@ -473,33 +448,31 @@ task<void> silent_server(loop& lp, evco::duration budget, std::stop_source* stop
   *out = error_of(r);
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("a server that never answers fails the handshake with handshake_timed_out") {
-    loop lp;
-    std::error_code ec;
-    lp.run(silent_server(lp, 50ms, nullptr, &ec));
-    CHECK(ec == errc::handshake_timed_out);
-    CHECK(ec == std::errc::timed_out);
-    CHECK(ec.message().find("handshake") != std::string::npos);
-  }
+TEST_CASE("a server that never answers fails the handshake with handshake_timed_out") {
+  loop lp;
+  std::error_code ec;
+  lp.run(silent_server(lp, 50ms, nullptr, &ec));
+  CHECK(ec == errc::handshake_timed_out);
+  CHECK(ec == std::errc::timed_out);
+  CHECK(ec.message().find("handshake") != std::string::npos);
+}
 
-  TEST_CASE("a handshake budget armed after long work inside a callback never ends early") {
-    loop lp;
-    std::error_code ec;
-    evco::duration took{};
-    lp.run(silent_server(lp, 50ms, nullptr, &ec, 100ms, &took));
-    CHECK(ec == errc::handshake_timed_out);
-    CHECK(took >= 50ms);
-  }
+TEST_CASE("a handshake budget armed after long work inside a callback never ends early") {
+  loop lp;
+  std::error_code ec;
+  evco::duration took{};
+  lp.run(silent_server(lp, 50ms, nullptr, &ec, 100ms, &took));
+  CHECK(ec == errc::handshake_timed_out);
+  CHECK(took >= 50ms);
+}
 
-  TEST_CASE("a stop request cancels a stalled handshake") {
-    loop lp;
-    std::stop_source stop;
-    std::error_code ec;
-    lp.run(silent_server(lp, {}, &stop, &ec));
-    CHECK(ec == errc::cancelled);
-    CHECK(ec == std::errc::operation_canceled);
-  }
+TEST_CASE("a stop request cancels a stalled handshake") {
+  loop lp;
+  std::stop_source stop;
+  std::error_code ec;
+  lp.run(silent_server(lp, {}, &stop, &ec));
+  CHECK(ec == errc::cancelled);
+  CHECK(ec == std::errc::operation_canceled);
 }
 
 // ---- the TCP stream under a TLS stream ------------------------------------------------------
@@ -536,10 +509,8 @@ task<void> settings_survive_the_handshake(loop& lp) {
   CHECK(r.error() == errc::timed_out);
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("a TLS stream keeps the idle timeouts set on its TCP stream") {
-    evco::test::run_on_loop(settings_survive_the_handshake);
-  }
+TEST_CASE("a TLS stream keeps the idle timeouts set on its TCP stream") {
+  evco::test::run_on_loop(settings_survive_the_handshake);
 }
 
 // The accepted stream already read the ClientHello before it was handed to tls_server.
@@ -578,105 +549,101 @@ task<void> client_hello_already_buffered(loop& lp) {
   co_await echo_and_close(std::move(p));
 }
 
-TEST_SUITE("tls") {
-  TEST_CASE("a ClientHello the plain stream already buffered is not lost") {
-    evco::test::run_on_loop(client_hello_already_buffered);
-  }
+TEST_CASE("a ClientHello the plain stream already buffered is not lost") {
+  evco::test::run_on_loop(client_hello_already_buffered);
 }
 
 // ---- contexts -------------------------------------------------------------------------------
 
-TEST_SUITE("tls") {
-  TEST_CASE("contexts report unreadable files as errors") {
-    evco::tls_client_options o;
-    o.ca_file = (certs().dir / "missing.pem").string();
-    auto c = tls_context::client(o);
-    REQUIRE_FALSE(c);
-    MESSAGE(c.error());
-    auto s = tls_context::server(certs().cert("missing"), certs().key("good"));
-    REQUIRE_FALSE(s);
-    MESSAGE(s.error());
-    // A key that is not the certificate's.
-    auto m = tls_context::server(certs().cert("good"), certs().key("self"));
-    REQUIRE_FALSE(m);
-    CHECK(m.error().category() == evco::tls_category());
-    MESSAGE(m.error());
-  }
+TEST_CASE("contexts report unreadable files as errors") {
+  evco::tls_client_options o;
+  o.ca_file = (certs().dir / "missing.pem").string();
+  auto c = tls_context::client(o);
+  REQUIRE_FALSE(c);
+  MESSAGE(c.error());
+  auto s = tls_context::server(certs().cert("missing"), certs().key("good"));
+  REQUIRE_FALSE(s);
+  MESSAGE(s.error());
+  // A key that is not the certificate's.
+  auto m = tls_context::server(certs().cert("good"), certs().key("self"));
+  REQUIRE_FALSE(m);
+  CHECK(m.error().category() == evco::tls_category());
+  MESSAGE(m.error());
+}
 
-  TEST_CASE("a missing or empty file name is reported as no such file") {
-    evco::tls_client_options o;
-    o.ca_file = (certs().dir / "missing.pem").string();
-    auto c = tls_context::client(o);
-    REQUIRE_FALSE(c);
-    CHECK(c.error() == std::errc::no_such_file_or_directory);
-    auto none = tls_context::server("", "");
-    REQUIRE_FALSE(none);
-    CHECK(none.error() == std::errc::no_such_file_or_directory);
-    auto no_key = tls_context::server(certs().cert("good"), (certs().dir / "missing.key").string());
-    REQUIRE_FALSE(no_key);
-    CHECK(no_key.error() == std::errc::no_such_file_or_directory);
-  }
+TEST_CASE("a missing or empty file name is reported as no such file") {
+  evco::tls_client_options o;
+  o.ca_file = (certs().dir / "missing.pem").string();
+  auto c = tls_context::client(o);
+  REQUIRE_FALSE(c);
+  CHECK(c.error() == std::errc::no_such_file_or_directory);
+  auto none = tls_context::server("", "");
+  REQUIRE_FALSE(none);
+  CHECK(none.error() == std::errc::no_such_file_or_directory);
+  auto no_key = tls_context::server(certs().cert("good"), (certs().dir / "missing.key").string());
+  REQUIRE_FALSE(no_key);
+  CHECK(no_key.error() == std::errc::no_such_file_or_directory);
+}
 
-  TEST_CASE("a file name with a NUL in it is rejected, not opened up to the NUL") {
-    const std::string junk("\0junk", 5);
-    evco::tls_client_options o;
-    o.ca_file = certs().ca + junk;
-    auto c = tls_context::client(o);
-    REQUIRE_FALSE(c);
-    CHECK(c.error() == std::errc::invalid_argument);
-    auto cert = tls_context::server(certs().cert("good") + junk, certs().key("good"));
-    REQUIRE_FALSE(cert);
-    CHECK(cert.error() == std::errc::invalid_argument);
-    auto key = tls_context::server(certs().cert("good"), certs().key("good") + junk);
-    REQUIRE_FALSE(key);
-    CHECK(key.error() == std::errc::invalid_argument);
-  }
+TEST_CASE("a file name with a NUL in it is rejected, not opened up to the NUL") {
+  const std::string junk("\0junk", 5);
+  evco::tls_client_options o;
+  o.ca_file = certs().ca + junk;
+  auto c = tls_context::client(o);
+  REQUIRE_FALSE(c);
+  CHECK(c.error() == std::errc::invalid_argument);
+  auto cert = tls_context::server(certs().cert("good") + junk, certs().key("good"));
+  REQUIRE_FALSE(cert);
+  CHECK(cert.error() == std::errc::invalid_argument);
+  auto key = tls_context::server(certs().cert("good"), certs().key("good") + junk);
+  REQUIRE_FALSE(key);
+  CHECK(key.error() == std::errc::invalid_argument);
+}
 
-  TEST_CASE("a version range that cannot work is rejected when the context is made") {
-    evco::tls_client_options o;
-    o.ca_file = certs().ca;
-    o.min_version = evco::tls_version::v1_3;
-    o.max_version = evco::tls_version::v1_2;
-    auto inverted = tls_context::client(o);
-    REQUIRE_FALSE(inverted);
-    CHECK(inverted.error() == std::errc::invalid_argument);
-    for (const int v : {12345, -1, 0x0305, 0x0300}) {
-      CAPTURE(v);
-      o.min_version = static_cast<evco::tls_version>(v);
-      o.max_version = evco::tls_version::unspecified;
-      auto bad_min = tls_context::client(o);
-      REQUIRE_FALSE(bad_min);
-      CHECK(bad_min.error() == std::errc::invalid_argument);
-      o.min_version = evco::tls_version::v1_2;
-      o.max_version = static_cast<evco::tls_version>(v);
-      auto bad_max = tls_context::client(o);
-      REQUIRE_FALSE(bad_max);
-      CHECK(bad_max.error() == std::errc::invalid_argument);
-    }
-    evco::tls_server_options so;
-    so.min_version = evco::tls_version::v1_3;
-    so.max_version = evco::tls_version::v1_2;
-    auto server = tls_context::server(certs().cert("good"), certs().key("good"), so);
-    REQUIRE_FALSE(server);
-    CHECK(server.error() == std::errc::invalid_argument);
-    // Equal bounds and open ends are fine.
-    o.min_version = o.max_version = evco::tls_version::v1_3;
-    CHECK(tls_context::client(o));
-    so.min_version = evco::tls_version::unspecified;
-    CHECK(tls_context::server(certs().cert("good"), certs().key("good"), so));
+TEST_CASE("a version range that cannot work is rejected when the context is made") {
+  evco::tls_client_options o;
+  o.ca_file = certs().ca;
+  o.min_version = evco::tls_version::v1_3;
+  o.max_version = evco::tls_version::v1_2;
+  auto inverted = tls_context::client(o);
+  REQUIRE_FALSE(inverted);
+  CHECK(inverted.error() == std::errc::invalid_argument);
+  for (const int v : {12345, -1, 0x0305, 0x0300}) {
+    CAPTURE(v);
+    o.min_version = static_cast<evco::tls_version>(v);
+    o.max_version = evco::tls_version::unspecified;
+    auto bad_min = tls_context::client(o);
+    REQUIRE_FALSE(bad_min);
+    CHECK(bad_min.error() == std::errc::invalid_argument);
+    o.min_version = evco::tls_version::v1_2;
+    o.max_version = static_cast<evco::tls_version>(v);
+    auto bad_max = tls_context::client(o);
+    REQUIRE_FALSE(bad_max);
+    CHECK(bad_max.error() == std::errc::invalid_argument);
   }
+  evco::tls_server_options so;
+  so.min_version = evco::tls_version::v1_3;
+  so.max_version = evco::tls_version::v1_2;
+  auto server = tls_context::server(certs().cert("good"), certs().key("good"), so);
+  REQUIRE_FALSE(server);
+  CHECK(server.error() == std::errc::invalid_argument);
+  // Equal bounds and open ends are fine.
+  o.min_version = o.max_version = evco::tls_version::v1_3;
+  CHECK(tls_context::client(o));
+  so.min_version = evco::tls_version::unspecified;
+  CHECK(tls_context::server(certs().cert("good"), certs().key("good"), so));
 }
 
 // ---- errors ---------------------------------------------------------------------------------
 
-TEST_SUITE("tls") {
-  TEST_CASE("tls errors have their own category and readable messages") {
-    const std::error_code t = evco::tls_errc::truncated;
-    CHECK(std::string(t.category().name()) == "tls");
-    CHECK(t != errc::eof);
-    CHECK(t.message().find("truncated") != std::string::npos);
-    CHECK(std::error_code(errc::handshake_timed_out) == std::errc::timed_out);
-  }
+TEST_CASE("tls errors have their own category and readable messages") {
+  const std::error_code t = evco::tls_errc::truncated;
+  CHECK(std::string(t.category().name()) == "tls");
+  CHECK(t != errc::eof);
+  CHECK(t.message().find("truncated") != std::string::npos);
+  CHECK(std::error_code(errc::handshake_timed_out) == std::errc::timed_out);
 }
 
 }  // namespace
+
+TEST_SUITE_END();
