@@ -177,11 +177,27 @@ bool operator==(const endpoint& a, const endpoint& b) noexcept {
   return (a <=> b) == 0;
 }
 
+// By family, then address (in network order, so 127.0.0.1 < 127.0.0.2), then port, then (IPv6)
+// scope id: sorted endpoints group by host. IPv6 flow labels do not count.
 std::strong_ordering operator<=>(const endpoint& a, const endpoint& b) noexcept {
   if (auto c = a.family() <=> b.family(); c != 0) return c;
-  const int c = std::memcmp(a.data(), b.data(), a.size());
-  if (c != 0) return c < 0 ? std::strong_ordering::less : std::strong_ordering::greater;
-  return std::strong_ordering::equal;
+  const auto bytes = [](int c) {
+    return c < 0 ? std::strong_ordering::less
+                 : (c > 0 ? std::strong_ordering::greater : std::strong_ordering::equal);
+  };
+  if (a.is_v6()) {
+    const auto& x = reinterpret_cast<const sockaddr_in6&>(*a.data());
+    const auto& y = reinterpret_cast<const sockaddr_in6&>(*b.data());
+    if (auto c = bytes(std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof x.sin6_addr)); c != 0) {
+      return c;
+    }
+    if (auto c = a.port() <=> b.port(); c != 0) return c;
+    return x.sin6_scope_id <=> y.sin6_scope_id;
+  }
+  const auto& x = reinterpret_cast<const sockaddr_in&>(*a.data());
+  const auto& y = reinterpret_cast<const sockaddr_in&>(*b.data());
+  if (auto c = bytes(std::memcmp(&x.sin_addr, &y.sin_addr, sizeof x.sin_addr)); c != 0) return c;
+  return a.port() <=> b.port();
 }
 
 }  // namespace evco

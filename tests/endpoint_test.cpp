@@ -183,6 +183,13 @@ TEST_SUITE("endpoint") {
     CHECK(endpoint::v4_loopback(1) != endpoint::v4_loopback(2));
     CHECK(endpoint::v4_loopback(1) < endpoint::v4_loopback(2));
     CHECK(endpoint::v4_loopback(1) != endpoint::v6_loopback(1));
+    // The address counts, before the port.
+    CHECK(endpoint::parse("127.0.0.1:1").value() != endpoint::parse("127.0.0.2:1").value());
+    CHECK(endpoint::parse("127.0.0.1:9").value() < endpoint::parse("127.0.0.2:1").value());
+    CHECK(endpoint::parse("[::1]:1").value() != endpoint::parse("[::2]:1").value());
+    CHECK(endpoint::parse("[::1]:9").value() < endpoint::parse("[::2]:1").value());
+    CHECK(endpoint::parse("[::1]:1").value() < endpoint::parse("[::1]:2").value());
+    CHECK(endpoint::parse("127.0.0.1:256").value() > endpoint::parse("127.0.0.1:1").value());
     auto e = endpoint::v4_loopback(5);
     e.set_port(6);
     CHECK(e.port() == 6);
