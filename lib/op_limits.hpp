@@ -33,32 +33,12 @@ struct op_limits : timer_node {
 
   // Due at `deadline` (time_point::max(): never) and at a stop request on `stop`. False, with
   // nothing armed, when out of memory.
-  bool arm(clock::time_point deadline, const std::stop_token& stop) noexcept {
-    try {
-      if (stop.stop_possible() && !wake) {
-        wake.reset(event_new(lp->native_handle(), -1, 0, &on_wake, this));
-        if (!wake) return false;
-      }
-      loop_access::arm(*lp, *this, deadline);
-      active = true;
-      // Runs at once if a stop was already requested: the wake-up then comes from the loop.
-      if (stop.stop_possible()) on_stop.emplace(stop, cancel_fn{wake.get(), nullptr});
-    } catch (const std::bad_alloc&) {
-      disarm();
-      return false;
-    }
-    return true;
-  }
+  bool arm(clock::time_point deadline, const std::stop_token& stop) noexcept;
   // Moves the deadline (the stop request stays watched). Cannot fail from inside `ended`,
   // which the queue calls with this node's room in the heap given back.
   void move_deadline(clock::time_point deadline) { loop_access::arm(*lp, *this, deadline); }
-
   void disarm() noexcept {
-    if (!active) return;
-    active = false;
-    on_stop.reset();  // first: blocks while the stop callback runs on another thread
-    if (wake) event_del(wake.get());
-    loop_access::disarm(*lp, *this);
+    if (active) release();
   }
 
   loop* lp;
@@ -68,10 +48,8 @@ struct op_limits : timer_node {
   std::optional<std::stop_callback<cancel_fn>> on_stop;
 
  private:
-  static void on_wake(evutil_socket_t, short, void* arg) {
-    auto& self = *static_cast<op_limits*>(arg);
-    self.ended(self, errc::cancelled);
-  }
+  void release() noexcept;
+  static void on_wake(evutil_socket_t, short, void* arg);
 };
 
 }  // namespace evco::detail

@@ -138,12 +138,18 @@ bool retry_after_poll(stream_state& s) noexcept {
 
 }  // namespace
 
+namespace {
+// A frame destroyed in the middle of a direct write leaves the stream untorn, and one destroyed
+// in the middle of read_exactly gives back what it took.
+[[gnu::noinline]] void abandon(stream_state& s, stream_op& op) noexcept {
+  type_of(op.kind).interrupt(s, op, errc::cancelled);
+  unpark(s, op);
+}
+}  // namespace
+
 stream_op::~stream_op() {
   if (state != op_state::idle) {
-    // A frame destroyed in the middle of a direct write leaves the stream untorn, and one
-    // destroyed in the middle of read_exactly gives back what it took.
-    type_of(kind).interrupt(*s, *this, errc::cancelled);
-    unpark(*s, *this);
+    abandon(*s, *this);
   } else if (queued) {
     loop_access::unschedule(*lp, *this);
   }

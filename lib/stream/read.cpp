@@ -20,7 +20,7 @@ void note_read_end(stream_state& s, int err) noexcept {
 // ended or failed (then the read side's error says so).
 std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
   if (n == 0) return 0;  // recv() of nothing returns 0, which would read as the peer's end
-  const ssize_t r = ::recv(bufferevent_getfd(s.bev), p, n, MSG_DONTWAIT);
+  const ssize_t r = ::recv(s.fd, p, n, MSG_DONTWAIT);
   if (r > 0) {
     // A full read says more is waiting. After one, a short read does not say the socket is
     // empty: on loopback, a read that opens the receive window lets the sender's queued

@@ -100,6 +100,7 @@ result<stream> make_socket_stream(loop& lp, int fd) {
   bufferevent_set_max_single_write(bev, max_single_write);
   stream st = attach(lp, bev, socket_transport);
   stream_state& s = *st.s_;
+  s.fd = fd;
   s.socket_read.reset(
       event_new(lp.native_handle(), fd, EV_READ | EV_PERSIST, on_socket_readable, &s));
   if (!s.socket_read) return std::make_error_code(std::errc::not_enough_memory);

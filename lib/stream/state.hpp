@@ -90,6 +90,9 @@ struct stream_state {
     std::size_t queued = 0;  // output still queued when the timer was last armed
   };
   std::unique_ptr<linger_state> lingering;
+  // Plain sockets: the socket, read and written directly (bufferevent_getfd takes the
+  // bufferevent's lock on every call).
+  int fd = -1;
   // The socket probably holds more: a direct read filled its buffer, and none has found the
   // socket empty since. Only then is a read tried without waiting.
   bool more_pending = false;

@@ -38,8 +38,7 @@ bool write_ended(stream_state& s, stream_op& op) noexcept {
 // again. What the kernel does not take yet is sent from here as well once the socket is
 // writable (the parked write waits on socket_write). MSG_NOSIGNAL: a closed peer is EPIPE.
 bool write_direct(stream_state& s, stream_op& op) noexcept {
-  const ssize_t n = ::send(bufferevent_getfd(s.bev), op.data + op.done, op.size - op.done,
-                           MSG_NOSIGNAL | MSG_DONTWAIT);
+  const ssize_t n = ::send(s.fd, op.data + op.done, op.size - op.done, MSG_NOSIGNAL | MSG_DONTWAIT);
   if (n >= 0) {
     op.done += static_cast<std::size_t>(n);
   } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
