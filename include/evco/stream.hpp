@@ -251,8 +251,9 @@ class stream {
   /// succeeds: so that buffer, like any op's, must outlive the op.
   void close() noexcept;
 
-  /// Idle timeouts (libevent's): a read or write op fails with errc::timed_out when no byte
-  /// moves in that direction for this long. Re-armed by every partial progress; zero = none.
+  /// Idle timeouts: a read or write op fails with errc::timed_out when no byte moves in that
+  /// direction for this long (it fires between `read` and twice that after the last byte:
+  /// progress restarts it lazily). Zero = none. Applies to an op already parked, from now.
   /// A write the kernel already took part of is never torn: on the write timeout it queues
   /// its rest and succeeds (see write()); a stall of those queued bytes then fails the next
   /// write, drain or shutdown.
