@@ -162,13 +162,16 @@ bool perform_read_until(stream_state& s, stream_op& op) noexcept {
   return read_ended(s, op);
 }
 
-// A frame may need more than the read limit holds; it has its own maximum.
+// A frame may need more than the read limit holds: while the op waits, the input may grow to
+// the op's own maximum.
+bool raises_read_limit(const stream_state& s, stream_op& op) noexcept {
+  return s.read_high != 0 && as_string(op).max > s.read_high;
+}
 void read_until_parked(stream_state& s, stream_op& op) {
-  const std::size_t max = as_string(op).max;
-  if (s.read_high != 0 && max > s.read_high) s.io->limit_input(s, max);
+  if (raises_read_limit(s, op)) s.io->limit_input(s, as_string(op).max);
 }
 void read_until_unparked(stream_state& s, stream_op& op) noexcept {
-  if (s.read_high != 0 && as_string(op).max > s.read_high) s.io->limit_input(s, s.read_high);
+  if (raises_read_limit(s, op)) s.io->limit_input(s, s.read_high);
 }
 
 }  // namespace
