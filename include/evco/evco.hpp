@@ -9,6 +9,7 @@
 #include "evco/log.hpp"
 #include "evco/loop.hpp"
 #include "evco/op_options.hpp"
+#include "evco/signal.hpp"
 #include "evco/stream.hpp"
 #include "evco/task.hpp"
 #include "evco/timer.hpp"
