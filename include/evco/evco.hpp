@@ -1,6 +1,7 @@
 #pragma once
 // evco: C++20 coroutines over libevent. Includes every public header.
 
+#include "evco/channel.hpp"
 #include "evco/connect.hpp"
 #include "evco/dns.hpp"
 #include "evco/endpoint.hpp"
