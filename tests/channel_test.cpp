@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "evco/loop.hpp"
+#include "evco/timer.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -591,15 +592,19 @@ TEST_CASE("destroying a frame parked in send or receive unlists it") {
   evco::test::run_on_loop(destroyed_frames);
 }
 
+int parkers_started = 0, parkers_resumed = 0;
+
 task<void> park_receive(channel<std::string>* ch, evco::op_options o) {
-  auto r = co_await ch->receive(std::move(o));
-  (void)r;
+  ++parkers_started;
+  (void)co_await ch->receive(std::move(o));
+  ++parkers_resumed;
 }
 
 task<void> park_send(channel<std::string>* ch, evco::op_options o) {
+  ++parkers_started;
   std::string s(200, 's');  // on the heap: a leak would show
-  auto r = co_await ch->send(std::move(s), std::move(o));
-  (void)r;
+  (void)co_await ch->send(std::move(s), std::move(o));
+  ++parkers_resumed;
 }
 
 // Owns a channel in its frame and spawns the ops that wait on it: destroyed after them.
@@ -616,37 +621,48 @@ task<void> hub(loop& lp, std::stop_token st) {
   (void)r;
 }
 
-// Spawned before the channel exists, so destroyed after the frame that owns it: by then the
-// channel has resumed them with closed, and they sit on the ready list.
-task<void> late_parker(loop& lp, channel<std::string>** slot, std::stop_token st) {
-  while (!*slot)
+// Spawned before the channels exist, so destroyed after the frame that owns them: by then
+// the channels have resumed them with closed, and they sit on the ready list.
+struct owned_channels {
+  channel<std::string>* full = nullptr;
+  channel<std::string>* empty = nullptr;
+};
+
+task<void> late_parker(loop& lp, owned_channels* slot, int i, std::stop_token st) {
+  while (!slot->full)
     co_await lp.yield();
-  auto r = co_await (*slot)->receive({1h, st});
-  (void)r;
+  if (i % 2) {
+    co_await park_send(slot->full, {1h, st});
+  } else {
+    co_await park_receive(slot->empty, {1h, st});
+  }
 }
 
-task<void> owner_last(loop& lp, channel<std::string>** slot) {
-  channel<std::string> ch(lp, 2);
-  REQUIRE(ch.try_send(std::string(100, 'o')));
-  *slot = &ch;
-  auto r = co_await ch.send(std::string(100, 'w'), 1h);  // waits once the buffer is full
+task<void> owner_last(loop& lp, owned_channels* slot) {
+  channel<std::string> full(lp, 1), empty(lp, 0);
+  REQUIRE(full.try_send(std::string(100, 'o')));
+  slot->full = &full;
+  slot->empty = &empty;
+  auto r = co_await evco::sleep_for(lp, 1h);
   (void)r;
 }
 
 TEST_CASE("destroying the loop with sends and receives parked frees everything") {
   std::stop_source src;
-  channel<std::string>* slot = nullptr;
+  owned_channels slot;
   {
     loop lp;
     spawn(lp, hub(lp, src.get_token()));
-    for (int i = 0; i < 3; ++i)
-      spawn(lp, late_parker(lp, &slot, src.get_token()));
+    for (int i = 0; i < 4; ++i)
+      spawn(lp, late_parker(lp, &slot, i, src.get_token()));
     spawn(lp, owner_last(lp, &slot));
     lp.run([](loop& l) -> task<void> {
       for (int i = 0; i < 5; ++i)
         co_await l.yield();
     }(lp));
+    CHECK(parkers_started == 16);
   }
+  CHECK(parkers_resumed == 0);
   // LeakSanitizer (the ASan build) checks that every item, frame and limit was freed.
 }
 
