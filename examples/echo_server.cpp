@@ -5,10 +5,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <memory>
 #include <string>
-
-#include <event2/event.h>
 
 #include <evco/evco.hpp>
 
@@ -39,7 +36,7 @@ bool out_of_resources(std::error_code ec) {
          ec == std::errc::no_buffer_space || ec == std::errc::not_enough_memory;
 }
 
-// `l` stays in main(); the signal handler closes it, which ends accept() with errc::closed.
+// `l` stays in main(); stop_on_signal closes it, which ends accept() with errc::closed.
 evco::task<evco::result<void>> accept_loop(evco::loop& lp, evco::listener* l) {
   for (;;) {
     auto accepted = co_await l->accept();
@@ -62,14 +59,12 @@ evco::task<evco::result<void>> accept_loop(evco::loop& lp, evco::listener* l) {
   }
 }
 
-struct event_deleter {
-  void operator()(event* ev) const noexcept { event_free(ev); }
-};
-using event_ptr = std::unique_ptr<event, event_deleter>;
-
-void on_signal(evutil_socket_t sig, short, void* arg) {
+// Closes the listener at SIGINT or SIGTERM: accept_loop then ends, and so does main().
+evco::task<evco::result<void>> stop_on_signal(evco::loop& lp, evco::listener* l) {
+  EVCO_TRY(const int sig, co_await evco::wait_signal(lp, {SIGINT, SIGTERM}));
   std::fprintf(stderr, "[*] %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-  static_cast<evco::listener*>(arg)->close();
+  l->close();
+  co_return evco::success();
 }
 
 }  // namespace
@@ -82,8 +77,7 @@ int main(int argc, char** argv) {
   const auto ep = examples::parse_endpoint(argv[1], argv[2]);
   if (!ep) return 2;
 
-  // Declared first: destroyed last. ~loop ends the connections still open at shutdown, and
-  // the signal events below must be freed while their base is alive.
+  // Declared first: destroyed last. ~loop ends the connections still open at shutdown.
   evco::loop lp;
   auto bound = evco::listener::bind(lp, *ep);
   if (!bound) {
@@ -101,18 +95,18 @@ int main(int argc, char** argv) {
   std::printf("listening on %s\n", local.value().to_string().c_str());
   std::fflush(stdout);
 
-  event_ptr on_int(evsignal_new(lp.native_handle(), SIGINT, on_signal, &l));
-  event_ptr on_term(evsignal_new(lp.native_handle(), SIGTERM, on_signal, &l));
-  if (!on_int || !on_term || event_add(on_int.get(), nullptr) != 0 ||
-      event_add(on_term.get(), nullptr) != 0) {
-    std::fprintf(stderr, "[ERR] cannot watch SIGINT/SIGTERM\n");
-    return 1;
-  }
+  bool unwatched = false;
+  lp.spawn(stop_on_signal(lp, &l), [&](std::error_code ec) {
+    std::fprintf(stderr, "[ERR] cannot watch SIGINT/SIGTERM: %s\n", ec.message().c_str());
+    unwatched = true;
+    l.close();
+  });
 
   if (auto r = lp.run(accept_loop(lp, &l)); !r) {
     std::fprintf(stderr, "[ERR] accept: %s\n", r.error().message().c_str());
     return 1;
   }
+  if (unwatched) return 1;
   std::fprintf(stderr, "[*] stopped\n");
   return 0;
 }

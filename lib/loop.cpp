@@ -15,6 +15,7 @@
 #include <event2/dns.h>
 
 #include "libevent.hpp"
+#include "signal_table.hpp"
 #include "timer_queue.hpp"
 
 namespace evco {
@@ -36,6 +37,8 @@ struct dns_deleter {
 
 struct loop::impl {
   detail::base_ptr base;  // declared first: destroyed last, every event below needs it
+  // Destroyed after the body of ~loop, so after every frame that may wait on it.
+  detail::signal_table_ptr signals;
   std::unique_ptr<evdns_base, dns_deleter> dns;  // created on first use; freed by ~loop
   std::size_t dns_lookups = 0;                   // lookups whose callback is still to come
   duration dns_timeout{};
@@ -373,6 +376,16 @@ void loop_access::dns_lookup_started(loop& lp, owned& o) noexcept {
 
 void loop_access::dns_lookup_ended(loop& lp) noexcept {
   --lp.impl_->dns_lookups;
+}
+
+result<signal_table*> loop_access::signals(loop& lp) {
+  auto& im = *lp.impl_;
+  if (!im.signals) {
+    auto made = make_signal_table(lp);
+    if (!made) return made.error();
+    im.signals = std::move(made).value();
+  }
+  return im.signals.get();
 }
 
 void loop_access::arm(loop& lp, timer_node& t, clock::time_point deadline) {

@@ -1,6 +1,7 @@
 #pragma once
 // evco: C++20 coroutines over libevent. Includes every public header.
 
+#include "evco/channel.hpp"
 #include "evco/connect.hpp"
 #include "evco/dns.hpp"
 #include "evco/endpoint.hpp"
@@ -8,6 +9,8 @@
 #include "evco/listener.hpp"
 #include "evco/log.hpp"
 #include "evco/loop.hpp"
+#include "evco/op_options.hpp"
+#include "evco/signal.hpp"
 #include "evco/stream.hpp"
 #include "evco/task.hpp"
 #include "evco/timer.hpp"

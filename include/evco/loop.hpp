@@ -22,6 +22,8 @@ namespace evco {
 class loop;
 
 namespace detail {
+struct signal_table;
+
 // evco's own way into a loop, for lib/ and the inline awaiters; not part of the API.
 struct loop_access {
   // Resume `w` from the loop during the current or next turn.
@@ -48,6 +50,10 @@ struct loop_access {
   // lookup started (dns_lookup_ended) before it frees the evdns_base.
   static void dns_lookup_started(loop& lp, owned& o) noexcept;
   static void dns_lookup_ended(loop& lp) noexcept;
+  // The loop's signal watches (lib/signal.cpp), made on first use; ~loop frees them after
+  // every frame, before the base. std::errc::device_or_resource_busy while another loop has
+  // them (libevent delivers signals to one base at a time).
+  static result<signal_table*> signals(loop& lp);
 };
 
 // co_await lp.yield(): back on the ready list, behind everything already there.

@@ -1,0 +1,85 @@
+#pragma once
+// Ops that park on a queue until something else completes them (a channel's senders and
+// receivers, a loop's signal waiters); not part of the API. The protocol is written once, in
+// lib/wait_queue.cpp: park (with a deadline and a stop request), complete from the loop,
+// unpark on frame destruction.
+
+#include <coroutine>
+#include <stop_token>
+#include <system_error>
+#include <utility>
+
+#include "evco/detail/waiter.hpp"
+#include "evco/op_options.hpp"
+
+namespace evco {
+class loop;
+}
+
+namespace evco::detail {
+
+struct pooled_limits;  // lib/wait_queue.cpp: an op_limits lent to a parked op
+
+// The limits (a timer node and a stop callback with its wake-up event) that parked ops with a
+// timeout or a stop token borrow, kept for reuse: once the pool has grown to the number of
+// such ops parked at once, parking allocates nothing. Every op must have been unparked
+// before the pool goes.
+struct limits_pool {
+  explicit limits_pool(loop& l) noexcept : lp(&l) {}
+  limits_pool(const limits_pool&) = delete;
+  limits_pool& operator=(const limits_pool&) = delete;
+  ~limits_pool();
+  loop* lp;
+  pooled_limits* free = nullptr;
+};
+
+struct queued_op;
+
+// Parked ops in the order they parked. Intrusive: parking allocates nothing.
+struct wait_queue {
+  explicit wait_queue(limits_pool& p) noexcept : pool(&p) {}
+  wait_queue(const wait_queue&) = delete;
+  wait_queue& operator=(const wait_queue&) = delete;
+  bool empty() const noexcept { return head == nullptr; }
+  queued_op* front() const noexcept { return head; }
+
+  limits_pool* pool;
+  queued_op* head = nullptr;
+  queued_op* tail = nullptr;
+};
+
+// One awaiter parked on a wait_queue. It lives in the awaiting coroutine's frame; while
+// parked it is listed on its queue, and once completed it waits on the loop's ready list with
+// its outcome. Its destructor takes it off whichever it is on, so a frame may end at any time.
+struct queued_op : waiter {
+  queued_op(loop& l, op_options o) noexcept : lp(&l), timeout(o.timeout), stop(std::move(o.stop)) {}
+  queued_op(const queued_op&) = delete;
+  queued_op& operator=(const queued_op&) = delete;
+  ~queued_op();
+
+  bool parked() const noexcept { return queue != nullptr; }
+  queued_op* next_parked() const noexcept { return q_next; }
+
+  loop* lp;
+  wait_queue* queue = nullptr;  // set while parked
+  queued_op* q_prev = nullptr;
+  queued_op* q_next = nullptr;
+  pooled_limits* limits = nullptr;  // borrowed while parked with a timeout or a stop token
+  duration timeout;
+  std::stop_token stop;
+  std::error_code ec;
+};
+
+// The one place an op parks: at the back of `q`, with its deadline and stop request armed
+// (its outcome is then set by complete()). False, without parking, when it cannot: a
+// negative timeout (op.ec = errc::timed_out: it was a poll) or no memory (not_enough_memory).
+// await_suspend's result, so that the awaiter goes on at once.
+bool park(wait_queue& q, queued_op& op, std::coroutine_handle<> h) noexcept;
+// The one place an op unparks: off its queue, its limits back in the pool. No resumption.
+void unpark(queued_op& op) noexcept;
+// Unparks `op` and resumes it from the loop (never inline) with `ec`.
+void complete(queued_op& op, std::error_code ec = {}) noexcept;
+// complete() for every op parked on `q`, in order.
+void complete_all(wait_queue& q, std::error_code ec) noexcept;
+
+}  // namespace evco::detail

@@ -1,0 +1,94 @@
+#include "evco/detail/wait_queue.hpp"
+
+#include <new>
+
+#include "evco/loop.hpp"
+#include "op_limits.hpp"
+
+namespace evco::detail {
+
+struct pooled_limits : op_limits {
+  explicit pooled_limits(loop& l) noexcept : op_limits(l, &on_end) {}
+  // Only a parked op has its limits armed, so `op` is set whenever this runs.
+  static void on_end(op_limits& l, errc why) noexcept {
+    complete(*static_cast<pooled_limits&>(l).op, why);
+  }
+  queued_op* op = nullptr;        // while lent
+  pooled_limits* next = nullptr;  // while in the pool
+};
+
+limits_pool::~limits_pool() {
+  while (pooled_limits* l = free) {
+    free = l->next;
+    delete l;
+  }
+}
+
+queued_op::~queued_op() {
+  if (queue) {
+    unpark(*this);
+  } else if (queued) {
+    loop_access::unschedule(*lp, *this);
+  }
+}
+
+bool park(wait_queue& q, queued_op& op, std::coroutine_handle<> h) noexcept {
+  if (op.timeout < duration::zero()) {
+    op.ec = errc::timed_out;
+    return false;
+  }
+  op.handle = h;
+  if (op.timeout != duration::zero() || op.stop.stop_possible()) {
+    limits_pool& pool = *q.pool;
+    pooled_limits* l = pool.free;
+    if (l) {
+      pool.free = l->next;
+    } else {
+      l = new (std::nothrow) pooled_limits(*pool.lp);
+    }
+    // Armed before it is listed: a stop already requested only activates the wake-up event.
+    if (!l || !l->arm(deadline_after(op.timeout), op.stop)) {
+      if (l) {
+        l->next = pool.free;
+        pool.free = l;
+      }
+      op.ec = std::make_error_code(std::errc::not_enough_memory);
+      return false;
+    }
+    l->op = &op;
+    op.limits = l;
+  }
+  op.queue = &q;
+  op.q_next = nullptr;
+  op.q_prev = q.tail;
+  (q.tail ? q.tail->q_next : q.head) = &op;
+  q.tail = &op;
+  return true;
+}
+
+void unpark(queued_op& op) noexcept {
+  wait_queue& q = *op.queue;
+  (op.q_prev ? op.q_prev->q_next : q.head) = op.q_next;
+  (op.q_next ? op.q_next->q_prev : q.tail) = op.q_prev;
+  op.q_prev = op.q_next = nullptr;
+  op.queue = nullptr;
+  if (pooled_limits* l = std::exchange(op.limits, nullptr)) {
+    l->disarm();  // first: a stop callback running on another thread is waited for
+    l->op = nullptr;
+    l->next = q.pool->free;
+    q.pool->free = l;
+  }
+}
+
+void complete(queued_op& op, std::error_code ec) noexcept {
+  op.ec = ec;
+  unpark(op);
+  loop_access::schedule(*op.lp, op);
+}
+
+void complete_all(wait_queue& q, std::error_code ec) noexcept {
+  while (queued_op* op = q.front())
+    complete(*op, ec);
+}
+
+}  // namespace evco::detail

@@ -1,0 +1,717 @@
+#include "evco/channel.hpp"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "evco/loop.hpp"
+#include "evco/timer.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+using evco::channel;
+using evco::errc;
+using evco::loop;
+using evco::result;
+using evco::task;
+using evco::test::error_of;
+
+// Each TEST_CASE sits right below the coroutine it runs.
+TEST_SUITE_BEGIN("channel");
+
+// Counted by the operator new in counting_new.cpp, linked into this suite.
+extern std::atomic<std::size_t> allocations;
+extern const bool counting_new_active;
+
+namespace {
+
+// ---- helpers shared by several tests --------------------------------------------------------
+
+using item = std::unique_ptr<int>;  // moved-from is null: a lost or doubled item shows
+
+void spawn(loop& lp, task<void> t) {
+  lp.spawn(std::move(t), [](std::exception_ptr) { FAIL("spawned task threw"); });
+}
+
+// Sends `n` items numbered from `first`, recording how many were sent.
+task<void> send_n(channel<int>* ch, int first, int n, int* sent) {
+  for (int i = first; i < first + n; ++i) {
+    REQUIRE(co_await ch->send(int(i)));
+    ++*sent;
+  }
+}
+
+// Receives 1000 items into `out`.
+task<void> receive_all(channel<int>* ch, std::vector<int>* out, evco::test::signal* done) {
+  while (out->size() < 1000) {
+    auto r = co_await ch->receive();
+    REQUIRE(r);
+    out->push_back(r.value());
+  }
+  done->set();
+}
+
+// One op, started from a spawned task: its outcome, once it has one.
+template <class R>
+struct outcome {
+  std::optional<R> r;
+  bool done() const { return r.has_value(); }
+};
+
+task<void> receive_into(channel<item>* ch, outcome<result<item>>* out, evco::op_options o = {}) {
+  out->r = co_await ch->receive(std::move(o));
+}
+
+task<void> send_from(channel<item>* ch, item* it, outcome<result<void>>* out,
+                     evco::op_options o = {}) {
+  out->r = co_await ch->send(std::move(*it), std::move(o));
+}
+
+// Yields until `pred` holds (at most 1000 times: a watchdog, not a wait for time).
+template <class F>
+task<void> yield_until(loop& lp, F pred) {
+  for (int i = 0; i < 1000 && !pred(); ++i)
+    co_await lp.yield();
+  REQUIRE(pred());
+}
+
+// ---- order and backpressure -----------------------------------------------------------------
+
+task<void> fifo(loop& lp, std::size_t capacity) {
+  channel<int> ch(lp, capacity);
+  std::vector<int> got;
+  evco::test::signal done;
+  int sent = 0;
+  spawn(lp, receive_all(&ch, &got, &done));
+  spawn(lp, send_n(&ch, 0, 1000, &sent));
+  co_await done;
+  co_await yield_until(lp, [&] { return sent == 1000; });  // the last send resumes from the loop
+  REQUIRE(got.size() == 1000);
+  for (int i = 0; i < 1000; ++i)
+    CHECK(got[i] == i);
+}
+
+TEST_CASE("a channel delivers every item once, in the order sent") {
+  for (std::size_t capacity : {0u, 1u, 3u, 64u, 2000u}) {
+    CAPTURE(capacity);
+    loop lp;
+    lp.run(fifo(lp, capacity));
+  }
+}
+
+task<void> backpressure(loop& lp) {
+  channel<int> ch(lp, 2);
+  int sent = 0;
+  spawn(lp, send_n(&ch, 0, 5, &sent));
+  co_await lp.yield();
+  CHECK(sent == 2);  // the third send waits: the buffer is full
+  CHECK(ch.size() == 2);
+  auto first = co_await ch.receive();
+  REQUIRE(first);
+  CHECK(first.value() == 0);
+  CHECK(ch.size() == 2);  // the waiting sender's item took the slot at once...
+  CHECK(sent == 2);       // ... and the sender resumes from the loop
+  co_await lp.yield();
+  CHECK(sent == 3);
+  for (int want = 1; want < 5; ++want) {
+    auto r = co_await ch.receive();
+    REQUIRE(r);
+    CHECK(r.value() == want);
+  }
+  co_await yield_until(lp, [&] { return sent == 5; });
+}
+
+TEST_CASE("send waits while the channel is full, and a receive lets it go on") {
+  evco::test::run_on_loop(backpressure);
+}
+
+task<void> waiting_senders_in_order(loop& lp) {
+  channel<int> ch(lp, 1);
+  int sent[4] = {};
+  for (int i = 0; i < 4; ++i)
+    spawn(lp, send_n(&ch, 10 * i, 1, &sent[i]));  // the first is buffered, three wait
+  co_await lp.yield();
+  for (int want : {0, 10, 20, 30}) {
+    auto r = co_await ch.receive();
+    REQUIRE(r);
+    CHECK(r.value() == want);
+  }
+  co_await yield_until(lp, [&] { return sent[3] == 1; });
+}
+
+TEST_CASE("waiting senders' items follow the buffered ones, in the order they waited") {
+  evco::test::run_on_loop(waiting_senders_in_order);
+}
+
+// ---- hand-over ------------------------------------------------------------------------------
+
+task<void> hand_over(loop& lp) {
+  channel<item> ch(lp, 0);
+  item it = std::make_unique<int>(7);
+  outcome<result<void>> sent;
+  spawn(lp, send_from(&ch, &it, &sent));
+  co_await lp.yield();
+  CHECK_FALSE(sent.done());  // nobody took it yet
+  CHECK(it != nullptr);
+  CHECK(ch.size() == 0);
+  auto r = co_await ch.receive();
+  REQUIRE(r);
+  CHECK(*r.value() == 7);
+  CHECK(it == nullptr);
+  CHECK_FALSE(sent.done());  // resumed from the loop, not inside receive()
+  co_await yield_until(lp, [&] { return sent.done(); });
+  CHECK(sent.r->has_value());
+}
+
+TEST_CASE("a hand-over send completes once a receiver has taken its item") {
+  evco::test::run_on_loop(hand_over);
+}
+
+task<void> hand_to_waiting_receiver(loop& lp) {
+  channel<item> ch(lp, 0);
+  outcome<result<item>> got;
+  spawn(lp, receive_into(&ch, &got));
+  co_await lp.yield();
+  REQUIRE_FALSE(got.done());
+  item it = std::make_unique<int>(3);
+  REQUIRE(co_await ch.send(std::move(it)));  // completes at once: a receiver waits
+  CHECK(it == nullptr);
+  CHECK_FALSE(got.done());  // resumed from the loop, not inside send()
+  co_await yield_until(lp, [&] { return got.done(); });
+  REQUIRE(got.r->has_value());
+  CHECK(*got.r->value() == 3);
+}
+
+TEST_CASE("a send to a waiting receiver completes at once and resumes it from the loop") {
+  evco::test::run_on_loop(hand_to_waiting_receiver);
+}
+
+task<void> copies(loop& lp) {
+  channel<std::string> ch(lp, 1);
+  const std::string kept = "kept";
+  std::string mine = "mine";
+  REQUIRE(co_await ch.send(kept));  // an lvalue is copied
+  CHECK(kept == "kept");
+  REQUIRE(ch.try_receive());
+  REQUIRE(co_await ch.send(mine));
+  CHECK(mine == "mine");
+  CHECK(ch.try_receive().value() == "mine");
+  REQUIRE(co_await ch.send(std::string(1000, 't')));  // a temporary
+  CHECK(ch.try_receive().value() == std::string(1000, 't'));
+}
+
+TEST_CASE("send copies an lvalue and moves an rvalue") {
+  evco::test::run_on_loop(copies);
+}
+
+task<void> receive_string_later(loop& lp, channel<std::string>* ch, std::string* out) {
+  co_await lp.yield();
+  auto r = co_await ch->receive();
+  REQUIRE(r);
+  *out = std::move(r).value();
+}
+
+// The temporary lives in the frame until the end of the co_await expression, across the wait.
+task<void> temporary_across_wait(loop& lp) {
+  channel<std::string> ch(lp, 0);
+  std::string got;
+  spawn(lp, receive_string_later(lp, &ch, &got));
+  REQUIRE(co_await ch.send(std::string(1000, 'p')));  // waits for the receiver
+  co_await yield_until(lp, [&] { return !got.empty(); });
+  CHECK(got == std::string(1000, 'p'));
+}
+
+TEST_CASE("a temporary sent through a hand-over channel survives the wait") {
+  evco::test::run_on_loop(temporary_across_wait);
+}
+
+// ---- close ----------------------------------------------------------------------------------
+
+task<void> close_semantics(loop& lp) {
+  channel<item> ch(lp, 2);
+  REQUIRE(ch.try_send(std::make_unique<int>(1)));
+  REQUIRE(ch.try_send(std::make_unique<int>(2)));
+  item third = std::make_unique<int>(3), fourth = std::make_unique<int>(4);
+  outcome<result<void>> s3, s4;
+  spawn(lp, send_from(&ch, &third, &s3));
+  spawn(lp, send_from(&ch, &fourth, &s4));
+  co_await lp.yield();
+  REQUIRE_FALSE(s3.done());
+  ch.close();
+  CHECK_FALSE(s3.done());  // from the loop
+  co_await yield_until(lp, [&] { return s3.done() && s4.done(); });
+  CHECK(s3.r->error() == errc::closed);
+  CHECK(s4.r->error() == errc::closed);
+  REQUIRE(third != nullptr);  // each failed send kept its item
+  CHECK(*third == 3);
+  REQUIRE(fourth != nullptr);
+  CHECK(*fourth == 4);
+  // Later sends fail at once, and keep theirs too.
+  auto late = co_await ch.send(std::move(third));
+  CHECK(late.error() == errc::closed);
+  CHECK(third != nullptr);
+  CHECK(ch.try_send(std::move(third)).error() == errc::closed);
+  CHECK(third != nullptr);
+  // Receivers drain what is buffered, then get closed.
+  auto r1 = co_await ch.receive();
+  auto r2 = co_await ch.receive();
+  REQUIRE(r1);
+  REQUIRE(r2);
+  CHECK(*r1.value() == 1);
+  CHECK(*r2.value() == 2);
+  CHECK((co_await ch.receive()).error() == errc::closed);
+  CHECK(ch.try_receive().error() == errc::closed);
+  CHECK(ch.is_closed());
+}
+
+TEST_CASE("close fails the waiting senders, who keep their items; receivers drain, then closed") {
+  evco::test::run_on_loop(close_semantics);
+}
+
+task<void> close_wakes_receivers(loop& lp) {
+  channel<item> ch(lp, 4);
+  outcome<result<item>> got[3];
+  for (auto& g : got)
+    spawn(lp, receive_into(&ch, &g));
+  co_await lp.yield();
+  ch.close();
+  ch.close();  // idempotent
+  co_await yield_until(lp, [&] { return got[0].done() && got[1].done() && got[2].done(); });
+  for (auto& g : got)
+    CHECK(g.r->error() == errc::closed);
+}
+
+TEST_CASE("close resumes every waiting receiver with closed") {
+  evco::test::run_on_loop(close_wakes_receivers);
+}
+
+task<void> channel_destroyed(loop& lp) {
+  auto ch = std::make_unique<channel<item>>(lp, 0);
+  item it = std::make_unique<int>(5);
+  outcome<result<void>> sent;
+  outcome<result<item>> got;
+  spawn(lp, send_from(ch.get(), &it, &sent));
+  co_await lp.yield();
+  auto other = std::make_unique<channel<item>>(lp, 0);
+  spawn(lp, receive_into(other.get(), &got, {1h, std::stop_source().get_token()}));
+  co_await lp.yield();
+  ch.reset();
+  other.reset();
+  co_await yield_until(lp, [&] { return sent.done() && got.done(); });
+  CHECK(sent.r->error() == errc::closed);
+  REQUIRE(it != nullptr);
+  CHECK(*it == 5);
+  CHECK(got.r->error() == errc::closed);
+}
+
+TEST_CASE("destroying a channel resumes its waiting ops with closed") {
+  evco::test::run_on_loop(channel_destroyed);
+}
+
+// ---- timeout and cancellation ---------------------------------------------------------------
+
+task<void> timeouts(loop& lp) {
+  channel<item> ch(lp, 1);
+  auto start = evco::clock::now();
+  auto r = co_await ch.receive(20ms);
+  CHECK(r.error() == errc::timed_out);
+  CHECK(r.error() == std::errc::timed_out);
+  CHECK(evco::clock::now() - start >= 20ms);
+  REQUIRE(ch.try_send(std::make_unique<int>(1)));
+  item it = std::make_unique<int>(2);
+  start = evco::clock::now();
+  auto s = co_await ch.send(std::move(it), 20ms);
+  CHECK(s.error() == errc::timed_out);
+  CHECK(evco::clock::now() - start >= 20ms);
+  REQUIRE(it != nullptr);
+  CHECK(*it == 2);
+  // A negative timeout is a poll: done if it can be done at once, else timed_out.
+  CHECK((co_await ch.send(std::move(it), -1ns)).error() == errc::timed_out);
+  CHECK(it != nullptr);
+  auto polled = co_await ch.receive(-1ns);
+  REQUIRE(polled);
+  CHECK(*polled.value() == 1);
+  CHECK((co_await ch.receive(-1ns)).error() == errc::timed_out);
+}
+
+TEST_CASE("send and receive time out with timed_out, and a timed-out send keeps its item") {
+  evco::test::run_on_loop(timeouts);
+}
+
+task<result<item>> cancel_receive(loop& lp, channel<item>* ch, evco::test::stop_probe* p) {
+  p->stop_from_loop(lp);
+  auto r = co_await ch->receive(p->src.get_token());
+  p->op_resumed = true;
+  co_return r;
+}
+
+task<result<void>> cancel_send(loop& lp, channel<item>* ch, item* it, evco::test::stop_probe* p) {
+  p->stop_from_loop(lp);
+  auto r = co_await ch->send(std::move(*it), p->src.get_token());
+  p->op_resumed = true;
+  co_return r;
+}
+
+TEST_CASE("a stop request cancels a send or a receive, from the loop, and loses no item") {
+  loop lp;
+  channel<item> ch(lp, 0);
+  {
+    evco::test::stop_probe probe;
+    auto r = lp.run(cancel_receive(lp, &ch, &probe));
+    CHECK(r.error() == errc::cancelled);
+    CHECK(r.error() == std::errc::operation_canceled);
+    CHECK_FALSE(probe.resumed_inside_request_stop);
+  }
+  {
+    evco::test::stop_probe probe;
+    item it = std::make_unique<int>(9);
+    auto r = lp.run(cancel_send(lp, &ch, &it, &probe));
+    CHECK(r.error() == errc::cancelled);
+    CHECK_FALSE(probe.resumed_inside_request_stop);
+    REQUIRE(it != nullptr);
+    CHECK(*it == 9);
+  }
+  CHECK(ch.try_receive().error() == std::errc::resource_unavailable_try_again);
+}
+
+task<void> stopped_before(loop& lp) {
+  channel<item> ch(lp, 2);
+  REQUIRE(ch.try_send(std::make_unique<int>(1)));
+  std::stop_source src;
+  src.request_stop();
+  // A stop already requested wins over an item at hand or a free slot: nothing moves.
+  CHECK((co_await ch.receive(src.get_token())).error() == errc::cancelled);
+  item it = std::make_unique<int>(2);
+  CHECK((co_await ch.send(std::move(it), src.get_token())).error() == errc::cancelled);
+  CHECK(it != nullptr);
+  CHECK(ch.size() == 1);
+  co_await lp.yield();
+}
+
+TEST_CASE("an op whose stop was requested before it started is cancelled and moves nothing") {
+  evco::test::run_on_loop(stopped_before);
+}
+
+// ---- races of completion against cancellation -----------------------------------------------
+
+// One send and one receive on a fresh channel, each ended by a stop request (and some by a
+// timeout) at varying points around the hand-over. Whatever wins, the item must end in exactly
+// one place: with the receiver, still with the sender, or still buffered.
+struct race {
+  race(channel<item>* c, int n) : ch(c), it(std::make_unique<int>(n)) {}
+  channel<item>* ch;
+  item it;
+  outcome<result<void>> sent;
+  outcome<result<item>> got;
+  std::stop_source send_stop, recv_stop;
+  int finished = 0;
+  evco::test::signal done;
+  void finish() {
+    if (++finished == 3) done.set();
+  }
+};
+
+task<void> race_sender(loop& lp, race* r, int yields, evco::op_options o) {
+  for (int i = 0; i < yields; ++i)
+    co_await lp.yield();
+  r->sent.r = co_await r->ch->send(std::move(r->it), std::move(o));
+  r->finish();
+}
+
+task<void> race_receiver(loop& lp, race* r, int yields, evco::op_options o) {
+  for (int i = 0; i < yields; ++i)
+    co_await lp.yield();
+  r->got.r = co_await r->ch->receive(std::move(o));
+  r->finish();
+}
+
+task<void> race_stopper(loop& lp, race* r, int send_after, int recv_after) {
+  for (int i = 0; i < std::max(send_after, recv_after); ++i) {
+    if (i == send_after) r->send_stop.request_stop();
+    if (i == recv_after) r->recv_stop.request_stop();
+    co_await lp.yield();
+  }
+  r->send_stop.request_stop();
+  r->recv_stop.request_stop();
+  r->finish();
+}
+
+struct race_stats {
+  int delivered = 0, kept = 0, buffered = 0, bad = 0;
+};
+
+// Where the item of round `n` ended; any inconsistency counts as bad.
+void tally(race& r, int n, race_stats& stats) {
+  const bool sent = r.sent.r->has_value();
+  const bool received = r.got.r->has_value();
+  auto left = r.ch->try_receive();
+  const int places = (received && r.got.r->value() && *r.got.r->value() == n) +
+                     (r.it && *r.it == n) + (left && left.value() && *left.value() == n);
+  if (places != 1 || sent != (r.it == nullptr) || (received && !sent)) {
+    ++stats.bad;
+    return;
+  }
+  if (received) ++stats.delivered;
+  if (r.it) ++stats.kept;
+  if (left) ++stats.buffered;
+}
+
+task<void> race_round(loop& lp, int n, race_stats* stats) {
+  std::uint32_t x = static_cast<std::uint32_t>(n) * 2654435761u + 1;
+  auto rnd = [&x](int m) {
+    x = x * 1103515245u + 12345u;
+    return static_cast<int>((x >> 16) % static_cast<std::uint32_t>(m));
+  };
+  channel<item> ch(lp, static_cast<std::size_t>(rnd(2)));
+  race r(&ch, n);
+  const auto limit = [&](std::stop_source& s) -> evco::op_options {
+    if (rnd(4) == 0) return {std::chrono::microseconds(rnd(50)), s.get_token()};
+    return s.get_token();
+  };
+  spawn(lp, race_stopper(lp, &r, rnd(5), rnd(5)));
+  spawn(lp, race_sender(lp, &r, rnd(4), limit(r.send_stop)));
+  spawn(lp, race_receiver(lp, &r, rnd(4), limit(r.recv_stop)));
+  co_await r.done;
+  tally(r, n, *stats);
+}
+
+TEST_CASE("10,000 races of hand-over against cancellation each leave the item in one place") {
+  loop lp;
+  race_stats stats;
+  for (int n = 0; n < 10000; ++n)
+    lp.run(race_round(lp, n, &stats));
+  CHECK(stats.bad == 0);
+  CHECK(stats.delivered + stats.kept + stats.buffered == 10000);
+  // Both ends of the race were reached.
+  CHECK(stats.delivered > 0);
+  CHECK(stats.kept > 0);
+  MESSAGE("delivered " << stats.delivered << ", kept by the sender " << stats.kept
+                       << ", left buffered " << stats.buffered);
+}
+
+// The same with the stop requests coming from another thread while the loop hands over.
+task<void> thread_race_round(loop& lp, int n, race_stats* stats) {
+  channel<item> ch(lp, static_cast<std::size_t>(n % 2));
+  race r(&ch, n);
+  r.finished = 1;  // no stopper task: the thread stops both
+  std::thread stopper([&r, n] {
+    for (int i = 0; i < n % 200; ++i)
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // a short, varying delay
+    (n % 3 ? r.recv_stop : r.send_stop).request_stop();
+    r.send_stop.request_stop();
+    r.recv_stop.request_stop();
+  });
+  spawn(lp, race_sender(lp, &r, n % 3, r.send_stop.get_token()));
+  spawn(lp, race_receiver(lp, &r, n % 4, r.recv_stop.get_token()));
+  co_await r.done;
+  stopper.join();
+  tally(r, n, *stats);
+}
+
+TEST_CASE("stop requests from another thread racing hand-overs lose and double no item") {
+  loop lp;
+  race_stats stats;
+  for (int n = 0; n < 2000; ++n)
+    lp.run(thread_race_round(lp, n, &stats));
+  CHECK(stats.bad == 0);
+  CHECK(stats.delivered + stats.kept + stats.buffered == 2000);
+}
+
+// ---- try_send and try_receive ---------------------------------------------------------------
+
+task<void> try_ops(loop& lp) {
+  channel<item> ch(lp, 1);
+  CHECK(ch.try_receive().error() == std::errc::resource_unavailable_try_again);
+  REQUIRE(ch.try_send(std::make_unique<int>(1)));
+  item it = std::make_unique<int>(2);
+  CHECK(ch.try_send(std::move(it)).error() == std::errc::resource_unavailable_try_again);
+  CHECK(it != nullptr);  // not moved from: the channel was full
+  auto r = ch.try_receive();
+  REQUIRE(r);
+  CHECK(*r.value() == 1);
+
+  // Hand-over: only to or from a waiting op.
+  channel<item> h(lp, 0);
+  CHECK(h.try_send(std::move(it)).error() == std::errc::resource_unavailable_try_again);
+  CHECK(it != nullptr);
+  outcome<result<item>> got;
+  spawn(lp, receive_into(&h, &got));
+  co_await lp.yield();
+  REQUIRE(h.try_send(std::move(it)));
+  CHECK(it == nullptr);
+  co_await yield_until(lp, [&] { return got.done(); });
+  CHECK(*got.r->value() == 2);
+
+  item back = std::make_unique<int>(3);
+  outcome<result<void>> sent;
+  spawn(lp, send_from(&h, &back, &sent));
+  co_await lp.yield();
+  auto taken = h.try_receive();
+  REQUIRE(taken);
+  CHECK(*taken.value() == 3);
+  co_await yield_until(lp, [&] { return sent.done(); });
+  CHECK(sent.r->has_value());
+}
+
+TEST_CASE("try_send and try_receive never wait, and a failed try_send keeps its item") {
+  evco::test::run_on_loop(try_ops);
+}
+
+// ---- frames and loops destroyed while ops wait ----------------------------------------------
+
+task<void> destroyed_frames(loop& lp) {
+  channel<item> ch(lp, 0);
+  item it = std::make_unique<int>(4);
+  {
+    auto recv = [](channel<item>* c) -> task<result<item>> {
+      co_return co_await c->receive({1h, std::stop_source().get_token()});
+    }(&ch);
+    auto h = recv.handle();
+    REQUIRE(h.promise().start(h, std::noop_coroutine()));  // parked
+  }                                                        // destroyed while parked
+  CHECK(ch.try_send(std::move(it)).error() == std::errc::resource_unavailable_try_again);
+  {
+    auto send = [](channel<item>* c, item* i) -> task<result<void>> {
+      co_return co_await c->send(std::move(*i));
+    }(&ch, &it);
+    auto h = send.handle();
+    REQUIRE(h.promise().start(h, std::noop_coroutine()));
+  }
+  CHECK(ch.try_receive().error() == std::errc::resource_unavailable_try_again);
+  REQUIRE(it != nullptr);  // the destroyed send never handed it over
+  CHECK(*it == 4);
+  co_await lp.yield();
+}
+
+TEST_CASE("destroying a frame parked in send or receive unlists it") {
+  evco::test::run_on_loop(destroyed_frames);
+}
+
+int parkers_started = 0, parkers_resumed = 0;
+
+task<void> park_receive(channel<std::string>* ch, evco::op_options o) {
+  ++parkers_started;
+  (void)co_await ch->receive(std::move(o));
+  ++parkers_resumed;
+}
+
+task<void> park_send(channel<std::string>* ch, evco::op_options o) {
+  ++parkers_started;
+  std::string s(200, 's');  // on the heap: a leak would show
+  (void)co_await ch->send(std::move(s), std::move(o));
+  ++parkers_resumed;
+}
+
+// Owns a channel in its frame and spawns the ops that wait on it: destroyed after them.
+task<void> hub(loop& lp, std::stop_token st) {
+  channel<std::string> full(lp, 1), empty(lp, 0);
+  REQUIRE(full.try_send(std::string(300, 'b')));
+  for (int i = 0; i < 3; ++i) {
+    spawn(lp, park_send(&full, {}));
+    spawn(lp, park_send(&full, {1h, st}));
+    spawn(lp, park_receive(&empty, {}));
+    spawn(lp, park_receive(&empty, st));
+  }
+  auto r = co_await empty.receive(1h);
+  (void)r;
+}
+
+// Spawned before the channels exist, so destroyed after the frame that owns them: by then
+// the channels have resumed them with closed, and they sit on the ready list.
+struct owned_channels {
+  channel<std::string>* full = nullptr;
+  channel<std::string>* empty = nullptr;
+};
+
+task<void> late_parker(loop& lp, owned_channels* slot, int i, std::stop_token st) {
+  while (!slot->full)
+    co_await lp.yield();
+  if (i % 2) {
+    co_await park_send(slot->full, {1h, st});
+  } else {
+    co_await park_receive(slot->empty, {1h, st});
+  }
+}
+
+task<void> owner_last(loop& lp, owned_channels* slot) {
+  channel<std::string> full(lp, 1), empty(lp, 0);
+  REQUIRE(full.try_send(std::string(100, 'o')));
+  slot->full = &full;
+  slot->empty = &empty;
+  auto r = co_await evco::sleep_for(lp, 1h);
+  (void)r;
+}
+
+TEST_CASE("destroying the loop with sends and receives parked frees everything") {
+  std::stop_source src;
+  owned_channels slot;
+  {
+    loop lp;
+    spawn(lp, hub(lp, src.get_token()));
+    for (int i = 0; i < 4; ++i)
+      spawn(lp, late_parker(lp, &slot, i, src.get_token()));
+    spawn(lp, owner_last(lp, &slot));
+    lp.run([](loop& l) -> task<void> {
+      for (int i = 0; i < 5; ++i)
+        co_await l.yield();
+    }(lp));
+    CHECK(parkers_started == 16);
+  }
+  CHECK(parkers_resumed == 0);
+  // LeakSanitizer (the ASan build) checks that every item, frame and limit was freed.
+}
+
+// ---- steady state allocates nothing ---------------------------------------------------------
+
+// Sends back every item it receives, until the channel closes.
+task<void> echo_items(channel<int>* in, channel<int>* out, evco::op_options o) {
+  for (;;) {
+    auto r = co_await in->receive(o);
+    if (!r) break;
+    if (!co_await out->send(std::move(r).value(), o)) break;
+  }
+}
+
+task<void> round_trips(loop& lp, std::size_t capacity, bool limits, std::size_t* counted) {
+  std::stop_source src;
+  const evco::op_options o = limits ? evco::op_options(1h, src.get_token()) : evco::op_options();
+  channel<int> there(lp, capacity), back(lp, capacity);
+  spawn(lp, echo_items(&there, &back, o));
+  std::size_t before = 0;
+  for (int i = 0; i < 1020; ++i) {
+    if (i == 20) before = allocations.load();  // after the warm-up: timer heap, limits pool
+    REQUIRE(co_await there.send(int(i), o));
+    auto r = co_await back.receive(o);
+    REQUIRE(r);
+    CHECK(r.value() == i);
+  }
+  *counted = allocations.load() - before;
+  there.close();
+  co_await lp.yield();
+}
+
+TEST_CASE("a steady-state send and receive round trip allocates nothing") {
+  if (!counting_new_active) {
+    MESSAGE("operator new cannot be replaced in this build (ThreadSanitizer): not counted");
+    return;
+  }
+  for (std::size_t capacity : {0u, 4u}) {
+    for (bool limits : {false, true}) {
+      CAPTURE(capacity);
+      CAPTURE(limits);
+      loop lp;
+      std::size_t n = 1;
+      lp.run(round_trips(lp, capacity, limits, &n));
+      CHECK(n == 0);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_SUITE_END();
