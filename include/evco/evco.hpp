@@ -8,6 +8,7 @@
 #include "evco/listener.hpp"
 #include "evco/log.hpp"
 #include "evco/loop.hpp"
+#include "evco/parked.hpp"
 #include "evco/stream.hpp"
 #include "evco/task.hpp"
 #include "evco/timer.hpp"
