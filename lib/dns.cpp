@@ -12,6 +12,7 @@
 
 #include "evco/loop.hpp"
 #include "libevent.hpp"
+#include "parked.hpp"
 
 namespace evco {
 namespace {
@@ -89,7 +90,7 @@ struct lookup : detail::owned {
 // Awaiter for one lookup; lives in resolve()'s frame. The result comes back through the loop's
 // ready list, not from inside libevent's evdns callback; the budget (a timer on the loop's
 // queue) and a stop request (an event of its own) resume the awaiting coroutine from the loop.
-struct resolve_op : detail::waiter {
+struct resolve_op : detail::waiter, detail::parked_op {
   resolve_op(loop& l, evdns_base* d, std::string h, std::uint16_t p, resolve_options o,
              std::stop_token st)
       : lp(l),
@@ -141,6 +142,7 @@ struct resolve_op : detail::waiter {
   void await_suspend(std::coroutine_handle<> h) {
     handle = h;
     suspended = true;
+    detail::loop_access::list_parked(lp, *this, parked_type);
     if (stop.stop_possible()) {
       ev.reset(event_new(lp.native_handle(), -1, 0, &on_event, this));
       if (!ev) throw std::bad_alloc();
@@ -188,7 +190,16 @@ struct resolve_op : detail::waiter {
     on_stop.reset();  // blocks while the callback runs on another thread
     if (ev) event_del(ev.get());
     detail::loop_access::disarm(lp, deadline);
+    unlist();
   }
+
+  // loop::parked(): the name looked up, and the lookup's budget.
+  static void describe(const detail::parked_op& p, parked_op_info& out) {
+    const auto& self = static_cast<const resolve_op&>(p);
+    out.host = self.host + ':' + std::to_string(self.port);
+    detail::describe_timer(self.deadline, out);
+  }
+  static constexpr detail::parked_op_type parked_type{"resolve", &describe};
 
   loop& lp;
   evdns_base* dns;
@@ -264,6 +275,7 @@ const std::error_category& dns_category() noexcept {
 
 task<result<std::vector<endpoint>>> resolve(loop& lp, std::string host, std::uint16_t port,
                                             resolve_options o, std::stop_token stop) {
+  co_await detail::internal_frame{};
   if (stop.stop_requested()) co_return errc::cancelled;
   if (o.family != AF_UNSPEC && o.family != AF_INET && o.family != AF_INET6) {
     co_return std::make_error_code(std::errc::invalid_argument);

@@ -11,6 +11,7 @@
 #include "evco/error.hpp"
 #include "evco/loop.hpp"
 #include "libevent.hpp"
+#include "parked.hpp"
 
 namespace evco::detail {
 
@@ -18,12 +19,13 @@ namespace evco::detail {
 // a stop request or a wake-up from elsewhere: event_active) and, with EV_TIMEOUT, by the
 // deadline. A stop request comes with EV_TIMEOUT too: check cancelled() first. finish() unregisters
 // everything (stop callback first, then the event and the deadline) and resumes the awaiter last.
-// Destroying a parked frame runs the same unregistration through the destructor.
-struct event_op {
+// Destroying a parked frame runs the same unregistration through the destructor. While parked,
+// the op is on the loop's registry as a `type`.
+struct event_op : parked_op {
   using callback = void (*)(evutil_socket_t, short, void*);
 
-  event_op(loop& l, std::stop_token st, callback cb) noexcept
-      : lp(l), stop(std::move(st)), timer(this), cb_(cb) {}
+  event_op(loop& l, std::stop_token st, callback cb, const parked_op_type& type) noexcept
+      : parked_op(&type), lp(l), stop(std::move(st)), timer(this), cb_(cb) {}
   event_op(const event_op&) = delete;
   event_op& operator=(const event_op&) = delete;
   ~event_op() { unregister(); }
@@ -36,6 +38,7 @@ struct event_op {
   bool park(std::coroutine_handle<> h, clock::time_point deadline, int fd = -1, short what = 0,
             bool woken = false) noexcept {
     handle = h;
+    loop_access::list_parked(lp, *this, *type);
     try {
       if (fd >= 0 || woken || stop.stop_possible()) {
         ev.reset(event_new(lp.native_handle(), fd, what, cb_, this));
@@ -56,6 +59,12 @@ struct event_op {
     on_stop.reset();  // blocks while the callback runs on another thread
     if (ev) event_del(ev.get());
     loop_access::disarm(lp, timer);
+    unlist();
+  }
+
+  // A parked_op_type's describe for an op that shows only its deadline.
+  static void describe_deadline(const parked_op& op, parked_op_info& out) {
+    describe_timer(static_cast<const event_op&>(op).timer, out);
   }
   void finish(std::error_code e) noexcept {
     ec = e;

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 
+#include "parked.hpp"
 #include "stream/state.hpp"
 
 namespace evco {
@@ -93,6 +94,7 @@ bool try_accept(listener_state& s, accept_op& op) noexcept {
 void unpark(listener_state& s, accept_op& op) noexcept {
   s.pending = nullptr;
   op.parked = false;
+  op.unlist();
   op.on_stop.reset();  // first: blocks while a stop callback runs on another thread
   loop_access::disarm(*s.lp, s.backoff);
   loop_access::disarm(*s.lp, s.deadline);
@@ -114,6 +116,14 @@ void on_readable(evutil_socket_t, short, void* arg) {
   }
   if (try_accept(s, *op)) finish_now(s, *op);
 }
+
+// What loop::parked() shows: the listening endpoint, and the accept's deadline.
+void describe(const parked_op& p, parked_op_info& out) {
+  const listener_state& s = *static_cast<const accept_op&>(p).s;
+  describe_socket(s.fd, out);  // a listening socket has no peer
+  describe_timer(s.deadline, out);
+}
+constexpr parked_op_type accept_type{"accept", describe};
 
 void on_backoff(listener_state& s) noexcept {
   accept_op* op = s.pending;
@@ -166,6 +176,7 @@ void accept_op::await_suspend(std::coroutine_handle<> h) {
   handle = h;
   parked = true;
   s->pending = this;
+  loop_access::list_parked(*lp, *this, accept_type);
   if (clock::now() < s->backoff_until) {
     loop_access::arm(*lp, s->backoff, s->backoff_until);
   } else {
