@@ -74,4 +74,7 @@ void resume_reading(stream_state& s) noexcept;
 // close.cpp: close, and the graceful close that lingers in the background
 void close_state(stream_state* s) noexcept;
 
+// parked.cpp: what loop::parked() shows of a parked op, indexed by its op_kind
+extern const parked_op_type stream_op_types[6];
+
 }  // namespace evco::detail

@@ -16,6 +16,7 @@ void unpark(stream_state& s, stream_op& op) noexcept {
   const bool reading = is_read(op.kind);
   (reading ? s.reader : s.writer) = nullptr;
   op.state = op_state::idle;
+  op.unlist();
   if (op.armed) {
     stream_state::op_timer& timer = *(reading ? s.read_timer : s.write_timer);
     timer.on_stop.reset();  // first: blocks while a stop callback runs on another thread
@@ -117,6 +118,7 @@ void park(stream_state& s, stream_op& op) {
   const bool reading = is_read(op.kind);
   op.lp = s.lp;
   if (op.state == op_state::idle) op.state = op_state::parked;  // or still yielding
+  loop_access::list_parked(*s.lp, op, stream_op_types[static_cast<std::size_t>(op.kind)]);
   (reading ? s.reader : s.writer) = &op;
   const duration idle = reading ? s.read_idle : s.write_idle;
   if (op.timeout != duration::zero() || idle > duration::zero() || op.stop.stop_possible()) {
