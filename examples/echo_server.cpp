@@ -1,5 +1,6 @@
 // echo_server ADDRESS PORT: sends every byte back to whoever sent it, to many clients at
-// once, until SIGINT or SIGTERM. Port 0 picks a free port and prints it.
+// once, until SIGINT or SIGTERM. Port 0 picks a free port and prints it. SIGUSR1 prints what
+// every coroutine is waiting for (loop::dump) to stderr.
 
 #include <array>
 #include <chrono>
@@ -67,6 +68,12 @@ struct event_deleter {
 };
 using event_ptr = std::unique_ptr<event, event_deleter>;
 
+// Runs from the loop, like every libevent callback: the loop is between ops, so dump() sees
+// each of them parked.
+void on_dump(evutil_socket_t, short, void* arg) {
+  static_cast<const evco::loop*>(arg)->dump(stderr);
+}
+
 void on_signal(evutil_socket_t sig, short, void* arg) {
   std::fprintf(stderr, "[*] %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
   static_cast<evco::listener*>(arg)->close();
@@ -103,9 +110,10 @@ int main(int argc, char** argv) {
 
   event_ptr on_int(evsignal_new(lp.native_handle(), SIGINT, on_signal, &l));
   event_ptr on_term(evsignal_new(lp.native_handle(), SIGTERM, on_signal, &l));
-  if (!on_int || !on_term || event_add(on_int.get(), nullptr) != 0 ||
-      event_add(on_term.get(), nullptr) != 0) {
-    std::fprintf(stderr, "[ERR] cannot watch SIGINT/SIGTERM\n");
+  event_ptr on_usr1(evsignal_new(lp.native_handle(), SIGUSR1, on_dump, &lp));
+  if (!on_int || !on_term || !on_usr1 || event_add(on_int.get(), nullptr) != 0 ||
+      event_add(on_term.get(), nullptr) != 0 || event_add(on_usr1.get(), nullptr) != 0) {
+    std::fprintf(stderr, "[ERR] cannot watch SIGINT/SIGTERM/SIGUSR1\n");
     return 1;
   }
 
