@@ -1,5 +1,6 @@
 // echo_server ADDRESS PORT: sends every byte back to whoever sent it, to many clients at
-// once, until SIGINT or SIGTERM. Port 0 picks a free port and prints it.
+// once, until SIGINT or SIGTERM. Port 0 picks a free port and prints it. SIGUSR1 prints every
+// parked operation (what each coroutine waits for) to stderr.
 
 #include <array>
 #include <chrono>
@@ -59,12 +60,19 @@ evco::task<evco::result<void>> accept_loop(evco::loop& lp, evco::listener* l) {
   }
 }
 
-// Closes the listener at SIGINT or SIGTERM: accept_loop then ends, and so does main().
-evco::task<evco::result<void>> stop_on_signal(evco::loop& lp, evco::listener* l) {
-  EVCO_TRY(const int sig, co_await evco::wait_signal(lp, {SIGINT, SIGTERM}));
-  std::fprintf(stderr, "[*] %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-  l->close();
-  co_return evco::success();
+// Prints the loop's parked ops at SIGUSR1; closes the listener at SIGINT or SIGTERM:
+// accept_loop then ends, and so does main().
+evco::task<evco::result<void>> on_signals(evco::loop& lp, evco::listener* l) {
+  for (;;) {
+    EVCO_TRY(const int sig, co_await evco::wait_signal(lp, {SIGINT, SIGTERM, SIGUSR1}));
+    if (sig == SIGUSR1) {
+      lp.dump(stderr);
+      continue;
+    }
+    std::fprintf(stderr, "[*] %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    l->close();
+    co_return evco::success();
+  }
 }
 
 }  // namespace
@@ -96,8 +104,8 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   bool unwatched = false;
-  lp.spawn(stop_on_signal(lp, &l), [&](std::error_code ec) {
-    std::fprintf(stderr, "[ERR] cannot watch SIGINT/SIGTERM: %s\n", ec.message().c_str());
+  lp.spawn(on_signals(lp, &l), [&](std::error_code ec) {
+    std::fprintf(stderr, "[ERR] cannot watch SIGINT/SIGTERM/SIGUSR1: %s\n", ec.message().c_str());
     unwatched = true;
     l.close();
   });

@@ -32,13 +32,24 @@ struct socket_guard {
   int release() noexcept { return std::exchange(fd, -1); }
 };
 
-// Waits until a non-blocking connect on `fd` finished; reads its outcome from SO_ERROR.
+// Waits until a non-blocking connect on `fd` to `target` finished; reads its outcome from
+// SO_ERROR.
 struct connect_wait : detail::event_op {
   int fd;
   duration timeout;
+  const endpoint& target;
 
-  connect_wait(loop& l, int f, duration t, std::stop_token st)
-      : event_op(l, std::move(st), &on_event), fd(f), timeout(t) {}
+  connect_wait(loop& l, int f, const endpoint& to, duration t, std::stop_token st)
+      : event_op(l, std::move(st), &on_event, parked_type), fd(f), timeout(t), target(to) {}
+
+  // loop::parked(): the local end it connects from, and the target.
+  static void describe(const detail::parked_op& p, parked_op_info& out) {
+    const auto& self = static_cast<const connect_wait&>(p);
+    detail::describe_socket(self.fd, out);
+    out.remote = self.target;
+    describe_deadline(p, out);
+  }
+  static constexpr detail::parked_op_type parked_type{"connect", &describe};
 
   bool await_ready() noexcept { return false; }
   bool await_suspend(std::coroutine_handle<> h) {
@@ -63,6 +74,7 @@ struct connect_wait : detail::event_op {
 }  // namespace
 
 task<result<stream>> connect(loop& lp, endpoint ep, connect_options o, std::stop_token stop) {
+  co_await detail::internal_frame{};
   if (stop.stop_requested()) co_return errc::cancelled;
   socket_guard sock{::socket(ep.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
   if (sock.fd < 0) co_return last_error();
@@ -72,7 +84,7 @@ task<result<stream>> connect(loop& lp, endpoint ep, connect_options o, std::stop
   }
   if (::connect(sock.fd, ep.data(), ep.size()) != 0) {
     if (errno != EINPROGRESS) co_return last_error();
-    EVCO_TRYV(co_await connect_wait{lp, sock.fd, o.timeout, std::move(stop)});
+    EVCO_TRYV(co_await connect_wait{lp, sock.fd, ep, o.timeout, std::move(stop)});
   }
   co_return detail::make_socket_stream(lp, sock.release());
 }
@@ -115,6 +127,7 @@ struct race_state {
 };
 
 task<void> run_attempt(loop& lp, std::shared_ptr<race_state> st, std::size_t i, connect_options o) {
+  co_await detail::internal_frame{};
   const endpoint ep = st->attempts[i].address;
   auto r = co_await connect(lp, ep, o, st->stop.get_token());
   --st->running;
@@ -133,6 +146,7 @@ task<void> run_attempt(loop& lp, std::shared_ptr<race_state> st, std::size_t i, 
 
 task<void> run_lookup(loop& lp, std::shared_ptr<race_state> st, std::string host,
                       std::uint16_t port, int family, duration budget) {
+  co_await detail::internal_frame{};
   resolve_options ro;
   ro.family = family;
   ro.timeout = budget;
@@ -158,10 +172,19 @@ std::error_code resolve_error(const race_state& st) noexcept {
   return st.v4.error ? st.v4.error : st.v6.error;
 }
 
-// Parks the connect until an attempt reports, `until` passes, or `stop` is requested.
+// Parks the connect to `host` until an attempt reports, `until` passes, or `stop` is requested.
 struct race_wait : detail::event_op {
-  race_wait(loop& l, race_state& s, clock::time_point u, std::stop_token t)
-      : event_op(l, std::move(t), &on_event), st(s), until(u) {}
+  race_wait(loop& l, race_state& s, clock::time_point u, std::stop_token t, const std::string& h,
+            std::uint16_t p)
+      : event_op(l, std::move(t), &on_event, parked_type), st(s), until(u), host(h), port(p) {}
+
+  // loop::parked(): the host and port (the attempts, parked on their own, show the addresses).
+  static void describe(const detail::parked_op& p, parked_op_info& out) {
+    const auto& self = static_cast<const race_wait&>(p);
+    out.host = self.host + ':' + std::to_string(self.port);
+    describe_deadline(p, out);
+  }
+  static constexpr detail::parked_op_type parked_type{"connect", &describe};
   ~race_wait() {
     if (ev && st.wake == ev.get()) st.wake = nullptr;
   }
@@ -182,6 +205,8 @@ struct race_wait : detail::event_op {
 
   race_state& st;
   clock::time_point until;
+  const std::string& host;
+  std::uint16_t port;
 };
 
 // However the connect ends (returns, throws, or its frame is destroyed), the attempts still
@@ -241,6 +266,7 @@ std::string connect_report::to_string() const {
 
 task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, connect_options o,
                              std::stop_token stop) {
+  co_await detail::internal_frame{};
   const auto started = clock::now();
   const auto deadline = o.total_timeout > duration::zero()
                             ? detail::saturating_add(started, o.total_timeout)
@@ -336,7 +362,7 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
     } else if (!st->v4.addrs.empty()) {
       until = std::min(until, v4_start);
     }
-    race_wait w(lp, *st, until, stop);
+    race_wait w(lp, *st, until, stop, host, port);
     co_await w;
   }
 

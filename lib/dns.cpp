@@ -11,6 +11,7 @@
 #include "evco/loop.hpp"
 #include "libevent.hpp"
 #include "op_limits.hpp"
+#include "parked.hpp"
 
 namespace evco {
 namespace {
@@ -88,7 +89,7 @@ struct lookup : detail::owned {
 // Awaiter for one lookup; lives in resolve()'s frame. The result comes back through the loop's
 // ready list, not from inside libevent's evdns callback; the budget (a timer on the loop's
 // queue) and a stop request (an event of its own) resume the awaiting coroutine from the loop.
-struct resolve_op : detail::waiter {
+struct resolve_op : detail::waiter, detail::parked_op {
   resolve_op(loop& l, evdns_base* d, std::string h, std::uint16_t p, resolve_options o,
              std::stop_token st)
       : lp(l),
@@ -109,7 +110,7 @@ struct resolve_op : detail::waiter {
   }
   ~resolve_op() {
     detail::loop_access::unschedule(lp, *this);
-    limits.disarm();
+    stop_waiting();
     if (pending) pending->detach();
   }
 
@@ -139,14 +140,30 @@ struct resolve_op : detail::waiter {
 
   bool await_suspend(std::coroutine_handle<> h) {
     handle = h;
+    detail::loop_access::list_parked(lp, *this, parked_type);
     if (limits.arm(detail::deadline_after(budget), stop)) {
       suspended = true;
       return true;
     }
+    stop_waiting();
     ec = std::make_error_code(std::errc::not_enough_memory);
     pending->detach();
     return false;
   }
+
+  // Off the loop's registry and its limits: the lookup is answered, or given up.
+  void stop_waiting() noexcept {
+    limits.disarm();
+    unlist();
+  }
+
+  // loop::parked(): the name looked up, and the lookup's budget.
+  static void describe(const detail::parked_op& p, parked_op_info& out) {
+    const auto& self = static_cast<const resolve_op&>(p);
+    out.host = self.host + ':' + std::to_string(self.port);
+    if (self.limits.active) detail::describe_timer(self.limits, out);
+  }
+  static constexpr detail::parked_op_type parked_type{"resolve", &describe};
 
   result<std::vector<endpoint>> await_resume() {
     if (ec) return ec;
@@ -166,7 +183,7 @@ struct resolve_op : detail::waiter {
     if (res) evutil_freeaddrinfo(res);
     if (!ec && addrs.empty()) ec = dns_errc::no_address;
     if (suspended) {
-      limits.disarm();
+      stop_waiting();
       detail::loop_access::schedule(lp, *this);
     }
   }
@@ -178,7 +195,7 @@ struct resolve_op : detail::waiter {
     self.ec = why == errc::cancelled ? make_error_code(errc::cancelled)
                                      : make_error_code(dns_errc::timed_out);
     self.pending->detach();
-    self.limits.disarm();
+    self.stop_waiting();
     self.handle.resume();
   }
 
@@ -249,6 +266,7 @@ const std::error_category& dns_category() noexcept {
 
 task<result<std::vector<endpoint>>> resolve(loop& lp, std::string host, std::uint16_t port,
                                             resolve_options o, std::stop_token stop) {
+  co_await detail::internal_frame{};
   if (stop.stop_requested()) co_return errc::cancelled;
   if (o.family != AF_UNSPEC && o.family != AF_INET && o.family != AF_INET6) {
     co_return std::make_error_code(std::errc::invalid_argument);

@@ -10,6 +10,7 @@
 #include "evco/loop.hpp"
 #include "libevent.hpp"
 #include "op_limits.hpp"
+#include "parked.hpp"
 
 namespace evco::detail {
 
@@ -17,11 +18,12 @@ namespace evco::detail {
 // or a wake-up from elsewhere: event_active) and, with EV_TIMEOUT, by the deadline or a stop
 // request: check cancelled() first. finish() unregisters everything (the limits, then the
 // event) and resumes the awaiter last. Destroying a parked frame unregisters the same way.
-struct event_op {
+// While parked, the op is on the loop's registry as a `type`.
+struct event_op : parked_op {
   using callback = void (*)(evutil_socket_t, short, void*);
 
-  event_op(loop& l, std::stop_token st, callback cb) noexcept
-      : lp(l), stop(std::move(st)), limits(l, this), cb_(cb) {}
+  event_op(loop& l, std::stop_token st, callback cb, const parked_op_type& type) noexcept
+      : parked_op(&type), lp(l), stop(std::move(st)), limits(l, this), cb_(cb) {}
   event_op(const event_op&) = delete;
   event_op& operator=(const event_op&) = delete;
   ~event_op() { unregister(); }
@@ -34,6 +36,7 @@ struct event_op {
   bool park(std::coroutine_handle<> h, clock::time_point deadline, int fd = -1, short what = 0,
             bool woken = false) noexcept {
     handle = h;
+    loop_access::list_parked(lp, *this, *type);
     if (fd >= 0 || woken) {
       ev.reset(event_new(lp.native_handle(), fd, what, cb_, this));
       if (!ev || (fd >= 0 && event_add(ev.get(), nullptr) != 0)) return out_of_memory();
@@ -46,11 +49,18 @@ struct event_op {
   void unregister() noexcept {
     limits.disarm();
     if (ev) event_del(ev.get());
+    unlist();
   }
   void finish(std::error_code e) noexcept {
     ec = e;
     unregister();
     handle.resume();
+  }
+
+  // A parked_op_type's describe for an op that shows only its deadline.
+  static void describe_deadline(const parked_op& op, parked_op_info& out) {
+    const auto& self = static_cast<const event_op&>(op);
+    if (self.limits.active) describe_timer(self.limits, out);
   }
 
   loop& lp;

@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "op_limits.hpp"
+#include "parked.hpp"
 #include "stream/state.hpp"
 
 namespace evco {
@@ -89,6 +90,7 @@ bool try_accept(listener_state& s, accept_op& op) noexcept {
 void unpark(listener_state& s, accept_op& op) noexcept {
   s.pending = nullptr;
   op.parked = false;
+  op.unlist();
   s.limits.disarm();
   loop_access::disarm(*s.lp, s.backoff);
 }
@@ -108,6 +110,14 @@ void on_readable(evutil_socket_t, short, void* arg) {
   }
   if (try_accept(s, *op)) finish_now(s, *op);
 }
+
+// What loop::parked() shows: the listening endpoint, and the accept's deadline.
+void describe(const parked_op& p, parked_op_info& out) {
+  const listener_state& s = *static_cast<const accept_op&>(p).s;
+  describe_socket(s.fd, out);  // a listening socket has no peer
+  if (s.limits.active) describe_timer(s.limits, out);
+}
+constexpr parked_op_type accept_type{"accept", describe};
 
 void on_backoff(listener_state& s) noexcept {
   accept_op* op = s.pending;
@@ -158,6 +168,7 @@ bool accept_op::await_ready() {
 bool accept_op::await_suspend(std::coroutine_handle<> h) {
   handle = h;
   parked = true;
+  loop_access::list_parked(*lp, *this, accept_type);
   s->pending = this;
   try {
     if (clock::now() < s->backoff_until) {

@@ -15,6 +15,7 @@
 #include <event2/dns.h>
 
 #include "libevent.hpp"
+#include "parked.hpp"
 #include "signal_table.hpp"
 #include "timer_queue.hpp"
 
@@ -36,6 +37,7 @@ struct dns_deleter {
 }  // namespace
 
 struct loop::impl {
+  impl() noexcept { parked_ops.prev_parked = parked_ops.next_parked = &parked_ops; }
   detail::base_ptr base;  // declared first: destroyed last, every event below needs it
   // Destroyed after the body of ~loop, so after every frame that may wait on it.
   detail::signal_table_ptr signals;
@@ -79,6 +81,8 @@ struct loop::impl {
   bool running = false;
 
   detail::timer_queue timers;
+  // The registry of parked ops (loop::parked()): a circular list around this node, oldest first.
+  detail::parked_op parked_ops;
 };
 
 namespace {
@@ -186,7 +190,8 @@ done_signal make_signal(event_base* base) {
 
 }  // namespace
 
-loop::loop(loop_options opts) : base_(nullptr), impl_(std::make_unique<impl>()) {
+loop::loop(loop_options opts) : base_(nullptr), parked_(nullptr), impl_(std::make_unique<impl>()) {
+  parked_ = &impl_->parked_ops;
   detail::install_libevent_hooks();
   if (opts.ignore_sigpipe) {
     struct sigaction old {};
@@ -296,6 +301,12 @@ loop::~loop() {
   for (int i = 0; impl_->dns_lookups > 0 && i < 8; ++i)
     event_base_loop(base_, EVLOOP_NONBLOCK);
   impl_->dns.reset();
+  // Ops still listed sit in frames the loop does not own (which must not outlive it): their
+  // unlist() must not reach into the list head that goes with the loop.
+  detail::parked_op& head = impl_->parked_ops;
+  for (detail::parked_op* op = head.next_parked; op != &head;)
+    op = std::exchange(op->next_parked, nullptr);
+  head.prev_parked = head.next_parked = &head;
 }
 
 namespace {
@@ -398,15 +409,25 @@ void loop_access::disarm(loop& lp, timer_node& t) noexcept {
 
 }  // namespace detail
 
+std::vector<parked_op_info> loop::parked() const {
+  return detail::describe_parked(impl_->parked_ops);
+}
+
+void loop::dump(std::FILE* out) const {
+  detail::print_parked(parked(), out);
+}
+
 void loop::spawn(task<void> t, std::function<void(std::exception_ptr)> on_exception) {
   if (!t.valid()) throw std::invalid_argument("evco::loop::spawn: empty task");
   if (!on_exception) throw std::invalid_argument("evco::loop::spawn: empty error sink");
+  t.handle().promise().set_origin(detail::task_origin::spawned);
   start_detached(*this, run_detached(*this, std::move(t), std::move(on_exception)));
 }
 
 void loop::spawn(task<result<void>> t, std::function<void(std::error_code)> on_error) {
   if (!t.valid()) throw std::invalid_argument("evco::loop::spawn: empty task");
   if (!on_error) throw std::invalid_argument("evco::loop::spawn: empty error sink");
+  t.handle().promise().set_origin(detail::task_origin::spawned);
   start_detached(*this, run_detached(*this, std::move(t), std::move(on_error)));
 }
 

@@ -121,7 +121,7 @@ void on_signal(evutil_socket_t sig, short, void* arg) {
 }  // namespace
 
 signal_op::signal_op(loop& l, signal_set s, op_options o) noexcept
-    : queued_op(l, std::move(o)), signals(s) {
+    : queued_op(l, std::move(o), wait_signal_type), signals(s) {
   bool ok = s.valid() && !s.empty();
   for (int sig = 1; ok && sig < NSIG; ++sig)
     ok = !s.contains(sig) || can_wait_for(sig);

@@ -249,7 +249,14 @@ struct handshake_wait : detail::event_op {
   duration timeout;
 
   handshake_wait(loop& l, bufferevent* e, duration t, std::stop_token st)
-      : event_op(l, std::move(st), &on_timer), bev(e), timeout(t) {}
+      : event_op(l, std::move(st), &on_timer, parked_type), bev(e), timeout(t) {}
+
+  // loop::parked(): the socket's endpoints and the handshake's budget.
+  static void describe(const detail::parked_op& p, parked_op_info& out) {
+    detail::describe_socket(bufferevent_getfd(static_cast<const handshake_wait&>(p).bev), out);
+    describe_deadline(p, out);
+  }
+  static constexpr detail::parked_op_type parked_type{"handshake", &describe};
   // A frame destroyed while parked: the bufferevent (freed after this) must not call back.
   ~handshake_wait() { bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr); }
 
@@ -283,6 +290,7 @@ struct handshake_wait : detail::event_op {
 
 task<result<stream>> handshake(stream tcp, ssl_ptr ssl, bufferevent_ssl_state state,
                                duration timeout, std::stop_token stop) {
+  co_await detail::internal_frame{};
   if (stop.stop_requested()) co_return errc::cancelled;
   if (!tcp.is_open()) co_return errc::closed;
   // Plaintext still queued would have to go out before the handshake; drain() it first.
@@ -394,6 +402,7 @@ result<tls_context> tls_context::server(std::string cert_file, std::string key_f
 
 task<result<stream>> tls_client(stream tcp, const tls_context& ctx, std::string server_name,
                                 duration handshake_timeout, std::stop_token stop) {
+  co_await detail::internal_frame{};
   SSL_CTX* c = ctx.native_handle();
   if (!c) co_return std::make_error_code(std::errc::invalid_argument);
   // Secure by default: a verifying client needs the name to verify against.
@@ -418,6 +427,7 @@ task<result<stream>> tls_client(stream tcp, const tls_context& ctx, std::string 
 
 task<result<stream>> tls_server(stream tcp, const tls_context& ctx, duration handshake_timeout,
                                 std::stop_token stop) {
+  co_await detail::internal_frame{};
   SSL_CTX* c = ctx.native_handle();
   if (!c) co_return std::make_error_code(std::errc::invalid_argument);
   ERR_clear_error();

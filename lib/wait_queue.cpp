@@ -4,6 +4,7 @@
 
 #include "evco/loop.hpp"
 #include "op_limits.hpp"
+#include "parked.hpp"
 
 namespace evco::detail {
 
@@ -32,6 +33,18 @@ queued_op::~queued_op() {
   }
 }
 
+namespace {
+// A channel end or a signal wait has no endpoint: only its deadline, if it has one.
+void describe(const parked_op& p, parked_op_info& out) {
+  const auto& op = static_cast<const queued_op&>(p);
+  if (op.limits && op.limits->active) describe_timer(*op.limits, out);
+}
+}  // namespace
+
+const parked_op_type send_type{"send", describe};
+const parked_op_type receive_type{"receive", describe};
+const parked_op_type wait_signal_type{"wait_signal", describe};
+
 bool park(wait_queue& q, queued_op& op, std::coroutine_handle<> h) noexcept {
   if (op.timeout < duration::zero()) {
     op.ec = errc::timed_out;
@@ -58,6 +71,7 @@ bool park(wait_queue& q, queued_op& op, std::coroutine_handle<> h) noexcept {
     l->op = &op;
     op.limits = l;
   }
+  loop_access::list_parked(*op.lp, op, *op.type);
   op.queue = &q;
   op.q_next = nullptr;
   op.q_prev = q.tail;
@@ -72,6 +86,7 @@ void unpark(queued_op& op) noexcept {
   (op.q_next ? op.q_next->q_prev : q.tail) = op.q_prev;
   op.q_prev = op.q_next = nullptr;
   op.queue = nullptr;
+  op.unlist();
   if (pooled_limits* l = std::exchange(op.limits, nullptr)) {
     l->disarm();  // first: a stop callback running on another thread is waited for
     l->op = nullptr;

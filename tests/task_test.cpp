@@ -165,4 +165,102 @@ TEST_CASE("task<void> completes and moved-from tasks are empty") {
 
 }  // namespace
 
+// ---- awaitables of every shape pass through task's await_transform unchanged ----------------
+
+namespace {
+
+// Records the object that await_suspend and await_resume ran on: the one co_awaited, never a
+// copy (g++ 12 copies an awaiter that await_transform returns by reference).
+struct self_aware {
+  const self_aware* suspended_on = nullptr;
+  const self_aware* resumed_on = nullptr;
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<>) noexcept {
+    suspended_on = this;
+    return false;  // go on at once
+  }
+  const self_aware* await_resume() noexcept {
+    resumed_on = this;
+    return this;
+  }
+};
+
+// Neither copyable nor movable, as evco's own ops are.
+struct pinned {
+  explicit pinned(int v) : value(v) {}
+  pinned(const pinned&) = delete;
+  pinned& operator=(const pinned&) = delete;
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<>) noexcept { return false; }
+  int await_resume() const noexcept { return value; }
+  int value;
+};
+
+struct ref_awaiter {
+  int* target;
+  bool await_ready() const noexcept { return true; }
+  void await_suspend(std::coroutine_handle<>) noexcept {}
+  int& await_resume() const noexcept { return *target; }
+};
+
+// operator co_await as a member, by value category, and as a free function found by ADL.
+struct member_co_await {
+  int value;
+  ref_awaiter operator co_await() & { return {&value}; }
+  pinned operator co_await() && { return pinned(value + 1); }
+};
+struct free_co_await {
+  int value;
+};
+pinned operator co_await(const free_co_await& f) {
+  return pinned(f.value * 10);
+}
+
+task<std::string> move_only_result() {
+  co_return std::string("moved");
+}
+
+task<void> awaits_every_shape() {
+  self_aware lvalue;
+  const self_aware* resumed = co_await lvalue;
+  CHECK(lvalue.suspended_on == &lvalue);
+  CHECK(lvalue.resumed_on == &lvalue);
+  CHECK(resumed == &lvalue);
+
+  const self_aware* temporary = co_await self_aware{};
+  CHECK(temporary != nullptr);
+
+  const int pinned_value = co_await pinned(7);
+  CHECK(pinned_value == 7);
+
+  int x = 1;
+  int& r = co_await ref_awaiter{&x};
+  CHECK(&r == &x);
+
+  member_co_await m{5};
+  int& mr = co_await m;  // the lvalue overload
+  CHECK(&mr == &m.value);
+  const int from_rvalue = co_await member_co_await{5};  // the rvalue one
+  CHECK(from_rvalue == 6);
+  const int from_free = co_await free_co_await{3};
+  CHECK(from_free == 30);
+  const free_co_await cf{4};
+  const int from_const = co_await cf;
+  CHECK(from_const == 40);
+
+  auto t = move_only_result();
+  std::string named = co_await std::move(t);
+  CHECK(named == "moved");
+  std::string unnamed = co_await move_only_result();
+  CHECK(unnamed == "moved");
+  co_await std::suspend_never{};
+}
+
+}  // namespace
+
+TEST_CASE("a task awaits lvalue, temporary, pinned and operator co_await awaitables unchanged") {
+  evco::loop lp;
+  lp.run(awaits_every_shape());
+}
+
 TEST_SUITE_END();

@@ -40,7 +40,7 @@ struct channel_core {
 template <class T>
 struct [[nodiscard]] send_op : queued_op {
   send_op(channel<T>* c, T* it, op_options o) noexcept
-      : queued_op(*c->core_.pool.lp, std::move(o)), ch(c), item(it) {}
+      : queued_op(*c->core_.pool.lp, std::move(o), send_type), ch(c), item(it) {}
   bool await_ready() noexcept { return ch->start_send(*this); }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
     return park(ch->core_.senders, *this, h);
@@ -67,7 +67,7 @@ struct [[nodiscard]] send_copy_op : send_op<T> {
 template <class T>
 struct [[nodiscard]] receive_op : queued_op {
   receive_op(channel<T>* c, op_options o) noexcept
-      : queued_op(*c->core_.pool.lp, std::move(o)), ch(c) {}
+      : queued_op(*c->core_.pool.lp, std::move(o), receive_type), ch(c) {}
   bool await_ready() noexcept { return ch->start_receive(*this); }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
     return park(ch->core_.receivers, *this, h);

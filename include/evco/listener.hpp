@@ -5,6 +5,7 @@
 #include <stop_token>
 #include <type_traits>
 
+#include "evco/detail/parked_op.hpp"
 #include "evco/detail/waiter.hpp"
 #include "evco/endpoint.hpp"
 #include "evco/error.hpp"
@@ -27,7 +28,7 @@ namespace detail {
 
 struct listener_state;
 
-struct [[nodiscard]] accept_op : waiter {
+struct [[nodiscard]] accept_op : waiter, parked_op {
   accept_op(listener_state* st, op_options o) noexcept
       : s(st), timeout(o.timeout), stop(std::move(o.stop)) {}
   accept_op(const accept_op&) = delete;

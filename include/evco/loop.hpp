@@ -2,15 +2,19 @@
 // loop: one event_base, driven on one thread; runs, spawns and resumes coroutines.
 
 #include <coroutine>
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <span>
 #include <system_error>
+#include <vector>
 
+#include "evco/detail/parked_op.hpp"
 #include "evco/detail/waiter.hpp"
 #include "evco/endpoint.hpp"
 #include "evco/error.hpp"
+#include "evco/parked.hpp"
 #include "evco/task.hpp"
 #include "evco/timer.hpp"
 
@@ -54,6 +58,9 @@ struct loop_access {
   // every frame, before the base. std::errc::device_or_resource_busy while another loop has
   // them (libevent delivers signals to one base at a time).
   static result<signal_table*> signals(loop& lp);
+  // Lists `op`, a `type`, on the loop's registry of parked ops (loop::parked()) from now until
+  // op.unlist(). Not while it is listed already. Inline: every op that parks passes here.
+  static void list_parked(loop& lp, parked_op& op, const parked_op_type& type) noexcept;
 };
 
 // co_await lp.yield(): back on the ready list, behind everything already there.
@@ -120,6 +127,16 @@ class loop {
 
   event_base* native_handle() const noexcept { return base_; }
 
+  /// Lists every operation parked on this loop (stream ops, accept, connect, handshake, sleep,
+  /// resolve): what it is, its endpoints, how long it has waited, the time left to its
+  /// deadline, and the chain of tasks awaiting it. For debugging a hang; call it on the loop's
+  /// thread. Parking costs no allocation: this walks an intrusive list.
+  std::vector<parked_op_info> parked() const;
+  /// Writes parked() to `out`, one line per op after a line with their count:
+  /// `read_some 127.0.0.1:4000 <- 127.0.0.1:53122  waited 2.31 s  no deadline  in
+  /// handle(evco::stream) echo_server.cpp:40 <- (spawned)`.
+  void dump(std::FILE* out) const;
+
   /// Sends this loop's DNS queries to `servers` instead of the nameservers of
   /// /etc/resolv.conf (which are used when this is never called). Names in /etc/hosts still
   /// resolve without a query. Fails with std::errc::invalid_argument, changing nothing, for
@@ -139,9 +156,21 @@ class loop {
   void run_until_done(std::coroutine_handle<> done);
   static std::coroutine_handle<> make_done_signal(loop& lp);
 
-  event_base* base_;  // cached from impl_ for native_handle()
+  event_base* base_;           // cached from impl_ for native_handle()
+  detail::parked_op* parked_;  // cached from impl_: the head of its registry of parked ops
   std::unique_ptr<impl> impl_;
 };
+
+inline void detail::loop_access::list_parked(loop& lp, parked_op& op,
+                                             const parked_op_type& type) noexcept {
+  parked_op& head = *lp.parked_;
+  op.since = coarse_now();
+  op.type = &type;
+  op.next_parked = &head;
+  op.prev_parked = head.prev_parked;
+  head.prev_parked->next_parked = &op;
+  head.prev_parked = &op;
+}
 
 inline detail::yield_awaiter::~yield_awaiter() {
   loop_access::unschedule(*lp, *this);
@@ -156,6 +185,7 @@ T loop::run(task<T> t) {
   auto h = t.handle();
   if (!h) throw std::invalid_argument("evco::loop::run: empty task");
   running_guard running(*this);
+  h.promise().set_origin(detail::task_origin::run);
   if (!h.done()) {
     struct signal {
       std::coroutine_handle<> h;

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "evco/detail/parked_op.hpp"
 #include "evco/detail/waiter.hpp"
 #include "evco/endpoint.hpp"
 #include "evco/error.hpp"
@@ -54,8 +55,9 @@ enum class op_state : unsigned char { idle, parked, yielding };
 // the awaiting coroutine's frame, so a steady-state read or write allocates nothing; the
 // stream keeps a pointer to it while it is parked, and its destructor takes it back out if the
 // frame dies first. It is kept small (one sits in the frame for every co_await on a stream):
-// a deadline's timer and a stop token's callback live in the stream, one per direction.
-struct stream_op : waiter {
+// a deadline's timer and a stop token's callback live in the stream, one per direction. While
+// parked it is on its loop's registry.
+struct stream_op : waiter, parked_op {
   stream_op(stream_state* st, op_kind k, std::byte* p, std::size_t n, op_options o) noexcept
       : s(st), kind(k), data(p), size(n), timeout(o.timeout), stop(std::move(o.stop)) {}
   stream_op(const stream_op&) = delete;

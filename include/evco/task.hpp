@@ -1,12 +1,21 @@
 #pragma once
 // task<T>: a lazy, move-only coroutine that starts when awaited.
 
+#include <bit>
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
+#include <version>
+#if __cpp_lib_source_location >= 201907L
+#include <source_location>
+#endif
+
+#include "evco/detail/forwarding_awaiter.hpp"
+#include "evco/detail/parked_op.hpp"
 
 namespace evco {
 
@@ -14,6 +23,23 @@ template <class T = void>
 class task;
 
 namespace detail {
+
+template <class T>
+inline constexpr bool is_task = false;
+template <class T>
+inline constexpr bool is_task<task<T>> = true;
+
+// What started a task that no evco::task awaits: where loop::parked()'s chain of tasks ends.
+enum class task_origin : unsigned char {
+  other,    // awaited by a coroutine of another type
+  run,      // loop::run
+  spawned,  // loop::spawn
+};
+
+// co_await detail::internal_frame{} first thing in evco's own coroutines (sleep_for, connect,
+// resolve, the TLS handshake): loop::parked() leaves them out of the chain and shows the
+// caller's co_await instead, as the op's name already says what they wait for.
+struct internal_frame {};
 
 // How a finished task hands control back to its awaiter.
 //
@@ -52,10 +78,68 @@ class task_promise_base {
     return !finished_inline_;
   }
 
+  // For loop::parked(), on the loop's thread. Where the task is suspended, in one of two
+  // encodings (the library reads both, whichever compiler built the task): with a line of 0,
+  // `site` is a std::source_location (the pointer it holds); else it is the file name.
+  const void* await_site() const noexcept { return site_; }
+  const char* await_function() const noexcept { return site_function_; }
+  std::uint_least32_t await_line() const noexcept { return site_line_; }
+  const task_promise_base* parent() const noexcept { return parent_; }
+  task_origin origin() const noexcept { return origin_; }
+  bool internal() const noexcept { return internal_; }
+  void set_origin(task_origin o) noexcept { origin_ = o; }
+
+  // Every co_await in a task goes through here, and on to the awaitable's own awaiter (no
+  // copy, see forwarding_awaiter). It notes where the task is suspended, and which task awaits
+  // an evco op or a child task: what loop::parked() walks, op -> task -> parent task. That is
+  // a few stores on every co_await, so the location is one pointer where it can be.
+#if __cpp_lib_source_location >= 201907L
+  template <class A>
+  forwarding_awaiter<A> await_transform(
+      A&& a, std::source_location where = std::source_location::current()) {
+    static_assert(sizeof where == sizeof site_);
+    site_ = std::bit_cast<const void*>(where);
+    note(a);
+    return forwarding_awaiter<A>(static_cast<A&&>(a));
+  }
+#else
+  // clang 14 with libstdc++ 12 has no std::source_location (it needs __builtin_source_location,
+  // new in clang 15): the builtins it is made of, which name the function without its scope.
+  template <class A>
+  forwarding_awaiter<A> await_transform(A&& a, const char* file = __builtin_FILE(),
+                                        const char* function = __builtin_FUNCTION(),
+                                        std::uint_least32_t line = __builtin_LINE()) {
+    site_ = file;
+    site_function_ = function;
+    site_line_ = line;
+    note(a);
+    return forwarding_awaiter<A>(static_cast<A&&>(a));
+  }
+#endif
+  std::suspend_never await_transform(internal_frame) noexcept {
+    internal_ = true;
+    return {};
+  }
+
  private:
+  template <class A>
+  void note(A& a) noexcept {
+    if constexpr (std::is_base_of_v<parked_op, A> && !std::is_const_v<A>) {
+      static_cast<parked_op&>(a).awaiting = this;
+    } else if constexpr (is_task<std::remove_cv_t<A>>) {
+      if (a.valid()) static_cast<task_promise_base&>(a.handle().promise()).parent_ = this;
+    }
+  }
+
   std::coroutine_handle<> continuation_;
+  const void* site_ = nullptr;
+  const char* site_function_ = nullptr;
+  const task_promise_base* parent_ = nullptr;  // the task awaiting this one, if one is
+  std::uint_least32_t site_line_ = 0;
   bool starting_inline_ = false;
   bool finished_inline_ = false;
+  bool internal_ = false;
+  task_origin origin_ = task_origin::other;
 };
 
 // The result lives in a union rather than a std::variant: g++ 12 warns (maybe-uninitialized,

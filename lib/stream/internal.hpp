@@ -18,7 +18,7 @@ namespace evco::detail {
 
 // What one kind of op does, beyond what every op does (protocol.cpp).
 struct op_type {
-  const char* name;
+  parked_op_type listed_as;  // its name and what loop::parked() shows of it (parked.cpp)
   direction dir;
   // Makes what progress it can now, without waiting; true once the op is done (successfully,
   // or with `ec` set). Called when the op starts, and again from the loop whenever its
@@ -92,5 +92,8 @@ bool wait_writable(stream_state& s) noexcept;
 
 // close.cpp: close, and the graceful close that lingers in the background
 void close_state(stream_state* s) noexcept;
+
+// parked.cpp: what loop::parked() shows of a parked stream op
+void describe_stream_op(const parked_op& op, parked_op_info& out);
 
 }  // namespace evco::detail

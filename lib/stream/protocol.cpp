@@ -15,6 +15,7 @@ void unpark(stream_state& s, stream_op& op) noexcept {
   side_state& side = s.side[type.dir];
   side.op = nullptr;
   op.state = op_state::idle;
+  op.unlist();
   if (side.limits) side.limits->disarm();
   if (type.dir == writing && s.write_direct) {
     event_del(s.socket_write.get());
@@ -106,6 +107,7 @@ void park(stream_state& s, stream_op& op) {
   side_state& side = s.side[type.dir];
   op.lp = s.lp;
   if (op.state == op_state::idle) op.state = op_state::parked;  // or still yielding
+  loop_access::list_parked(*s.lp, op, type.listed_as);
   side.op = &op;
   if (op.timeout != duration::zero() || op.stop.stop_possible() ||
       (side.limits && side.limits->idle > duration::zero())) {

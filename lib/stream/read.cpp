@@ -176,12 +176,21 @@ void read_until_unparked(stream_state& s, stream_op& op) noexcept {
 
 }  // namespace
 
-const op_type read_some_type{"read_some", reading, perform_read_some, fail, nullptr, nullptr};
-const op_type read_some_string_type{"read_some", reading, perform_read_some_string,
-                                    fail,        nullptr, nullptr};
-const op_type read_exactly_type{"read_exactly",         reading, perform_read_exactly,
-                                interrupt_read_exactly, nullptr, nullptr};
-const op_type read_until_type{"read_until", reading,           perform_read_until,
-                              fail,         read_until_parked, read_until_unparked};
+const op_type read_some_type{
+    {"read_some", describe_stream_op}, reading, perform_read_some, fail, nullptr, nullptr};
+const op_type read_some_string_type{
+    {"read_some", describe_stream_op}, reading, perform_read_some_string, fail, nullptr, nullptr};
+const op_type read_exactly_type{{"read_exactly", describe_stream_op},
+                                reading,
+                                perform_read_exactly,
+                                interrupt_read_exactly,
+                                nullptr,
+                                nullptr};
+const op_type read_until_type{{"read_until", describe_stream_op},
+                              reading,
+                              perform_read_until,
+                              fail,
+                              read_until_parked,
+                              read_until_unparked};
 
 }  // namespace evco::detail

@@ -115,9 +115,15 @@ void shutdown_parked(stream_state& s, stream_op& op) {
 
 }  // namespace
 
-const op_type write_type{"write", writing, perform_write, interrupt_write, write_parked, nullptr};
-const op_type drain_type{"drain", writing, perform_drain, fail, wait_for_empty, restore_watermark};
-const op_type shutdown_type{"shutdown", writing,         perform_shutdown,
-                            fail,       shutdown_parked, restore_watermark};
+const op_type write_type{
+    {"write", describe_stream_op}, writing, perform_write, interrupt_write, write_parked, nullptr};
+const op_type drain_type{
+    {"drain", describe_stream_op}, writing, perform_drain, fail, wait_for_empty, restore_watermark};
+const op_type shutdown_type{{"shutdown", describe_stream_op},
+                            writing,
+                            perform_shutdown,
+                            fail,
+                            shutdown_parked,
+                            restore_watermark};
 
 }  // namespace evco::detail

@@ -9,6 +9,7 @@
 #include <system_error>
 #include <utility>
 
+#include "evco/detail/parked_op.hpp"
 #include "evco/detail/waiter.hpp"
 #include "evco/op_options.hpp"
 
@@ -51,8 +52,10 @@ struct wait_queue {
 // One awaiter parked on a wait_queue. It lives in the awaiting coroutine's frame; while
 // parked it is listed on its queue, and once completed it waits on the loop's ready list with
 // its outcome. Its destructor takes it off whichever it is on, so a frame may end at any time.
-struct queued_op : waiter {
-  queued_op(loop& l, op_options o) noexcept : lp(&l), timeout(o.timeout), stop(std::move(o.stop)) {}
+// While parked it is on the loop's registry too (loop::parked()), as a `type`.
+struct queued_op : waiter, parked_op {
+  queued_op(loop& l, op_options o, const parked_op_type& t) noexcept
+      : parked_op(&t), lp(&l), timeout(o.timeout), stop(std::move(o.stop)) {}
   queued_op(const queued_op&) = delete;
   queued_op& operator=(const queued_op&) = delete;
   ~queued_op();
@@ -69,6 +72,9 @@ struct queued_op : waiter {
   std::stop_token stop;
   std::error_code ec;
 };
+
+// What loop::parked() calls them (lib/wait_queue.cpp).
+extern const parked_op_type send_type, receive_type, wait_signal_type;
 
 // The one place an op parks: at the back of `q`, with its deadline and stop request armed
 // (its outcome is then set by complete()). False, without parking, when it cannot: a
