@@ -27,7 +27,8 @@ struct parked_op_info {
   using origin = detail::task_origin;
 
   /// "read_some", "read_exactly", "read_until", "write", "drain", "shutdown", "accept",
-  /// "connect", "handshake", "sleep" or "resolve" (static storage).
+  /// "connect", "handshake", "sleep", "resolve", "send", "receive" (a channel's ends) or
+  /// "wait_signal" (static storage).
   std::string_view what;
   /// The socket's endpoints where it has them: for accept the listening one (local); for
   /// connect the local one and the target (remote).
