@@ -72,9 +72,6 @@ void fail(stream_state& s, stream_op& op, std::error_code ec) noexcept;
 void note_read_end(stream_state& s, int err) noexcept;
 std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept;
 
-// write.cpp
-void interrupt_write(stream_state& s, stream_op& op, std::error_code ec) noexcept;
-
 // protocol.cpp: the awaiter protocol (try now, park, deadline, stop, fairness, finish)
 void unpark(stream_state& s, stream_op& op) noexcept;
 void finish_now(stream_state& s, stream_op& op) noexcept;

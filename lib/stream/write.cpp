@@ -5,6 +5,8 @@
 
 namespace evco::detail {
 
+namespace {
+
 // A deadline, stop request or close ends a parked write. One the kernel took part of is never
 // torn: the rest is queued, as if it had not had to wait, and the write succeeds.
 void interrupt_write(stream_state& s, stream_op& op, std::error_code ec) noexcept {
@@ -17,8 +19,6 @@ void interrupt_write(stream_state& s, stream_op& op, std::error_code ec) noexcep
   }
   op.ec = ec;
 }
-
-namespace {
 
 // Every write-side op fails at once on a failed socket, or after shutdown.
 bool write_ended(stream_state& s, stream_op& op) noexcept {
