@@ -44,6 +44,7 @@ void describe(const parked_op& p, parked_op_info& out) {
 const parked_op_type send_type{"send", describe};
 const parked_op_type receive_type{"receive", describe};
 const parked_op_type wait_signal_type{"wait_signal", describe};
+const parked_op_type spawn_type{"spawn", describe};
 
 bool park(wait_queue& q, queued_op& op, std::coroutine_handle<> h) noexcept {
   if (op.timeout < duration::zero()) {

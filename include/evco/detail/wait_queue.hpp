@@ -56,7 +56,9 @@ struct wait_queue {
 struct queued_op : waiter, parked_op {
   queued_op(loop& l, op_options o, const parked_op_type& t) noexcept
       : parked_op(&t), lp(&l), timeout(o.timeout), stop(std::move(o.stop)) {}
-  queued_op(const queued_op&) = delete;
+  // Movable until it is awaited, so that when_any and when_all can take it in.
+  queued_op(queued_op&& o) noexcept
+      : parked_op(o.type), lp(o.lp), timeout(o.timeout), stop(std::move(o.stop)), ec(o.ec) {}
   queued_op& operator=(const queued_op&) = delete;
   ~queued_op();
 
@@ -74,7 +76,7 @@ struct queued_op : waiter, parked_op {
 };
 
 // What loop::parked() calls them (lib/wait_queue.cpp).
-extern const parked_op_type send_type, receive_type, wait_signal_type;
+extern const parked_op_type send_type, receive_type, wait_signal_type, spawn_type;
 
 // The one place an op parks: at the back of `q`, with its deadline and stop request armed
 // (its outcome is then set by complete()). False, without parking, when it cannot: a
