@@ -155,6 +155,7 @@ using child = typename child_promise<R>::handle_type;
 
 template <class R, class A>
 child<R> run_child(A a) {
+  co_await internal_frame{};  // loop::parked() shows the algorithm's caller instead
   if constexpr (std::is_same_v<R, std::monostate> && std::is_void_v<await_result_t<A>>) {
     co_await std::move(a);
     co_return std::monostate{};
