@@ -123,9 +123,9 @@ result<void> spawn_op::await_resume() noexcept {
   return success();
 }
 
-join_op::join_op(task_group& g) noexcept : parked_op(&join_type), group(&g) {}
+join_op::join_op(task_group& g) noexcept : parked_op(&join_type), group(&g), lp(g.lp_) {}
 join_op::join_op(join_op&& o) noexcept
-    : parked_op(&join_type), group(o.group), stop(std::move(o.stop)) {}
+    : parked_op(&join_type), group(o.group), lp(o.lp), stop(std::move(o.stop)) {}
 
 join_op::~join_op() {
   on_stop.reset();
@@ -134,7 +134,7 @@ join_op::~join_op() {
     if (next_join) next_join->prev_join = prev_join;
     unlist();
   } else if (queued) {
-    loop_access::unschedule(*group->lp_, *this);
+    loop_access::unschedule(*lp, *this);
   }
 }
 
@@ -148,7 +148,7 @@ void join_op::await_suspend(std::coroutine_handle<> h) {
   next_join = group->joins_;
   if (next_join) next_join->prev_join = this;
   group->joins_ = this;
-  loop_access::list_parked(*group->lp_, *this, join_type);
+  loop_access::list_parked(*lp, *this, join_type);
   if (stop.stop_possible()) on_stop.emplace(stop, forward_stop{group});
 }
 

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
@@ -161,6 +162,30 @@ TEST_CASE("task_group: destroying a group cancels its children, which the loop f
   counters c;
   lp.run(group_destroyed_early(lp, &c));
   CHECK(lp.parked().empty());
+}
+
+task<void> join_into(task_group* g, result<void>* out, bool* done) {
+  *out = co_await g->join();
+  *done = true;
+}
+task<void> group_destroyed_under_join(loop& lp) {
+  auto g = std::make_unique<task_group>(lp);
+  counters c;
+  REQUIRE(co_await g->spawn(child(lp, 1h, &c)));
+  result<void> joined = evco::success();
+  bool done = false;
+  lp.spawn(join_into(g.get(), &joined, &done), [](std::exception_ptr) { FAIL("threw"); });
+  REQUIRE(co_await evco::sleep_for(lp, 0ms));  // the join parks
+  CHECK_FALSE(done);
+  g.reset();
+  for (int i = 0; i < 100 && (!done || c.ended == 0); ++i)
+    REQUIRE(co_await evco::sleep_for(lp, 0ms));
+  CHECK(done);
+  CHECK(error_of(joined) == errc::cancelled);
+  CHECK(c.cancelled == 1);
+}
+TEST_CASE("task_group: a join parked when the group goes fails with cancelled") {
+  evco::test::run_on_loop(group_destroyed_under_join);
 }
 
 // `turns` zero sleeps in a row (each resumes once the loop has polled again); counts it ended.

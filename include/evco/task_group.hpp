@@ -75,6 +75,7 @@ struct [[nodiscard]] join_op : waiter, parked_op {
     void operator()() const noexcept;
   };
   task_group* group;  // null once the group is gone
+  loop* lp;
   join_op* next_join = nullptr;
   join_op* prev_join = nullptr;
   bool waiting = false;
