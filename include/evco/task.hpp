@@ -16,6 +16,7 @@
 #endif
 
 #include "evco/detail/forwarding_awaiter.hpp"
+#include "evco/detail/frame_cache.hpp"
 #include "evco/detail/parked_op.hpp"
 
 namespace evco {
@@ -62,7 +63,7 @@ struct composite {
 // finishes before returning, its final suspend goes nowhere and await_suspend returns false,
 // so the awaiter continues on its own stack. Only a child that really suspended transfers
 // control back symmetrically when it finishes later, from the loop.
-class task_promise_base {
+class task_promise_base : public frame_allocated {
  public:
   std::suspend_always initial_suspend() noexcept { return {}; }
 

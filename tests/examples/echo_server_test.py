@@ -140,7 +140,7 @@ def test_sigusr1_dumps_parked_ops(exe):
     srv.p.send_signal(signal.SIGUSR1)
     srv.wait_stderr("parked ops")
     srv.wait_stderr("read_some")
-    srv.wait_stderr("in serve(")
+    srv.wait_stderr("in serve")  # clang 14 names it without its parameters
     srv.p.send_signal(signal.SIGTERM)
     expect_eof(a)  # a grace period of 0 ends the connection at once
     if srv.exit_status(WAIT) != 0:
