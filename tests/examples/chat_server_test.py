@@ -114,18 +114,30 @@ def join_and_chat(room):
     return fast
 
 
+def kernel_send_buffer_max():
+    """How far Linux lets a socket's send buffer grow (tcp_wmem's maximum): what the server's
+    side of a connection can hold for a client that reads nothing."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            return int(f.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 4 << 20
+
+
 def slow_client(room, fast):
     # A small receive buffer, so that little fills its side of the connection.
     slow = room.join("slow", "slow", len(fast), rcvbuf=4096)
     slow.reading = False
 
     # Bursts of 64 lines of 1 KB from each fast client, each delivered in full to the other
-    # fast ones, until the server has dropped the slow one; at most 8 MB sent in all.
+    # fast ones, until the server has dropped the slow one. Before that, the server's socket
+    # buffer, the small one of slow and its 64 lines must fill up: twice that, at most.
     kicked = f"slow left (too slow: {QUEUED_LINES} lines queued)"
     burst = len(fast) * QUEUED_LINES * 1024
+    cap = 2 * (kernel_send_buffer_max() + (1 << 20))
     bursts = 0
     while not all(c.told(kicked) for c in fast):
-        if bursts * burst >= 8 << 20:
+        if bursts * burst >= cap:
             fail(f"slow was not disconnected after {bursts} bursts of {burst >> 10} KB "
                  f"(it read {slow.received} bytes before it stopped reading)")
         exchange(room, fast, QUEUED_LINES, f"burst{bursts}", pad=1000)
