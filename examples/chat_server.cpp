@@ -170,7 +170,7 @@ evco::task<void> read_lines(room& r, client& c) {
         (void)c.out.try_send(std::string("* idle for too long, bye\n"));
         c.why = "idle for too long";
       } else if (ec == evco::errc::cancelled) {
-        c.why = "server stopped";
+        c.why = "still open at the shutdown deadline";
       } else if (ec != evco::errc::eof && ec != evco::errc::closed && c.why.empty()) {
         c.why = "read: " + ec.message();  // ECONNRESET, say
       }
@@ -196,21 +196,25 @@ evco::task<void> read_lines(room& r, client& c) {
 // closes the stream (gracefully: what the kernel holds still goes out, then a FIN), which ends
 // the reader if it is still reading.
 evco::task<void> write_lines(client& c) {
+  std::error_code ec;
   for (;;) {
     auto line = co_await c.out.receive();
-    if (!line) break;  // errc::closed: everything queued was written
-    if (auto w = co_await c.s.write(line.value()); !w) {
-      const std::error_code ec = w.error();
-      if (c.why.empty()) {
-        if (ec == evco::errc::timed_out) {
-          c.why = "not reading";
-        } else if (ec == evco::errc::cancelled) {
-          c.why = "server stopped";
-        } else if (ec != evco::errc::closed) {
-          c.why = "write: " + ec.message();  // EPIPE, ECONNRESET
-        }
-      }
+    if (!line) {
+      ec = line.error();  // errc::closed: everything queued was written
       break;
+    }
+    if (auto w = co_await c.s.write(line.value()); !w) {
+      ec = w.error();
+      break;
+    }
+  }
+  if (c.why.empty()) {
+    if (ec == evco::errc::timed_out) {
+      c.why = "not reading";
+    } else if (ec == evco::errc::cancelled) {
+      c.why = "still open at the shutdown deadline";
+    } else if (ec != evco::errc::closed) {
+      c.why = "write: " + ec.message();  // EPIPE, ECONNRESET
     }
   }
   c.s.close();
