@@ -271,7 +271,7 @@ evco::task<int> serve(evco::loop& lp, evco::listener l) {
 
   // Until a stop signal, or a failure of the listener: whichever ends cancels the other.
   auto ended = co_await evco::when_any(accept_clients(r, l, conns), stop_signal(lp));
-  l.close();
+  l.close();  // from now on the kernel refuses new connections
   int status = 0;
   if (ended.index() == 0) {
     std::fprintf(stderr, "[ERR] accept: %s\n", std::get<0>(ended).error().message().c_str());
