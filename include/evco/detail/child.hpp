@@ -153,9 +153,11 @@ class child_promise final : public child_promise_base {
 template <class R>
 using child = typename child_promise<R>::handle_type;
 
+// Internal, like run_in_group: loop::parked() shows the co_await on the algorithm instead, as
+// each op's name, or the task the algorithm was given, already says what it waits for.
 template <class R, class A>
 child<R> run_child(A a) {
-  co_await internal_frame{};  // loop::parked() shows the algorithm's caller instead
+  co_await internal_frame{};
   if constexpr (std::is_same_v<R, std::monostate> && std::is_void_v<await_result_t<A>>) {
     co_await std::move(a);
     co_return std::monostate{};
