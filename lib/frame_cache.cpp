@@ -26,25 +26,38 @@ struct free_frame {
   free_frame* next;
 };
 
+// Trivially constructed and destroyed, so that reaching it costs no guard and no
+// __tls_get_addr (initial-exec: the cache is small, so static TLS has room for it). A thread
+// that caches a frame registers the cleanup below once, which empties it when the thread exits.
 struct cache {
-  free_frame* head[classes] = {};
-  std::size_t count[classes] = {};
-  bool alive = true;  // frames freed after the thread's cache went (exit) bypass it
-  cache() = default;
-  cache(const cache&) = delete;
-  cache& operator=(const cache&) = delete;
-  ~cache() {
-    alive = false;
+  free_frame* head[classes];
+  std::size_t count[classes];
+  bool registered;
+  bool gone;  // the thread is exiting: frames freed from here on bypass the cache
+};
+thread_local cache frames __attribute__((tls_model("initial-exec")));
+
+struct cleanup {
+  cleanup() = default;
+  cleanup(const cleanup&) = delete;
+  cleanup& operator=(const cleanup&) = delete;
+  ~cleanup() {
+    frames.gone = true;
     for (std::size_t c = 0; c < classes; ++c) {
-      while (free_frame* f = head[c]) {
-        head[c] = f->next;
+      while (free_frame* f = frames.head[c]) {
+        frames.head[c] = f->next;
         ::operator delete(f);
       }
+      frames.count[c] = 0;
     }
   }
 };
 
-[[gnu::tls_model("initial-exec")]] thread_local cache frames;
+[[gnu::noinline]] void register_cleanup() noexcept {
+  frames.registered = true;
+  static thread_local cleanup c;
+  (void)c;
+}
 
 // The class of a frame of `size` bytes, or `classes` when it is not cached.
 std::size_t class_of(std::size_t size) noexcept {
@@ -55,7 +68,7 @@ std::size_t class_of(std::size_t size) noexcept {
 
 void* frame_allocate(std::size_t size) {
   const std::size_t c = class_of(size);
-  if (bypass || c >= classes || !frames.alive) return ::operator new(size);
+  if (bypass || c >= classes) return ::operator new(size);
   if (free_frame* f = frames.head[c]) {
     frames.head[c] = f->next;
     --frames.count[c];
@@ -67,7 +80,8 @@ void* frame_allocate(std::size_t size) {
 void frame_deallocate(void* p, std::size_t size) noexcept {
   const std::size_t c = class_of(size);
   if (bypass || c >= classes) return ::operator delete(p);
-  if (frames.count[c] == kept_per_class || !frames.alive) return ::operator delete(p);
+  if (frames.count[c] == kept_per_class || frames.gone) return ::operator delete(p);
+  if (!frames.registered) register_cleanup();
   auto* f = static_cast<free_frame*>(p);
   f->next = frames.head[c];
   frames.head[c] = f;
