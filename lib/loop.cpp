@@ -51,7 +51,8 @@ struct loop::impl {
   // Limits whose stop token was requested (from any thread), for the loop to end: a list under
   // its own lock, and one event that the first to join it activates.
   std::mutex stopped_mutex;
-  detail::op_limits* stopped_head = nullptr;
+  detail::op_limits* stopped_head = nullptr;  // oldest request first
+  detail::op_limits* stopped_tail = nullptr;
   detail::event_ptr stop_event;
   void end_stopped() noexcept;
   detail::owned* owned_head = nullptr;
@@ -285,7 +286,7 @@ void loop::impl::run_ready(loop& self) noexcept {
   }
 }
 
-// One at a time, the oldest request last: `ended` may unstop others, or stop more.
+// One at a time, oldest first: `ended` may unstop others, or stop more.
 void loop::impl::end_stopped() noexcept {
   for (;;) {
     detail::op_limits* l;
@@ -294,7 +295,7 @@ void loop::impl::end_stopped() noexcept {
       l = stopped_head;
       if (!l) return;
       stopped_head = l->next_stopped;
-      if (stopped_head) stopped_head->prev_stopped = nullptr;
+      (stopped_head ? stopped_head->prev_stopped : stopped_tail) = nullptr;
       l->stop_queued = false;
     }
     l->ended(*l, errc::cancelled);
@@ -432,11 +433,11 @@ void loop_access::stopped(loop& lp, op_limits& l) noexcept {
     std::lock_guard lock(im.stopped_mutex);
     if (l.stop_queued) return;
     l.stop_queued = true;
-    l.prev_stopped = nullptr;
-    l.next_stopped = im.stopped_head;
-    if (im.stopped_head) im.stopped_head->prev_stopped = &l;
+    l.next_stopped = nullptr;
+    l.prev_stopped = im.stopped_tail;
     first = im.stopped_head == nullptr;
-    im.stopped_head = &l;
+    (im.stopped_tail ? im.stopped_tail->next_stopped : im.stopped_head) = &l;
+    im.stopped_tail = &l;
   }
   if (first) event_active(im.stop_event.get(), EV_TIMEOUT, 0);
 }
@@ -447,7 +448,7 @@ void loop_access::unstopped(loop& lp, op_limits& l) noexcept {
   if (!l.stop_queued) return;
   std::lock_guard lock(im.stopped_mutex);
   (l.prev_stopped ? l.prev_stopped->next_stopped : im.stopped_head) = l.next_stopped;
-  if (l.next_stopped) l.next_stopped->prev_stopped = l.prev_stopped;
+  (l.next_stopped ? l.next_stopped->prev_stopped : im.stopped_tail) = l.prev_stopped;
   l.stop_queued = false;
 }
 

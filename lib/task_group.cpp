@@ -24,18 +24,16 @@ class group_child_promise : public task_promise_base {
     return {std::coroutine_handle<group_child_promise>::from_promise(*this)};
   }
   std::suspend_always initial_suspend() noexcept { return {}; }
-  struct final_awaiter {
-    bool await_ready() noexcept { return false; }
-    // The frame goes as soon as it ends: the group has taken its outcome (in the destructor).
-    void await_suspend(std::coroutine_handle<group_child_promise> h) noexcept {
-      h.promise().ended = true;
-      h.destroy();
-    }
-    void await_resume() noexcept {}
-  };
-  final_awaiter final_suspend() noexcept { return {}; }
-  void return_value(std::error_code e) noexcept { ec = e; }
-  void unhandled_exception() noexcept { exception = std::current_exception(); }
+  // The frame goes as soon as it ends; the group takes its outcome in the destructor.
+  std::suspend_never final_suspend() noexcept { return {}; }
+  void return_value(std::error_code e) noexcept {
+    ec = e;
+    ended = true;
+  }
+  void unhandled_exception() noexcept {
+    exception = std::current_exception();
+    ended = true;
+  }
 
   // From the group, as it starts the child.
   void begin(task_group& g) noexcept {
@@ -171,13 +169,13 @@ task_group::task_group(loop& lp, std::size_t max_in_flight)
 
 task_group::~task_group() {
   stop_.request_stop();
-  // Children go on under the loop, without their group.
-  for (detail::group_child_promise* c = children_; c; c = c->next)
-    c->group = nullptr;
-  children_ = nullptr;
+  // The children still running go with the group (their destructors unlink them).
+  while (detail::group_child_promise* c = children_)
+    std::coroutine_handle<detail::group_child_promise>::from_promise(*c).destroy();
   while (detail::join_op* j = joins_) {
     joins_ = j->next_join;
     j->waiting = false;
+    j->on_stop.reset();  // it would stop this group, which is going
     j->unlist();
     j->group = nullptr;
     detail::loop_access::schedule(*lp_, *j);
@@ -212,11 +210,13 @@ void task_group::start(detail::group_child_ptr& c, bool counted) noexcept {
   h.resume();
 }
 
+// The first failure is what join reports; an exception (a bug) still replaces an error value
+// that came first, so that it is never dropped for a mere error.
 void task_group::fail(std::error_code ec, std::exception_ptr e) noexcept {
-  if (failure_ || exception_) return;
-  failure_ = ec;
-  exception_ = std::move(e);
-  request_stop();
+  const bool first = !failure_ && !exception_;
+  if (first) failure_ = ec;
+  if (!exception_) exception_ = std::move(e);
+  if (first) request_stop();
 }
 
 void task_group::child_gone(detail::group_child_promise& c, bool ended) noexcept {
@@ -246,6 +246,7 @@ void task_group::release_slot() noexcept {
   while (detail::join_op* j = joins_) {
     joins_ = j->next_join;
     j->waiting = false;
+    j->on_stop.reset();  // done waiting: a stop from now on is not this group's
     j->unlist();
     detail::loop_access::schedule(*lp_, *j);
   }

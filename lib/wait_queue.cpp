@@ -60,7 +60,7 @@ bool park(wait_queue& q, queued_op& op, std::coroutine_handle<> h) noexcept {
     } else {
       l = new (std::nothrow) pooled_limits(*pool.lp);
     }
-    // Armed before it is listed: a stop already requested only activates the wake-up event.
+    // Armed before it is listed: a stop already requested only queues it on the loop.
     if (!l || !l->arm(deadline_after(op.timeout), op.stop)) {
       if (l) {
         l->next = pool.free;

@@ -262,6 +262,27 @@ TEST_CASE("an op with a token of its own watches the inherited one too") {
   evco::test::run_on_loop(own_and_inherited_tokens);
 }
 
+task<result<void>> reuse_lvalue_op(evco::test::tcp_pair* p, std::stop_source* own) {
+  char buf[8];
+  auto rd = p->server.read_some(std::span(buf), own->get_token());
+  EVCO_TRYV(co_await p->client.write("a"));
+  auto first = co_await rd;  // merges the inherited token for this co_await only
+  REQUIRE(first);
+  own->request_stop();
+  auto second = co_await rd;  // still watches its own token, which is now requested
+  CHECK(error_of(second) == errc::cancelled);
+  co_return evco::success();
+}
+task<void> lvalue_op_keeps_its_token(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  std::stop_source own;
+  auto r = co_await evco::with_timeout(lp, reuse_lvalue_op(&p, &own), 5s);
+  CHECK(r);
+}
+TEST_CASE("an op awaited again keeps its own token, whatever an earlier co_await inherited") {
+  evco::test::run_on_loop(lvalue_op_keeps_its_token);
+}
+
 task<void> outside_the_algorithms(loop&) {
   auto token = co_await evco::this_stop_token();
   CHECK_FALSE(token.stop_possible());

@@ -288,9 +288,9 @@ class [[nodiscard]] task {
 };
 
 /// `co_await evco::this_stop_token()` in a task: the stop token it carries, which a task
-/// started by when_any, with_timeout or a task_group gets from it and a task awaited by another
-/// inherits (empty, never requested, in a task started otherwise). Every evco op awaited in
-/// such a task watches it besides the token of its own op_options.
+/// started by when_any, when_all, with_timeout or a task_group gets from it and a task awaited
+/// by another inherits (empty, never requested, in a task started otherwise). Every evco op awaited
+/// in such a task watches it besides the token of its own op_options.
 inline detail::this_stop_token_t this_stop_token() noexcept {
   return {};
 }

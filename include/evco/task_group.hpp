@@ -60,7 +60,8 @@ struct [[nodiscard]] spawn_op : queued_op {
 };
 
 // co_await g.join(): parks until the group has no child left. Asked to stop (the token of the
-// task awaiting it), it asks the group's children to stop, and still waits for them.
+// task awaiting it, which evco's algorithms request on the loop's thread), it asks the group's
+// children to stop, and still waits for them.
 struct [[nodiscard]] join_op : waiter, parked_op {
   explicit join_op(task_group& g) noexcept;
   // Movable until it is awaited, so that when_any and with_timeout can take it in.
@@ -101,11 +102,14 @@ struct [[nodiscard]] join_op : waiter, parked_op {
 /// With `max_in_flight` above 0, spawn() waits while that many children are running (FIFO,
 /// with the op_options' timeout and stop token; a spawn that fails never runs its task).
 ///
-/// Children cannot be forgotten: destroying a group whose children are still running asks
-/// them to stop, and they go on to end under the loop (which destroys, with itself, any that
-/// never does); their outcome is then dropped. Parked spawn() and join() ops fail with
-/// errc::cancelled. All members must be called on the loop's thread; `loop::spawn` stays for
-/// fire-and-forget with a sink.
+/// Children cannot outlive the group: destroying a group whose children are still running
+/// (it was not joined, or the frame holding it was destroyed) destroys their frames there and
+/// then, each suspended where it waits, as destroying any suspended evco frame does: its ops
+/// are withdrawn and its streams closed (in the background, by the loop), and what it would
+/// have reported is dropped. So a child may use whatever its scope declared before the group.
+/// Parked spawn() and join() ops then fail with errc::cancelled. A group must not be destroyed
+/// from inside one of its own children. All members must be called on the loop's thread;
+/// `loop::spawn` stays for fire-and-forget with a sink.
 ///
 /// ```cpp
 /// evco::task_group conns(lp);
@@ -135,7 +139,7 @@ class task_group {
   bool stop_requested() const noexcept { return stop_.stop_requested(); }
   std::stop_token get_token() const noexcept { return stop_.get_token(); }
 
-  /// Children started and not yet ended.
+  /// Children running, counting those a waiting spawn() was given room for.
   std::size_t size() const noexcept { return running_; }
   std::size_t max_in_flight() const noexcept { return max_; }
 
@@ -145,9 +149,7 @@ class task_group {
   friend struct detail::join_op;
 
   // Room for one more child now, and no spawn waiting for it before this one.
-  bool has_room() const noexcept {
-    return (max_ == 0 || running_ < max_) && waiting_.empty() && !granted_;
-  }
+  bool has_room() const noexcept { return (max_ == 0 || running_ < max_) && waiting_.empty(); }
   // Runs `c` until it first suspends; `counted` when its slot is already in running_.
   void start(detail::group_child_ptr& c, bool counted = false) noexcept;
   // From a child's promise as it goes: `ended` when it ran to its end (not destroyed by ~loop).

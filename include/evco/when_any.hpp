@@ -40,7 +40,8 @@ class [[nodiscard]] when_any_awaitable : public child_group {
   }
 
  private:
-  // The winner's exception, else the first a loser ended with: none is dropped.
+  // The winner's exception, else the first a loser ended with (one is rethrown, any other
+  // dropped).
   template <std::size_t... I>
   void rethrow_first(std::index_sequence<I...>) {
     const std::array<child_promise_base*, sizeof...(R)> ps{&std::get<I>(children_).promise()...};
@@ -107,9 +108,10 @@ class [[nodiscard]] with_timeout_awaitable : public when_any_awaitable<R, result
 /// The arguments start in order, each until it first suspends; once one completes without
 /// suspending, those after it never start (a read with its bytes already there arms no
 /// timer). Cancelling the awaiting task (its own token) cancels them all; the first to end then
-/// is the result, usually errc::cancelled. An exception escaping any of them is rethrown once
-/// all have ended (the winner's first). The awaitable owns the arguments from the call on; a
-/// when_any never awaited destroys them unstarted.
+/// is the result, usually errc::cancelled. An exception escaping one of them is rethrown once
+/// all have ended: the winner's, else the first a loser ended with (one, if several). The
+/// awaitable owns the arguments from the call on; a when_any never awaited destroys them
+/// unstarted. (task_group's spawn() is not movable, so it cannot be an argument.)
 ///
 /// ```cpp
 /// auto r = co_await evco::when_any(s.read_some(buf), evco::sleep_for(lp, 10s));
@@ -121,9 +123,10 @@ requires(sizeof...(A) > 0 && (detail::awaitable_child<A> && ...)) auto when_any(
       std::forward<A>(a)...);
 }
 
-/// `t` (a task, or an evco op) with a deadline `d` from now: its result, or errc::timed_out
-/// when `d` passes first, `t` having been asked to stop and awaited (so it ended, and lost
-/// nothing, as for when_any). The result is `t`'s own `result<U>`, or its value in a
+/// `t` (a task, or an evco op) with a deadline: its result, or errc::timed_out when `d` has
+/// passed first, `t` having been asked to stop and awaited (so it ended, and lost nothing, as
+/// for when_any). `d` is measured from when `t` first suspends (the timer starts then; it never
+/// starts when `t` completes at once). The result is `t`'s own `result<U>`, or its value in a
 /// `result<T>` (`result<void>` for void). `t`'s own failures pass through unchanged.
 template <class A, class Rep, class Period>
 requires detail::awaitable_child<A>

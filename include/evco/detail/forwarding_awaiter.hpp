@@ -48,7 +48,14 @@ struct merged_stop {
   std::stop_callback<forward> on_a, on_b;
 };
 
-struct no_merged_stop {};
+// What a co_await changed in an op's own token, to put back when it ends: an op that is an
+// lvalue of the caller's may be awaited again, elsewhere, with its own token only.
+struct inherited_stop {
+  std::stop_token own;
+  std::unique_ptr<merged_stop> merged;
+  bool changed = false;
+};
+struct no_inherited_stop {};
 
 // What task_promise_base::await_transform hands the co_await: the awaitable's own awaiter,
 // called through. Returned by value because g++ (11.3, 12.2) copies an awaiter that
@@ -76,6 +83,11 @@ class [[nodiscard]] forwarding_awaiter {
   }
   forwarding_awaiter(const forwarding_awaiter&) = delete;
   forwarding_awaiter& operator=(const forwarding_awaiter&) = delete;
+  ~forwarding_awaiter() {
+    if constexpr (stoppable) {
+      if (inherited_.changed) get().stop = std::move(inherited_.own);
+    }
+  }
 
   decltype(auto) await_ready() { return get().await_ready(); }
   template <class P>
@@ -102,17 +114,18 @@ class [[nodiscard]] forwarding_awaiter {
   // Throws std::bad_alloc when the op has a token of its own too and the merge cannot be
   // allocated, as a task's frame that cannot be would.
   void inherit(const std::stop_token& inherited) {
-    std::stop_token& own = get().stop;
-    if (!own.stop_possible()) {
-      own = inherited;
-    } else if (own != inherited) {
-      merged_ = std::make_unique<merged_stop>(own, inherited);
-      own = merged_->source.get_token();
+    std::stop_token& stop = get().stop;
+    if (stop == inherited) return;
+    if (stop.stop_possible()) {
+      inherited_.merged = std::make_unique<merged_stop>(stop, inherited);
+      inherited_.own = std::exchange(stop, inherited_.merged->source.get_token());
+    } else {
+      inherited_.own = std::exchange(stop, inherited);
     }
+    inherited_.changed = true;
   }
   stored aw_;
-  [[no_unique_address]] std::conditional_t<stoppable, std::unique_ptr<merged_stop>, no_merged_stop>
-      merged_;
+  [[no_unique_address]] std::conditional_t<stoppable, inherited_stop, no_inherited_stop> inherited_;
 };
 
 }  // namespace evco::detail

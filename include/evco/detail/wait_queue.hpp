@@ -21,7 +21,7 @@ namespace evco::detail {
 
 struct pooled_limits;  // lib/wait_queue.cpp: an op_limits lent to a parked op
 
-// The limits (a timer node and a stop callback with its wake-up event) that parked ops with a
+// The limits (a timer node and a stop callback) that parked ops with a
 // timeout or a stop token borrow, kept for reuse: once the pool has grown to the number of
 // such ops parked at once, parking allocates nothing. Every op must have been unparked
 // before the pool goes.
