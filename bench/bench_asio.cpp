@@ -10,6 +10,11 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/version.hpp>
+#if BOOST_VERSION >= 107800  // experimental::channel is new in 1.78
+#include <boost/asio/experimental/channel.hpp>
+#define EVCO_BENCH_ASIO_CHANNEL 1
+#endif
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -248,6 +253,47 @@ awaitable<void> idle_main(tcp::acceptor* acc, int conns, shared* sh) {
   acc->close();
 }
 
+#ifdef EVCO_BENCH_ASIO_CHANNEL
+using channel = asio::experimental::channel<void(error_code, std::uint64_t)>;
+
+// B: receives n, sends n + 1 back, until its channel closes.
+awaitable<void> channel_echo(channel* in, channel* out, shared* sh) {
+  error_code ec;
+  for (;;) {
+    const std::uint64_t n = co_await in->async_receive(with(ec));
+    if (ec == asio::experimental::error::channel_closed) co_return;
+    if (ec) {
+      out->close();  // A's receive fails rather than waits forever
+      co_return sh->fail("B receive", ec);
+    }
+    co_await out->async_send(error_code{}, n + 1, with(ec));
+    if (ec) co_return sh->fail("B send", ec);
+  }
+}
+
+// A: sends n, expects n + 1.
+awaitable<void> channel_main(channel_params p, channel* there, channel* back, shared* sh) {
+  error_code ec;
+  for (int i = 0; i < p.warmup + p.count; ++i) {
+    if (i == p.warmup) {
+      sh->h0 = heap_now();
+      sh->t0 = clock::now();
+    }
+    const auto n = static_cast<std::uint64_t>(i) * 2;
+    co_await there->async_send(error_code{}, n, with(ec));
+    if (ec) co_return sh->fail("A send", ec);
+    const std::uint64_t got = co_await back->async_receive(with(ec));
+    if (ec) co_return sh->fail("A receive", ec);
+    if (got != n + 1) co_return sh->fail("A: wrong reply");
+    ++sh->verified;
+  }
+  sh->t1 = clock::now();
+  sh->h1 = heap_now();
+  there->close();  // B's receive completes with channel_closed; run() returns once it has
+}
+
+#endif
+
 // Runs `main` to completion on a fresh single-threaded io_context.
 template <class Make>
 run_result drive(shared& sh, Make make) {
@@ -309,6 +355,34 @@ run_result connect_rate(int count) {
   r.items = static_cast<std::uint64_t>(count);
   return r;
 }
+
+#ifdef EVCO_BENCH_ASIO_CHANNEL
+run_result channel_pingpong(const channel_params& p) {
+  shared sh;
+  run_result r;
+  try {
+    asio::io_context io(1);
+    channel there(io, p.capacity), back(io, p.capacity);
+    asio::co_spawn(io, channel_echo(&there, &back, &sh), asio::detached);
+    asio::co_spawn(io, channel_main(p, &there, &back, &sh), asio::detached);
+    io.run();
+  } catch (const std::exception& e) {
+    sh.fail(std::string("exception: ") + e.what());
+  }
+  if (!sh.error.empty()) return bench::fail("asio: " + sh.error);
+  if (sh.verified != static_cast<std::uint64_t>(p.warmup + p.count)) {
+    return bench::fail("asio: round trip count mismatch");
+  }
+  r.ok = true;
+  r.seconds = seconds_between(sh.t0, sh.t1);
+  r.items = static_cast<std::uint64_t>(p.count);
+  r.steady_news = sh.h1.news - sh.h0.news;
+  r.steady_event_mallocs = sh.h1.event_mallocs - sh.h0.event_mallocs;
+  r.steady_round_trips = static_cast<std::uint64_t>(p.count);
+  return r;
+}
+
+#endif
 
 run_result idle_memory(int conns) {
   shared sh;

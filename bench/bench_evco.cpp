@@ -2,6 +2,7 @@
 
 #include <array>
 #include <coroutine>
+#include <cstdint>
 #include <cstring>
 #include <span>
 #include <string>
@@ -241,6 +242,44 @@ task<result<void>> idle_main(evco::loop& lp, int conns, shared* sh, double* per_
   co_return evco::success();
 }
 
+// B: receives n, sends n + 1 back, until its channel closes.
+task<result<void>> channel_echo(evco::channel<std::uint64_t>* in, evco::channel<std::uint64_t>* out,
+                                shared* sh) {
+  for (;;) {
+    auto n = co_await in->receive();
+    if (!n && n.error() == errc::closed) break;
+    if (!n) {
+      out->close();  // A's receive fails rather than waits forever
+      co_return n.as_failure();
+    }
+    EVCO_TRYV(co_await out->send(n.value() + 1));
+  }
+  sh->done.count_down();
+  co_return evco::success();
+}
+
+// A: sends n, expects n + 1.
+task<result<void>> channel_main(evco::loop& lp, channel_params p, shared* sh) {
+  evco::channel<std::uint64_t> there(lp, p.capacity), back(lp, p.capacity);
+  lp.spawn(channel_echo(&there, &back, sh), sh->sink("B"));
+  for (int i = 0; i < p.warmup + p.count; ++i) {
+    if (i == p.warmup) {
+      sh->h0 = heap_now();
+      sh->t0 = clock::now();
+    }
+    const auto n = static_cast<std::uint64_t>(i) * 2;
+    EVCO_TRYV(co_await there.send(std::uint64_t(n)));
+    EVCO_TRY(const std::uint64_t got, co_await back.receive());
+    if (got != n + 1) co_return mismatch(sh, "A: wrong reply");
+    ++sh->verified;
+  }
+  sh->t1 = clock::now();
+  sh->h1 = heap_now();
+  there.close();
+  co_await sh->done.wait();  // B saw the close: nothing is parked on the channels any more
+  co_return evco::success();
+}
+
 run_result finish(result<void> r, shared& sh) {
   if (!r) return bench::fail("evco: " + r.error().message());
   if (!sh.error.empty()) return bench::fail("evco: " + sh.error);
@@ -287,6 +326,20 @@ run_result connect_rate(int count) {
     return bench::fail("evco: connection count mismatch");
   }
   r.items = static_cast<std::uint64_t>(count);
+  return r;
+}
+
+run_result channel_pingpong(const channel_params& p) {
+  evco::loop lp;
+  shared sh(lp, 1);
+  auto r = finish(lp.run(channel_main(lp, p, &sh)), sh);
+  if (!r.ok) return r;
+  const auto total = static_cast<std::uint64_t>(p.warmup + p.count);
+  if (sh.verified != total) return bench::fail("evco: round trip count mismatch");
+  r.items = static_cast<std::uint64_t>(p.count);
+  r.steady_news = sh.h1.news - sh.h0.news;
+  r.steady_event_mallocs = sh.h1.event_mallocs - sh.h0.event_mallocs;
+  r.steady_round_trips = static_cast<std::uint64_t>(p.count);
   return r;
 }
 

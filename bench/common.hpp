@@ -55,6 +55,14 @@ struct pingpong_params {
   int count;   // timed round trips per connection
 };
 
+// Two coroutines on one loop, each receiving on a channel of its own: A sends n, B sends n + 1
+// back. The same counters as pingpong_1 (steady_* over the `count` timed round trips).
+struct channel_params {
+  std::size_t capacity;  // of both channels: 1 (channel_pingpong) or 0 (channel_handover)
+  int warmup;
+  int count;
+};
+
 // --- payloads -------------------------------------------------------------------------------
 
 constexpr std::size_t msg_size = 64;
@@ -157,5 +165,13 @@ BENCH_DECLARE_IMPL(asio_impl)
 BENCH_DECLARE_IMPL(epoll_impl)
 
 #undef BENCH_DECLARE_IMPL
+
+// Only evco and Asio have channels; libevent and epoll report no value for these scenarios.
+namespace evco_impl {
+run_result channel_pingpong(const channel_params& p);
+}
+namespace asio_impl {
+run_result channel_pingpong(const channel_params& p);
+}
 
 }  // namespace bench

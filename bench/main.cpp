@@ -23,6 +23,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <boost/version.hpp>
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -170,17 +171,24 @@ struct impl {
   run_result (*throughput)(std::uint64_t);
   run_result (*connect_rate)(int);
   run_result (*idle_memory)(int);
+  run_result (*channel_pingpong)(const channel_params&);  // null: no channel to measure
 };
 
 const impl all_impls[] = {
     {"evco", evco_impl::pingpong, evco_impl::throughput, evco_impl::connect_rate,
-     evco_impl::idle_memory},
+     evco_impl::idle_memory, evco_impl::channel_pingpong},
     {"libevent", libevent_impl::pingpong, libevent_impl::throughput, libevent_impl::connect_rate,
-     libevent_impl::idle_memory},
+     libevent_impl::idle_memory, nullptr},
     {"asio", asio_impl::pingpong, asio_impl::throughput, asio_impl::connect_rate,
-     asio_impl::idle_memory},
+     asio_impl::idle_memory,
+#if BOOST_VERSION >= 107800  // experimental::channel is new in 1.78
+     asio_impl::channel_pingpong
+#else
+     nullptr
+#endif
+    },
     {"epoll", epoll_impl::pingpong, epoll_impl::throughput, epoll_impl::connect_rate,
-     epoll_impl::idle_memory},
+     epoll_impl::idle_memory, nullptr},
 };
 
 struct scenario {
@@ -195,6 +203,8 @@ struct scenario {
     std::function<double(const run_result&)> value;
   };
   std::vector<derived> also;
+  // Whether `im` has this workload at all (empty: every impl); the others show "-".
+  std::function<bool(const impl&)> applies;
 };
 
 struct row {
@@ -243,6 +253,7 @@ void usage() {
                "usage: evco-bench [--quick] [--reps=N] [--scenario=NAME[,NAME...]] "
                "[--impl=NAME[,NAME...]]\n"
                "  scenarios: pingpong_1 pingpong_100 throughput connect_rate idle_memory\n"
+               "             channel_pingpong channel_handover\n"
                "  impls:     evco libevent asio epoll\n");
 }
 
@@ -313,6 +324,8 @@ int main(int argc, char** argv) {
   const std::uint64_t stream_bytes = quick ? (256ull << 20) : (1ull << 30);
   const int connects = quick ? 5000 : 10000;
   const int idle_conns = 1000;
+  const channel_params chan1{1, quick ? 2000 : 20000, quick ? 200000 : 2000000};
+  const channel_params chan0{0, chan1.warmup, chan1.count};
   const unsigned run_cap_s = quick ? 20 : 60;
 
   auto rate = [](const run_result& r) { return static_cast<double>(r.items) / r.seconds; };
@@ -327,41 +340,74 @@ int main(int argc, char** argv) {
                            return static_cast<double>(r.steady_news) /
                                   (4.0 * static_cast<double>(r.steady_round_trips));
                          }},
-                        {"heap_allocs_per_op", "allocs/op", [](const run_result& r) {
+                        {"heap_allocs_per_op", "allocs/op",
+                         [](const run_result& r) {
                            return static_cast<double>(r.steady_news + r.steady_event_mallocs) /
                                   (4.0 * static_cast<double>(r.steady_round_trips));
-                         }}}});
-  scenarios.push_back(
-      {"pingpong_100", "rt/s", true, [&](const impl& im) { return im.pingpong(pp100); }, rate, {}});
+                         }}},
+                       {}});
+  scenarios.push_back({"pingpong_100",
+                       "rt/s",
+                       true,
+                       [&](const impl& im) { return im.pingpong(pp100); },
+                       rate,
+                       {},
+                       {}});
   scenarios.push_back(
       {"throughput",
        "GB/s",
        true,
        [&](const impl& im) { return im.throughput(stream_bytes); },
        [](const run_result& r) { return static_cast<double>(r.items) / r.seconds / 1e9; },
+       {},
        {}});
   scenarios.push_back({"connect_rate",
                        "conn/s",
                        true,
                        [&](const impl& im) { return im.connect_rate(connects); },
                        rate,
+                       {},
                        {}});
   scenarios.push_back({"idle_memory",
                        "bytes/conn",
                        false,
                        [&](const impl& im) { return im.idle_memory(idle_conns); },
                        [](const run_result& r) { return r.bytes_per_conn; },
+                       {},
                        {}});
+  const auto has_channel = [](const impl& im) { return im.channel_pingpong != nullptr; };
+  const auto news_per_rt = [](const run_result& r) {
+    return static_cast<double>(r.steady_news) / static_cast<double>(r.steady_round_trips);
+  };
+  struct channel_scenario {
+    const char* name;
+    const char* allocs;
+    const channel_params* params;
+  };
+  for (const channel_scenario cs :
+       {channel_scenario{"channel_pingpong", "chan_allocs_per_rt", &chan1},
+        channel_scenario{"channel_handover", "hand_allocs_per_rt", &chan0}}) {
+    const channel_params* params = cs.params;
+    scenarios.push_back({cs.name,
+                         "rt/s",
+                         true,
+                         [params](const impl& im) { return im.channel_pingpong(*params); },
+                         rate,
+                         {{cs.allocs, "new/rt", news_per_rt}},
+                         has_channel});
+  }
 
   std::fprintf(stderr,
                "evco-bench: %s mode, %d repetitions, buildtype=%s, libevent %s%s\n"
                "  pingpong_1: %d+%d round trips of %zu bytes; pingpong_100: 100 x %d; "
                "throughput: %llu MiB in %zu KiB writes;\n"
-               "  connect_rate: %d connections; idle_memory: %d connections; per-run cap %us\n",
+               "  connect_rate: %d connections; idle_memory: %d connections;\n"
+               "  channel_pingpong (capacity 1) and channel_handover (capacity 0): %d+%d round "
+               "trips; per-run cap %us\n",
                quick ? "quick" : "full", reps, EVCO_BENCH_BUILDTYPE, event_get_version(),
                with_evco ? " (pthread locks on)" : " (no thread locks)", pp1.warmup, pp1.count,
                msg_size, pp100.count, static_cast<unsigned long long>(stream_bytes >> 20),
-               chunk_size >> 10, connects, idle_conns, run_cap_s);
+               chunk_size >> 10, connects, idle_conns, chan1.warmup, chan1.count, run_cap_s);
   if (std::string_view(EVCO_BENCH_BUILDTYPE) != "release") {
     std::fprintf(stderr, "evco-bench: WARNING: not a release build; figures are not comparable\n");
   }
@@ -379,7 +425,7 @@ int main(int argc, char** argv) {
       // Alternate the implementations, and rotate who goes first.
       for (std::size_t k = 0; k < impls.size(); ++k) {
         const impl& im = *impls[(k + static_cast<std::size_t>(rep)) % impls.size()];
-        if (main_row.failed.count(im.name)) continue;
+        if (main_row.failed.count(im.name) || (sc.applies && !sc.applies(im))) continue;
         std::snprintf(g_current_buf, sizeof g_current_buf, "%s/%s rep %d", sc.name.c_str(), im.name,
                       rep + 1);
         g_current = g_current_buf;
