@@ -29,7 +29,7 @@ limits_pool::~limits_pool() {
   }
 }
 
-queued_op::~queued_op() {
+void queued_op::leave() noexcept {
   if (queued) loop_access::unschedule(*lp, *this);
   if (queue) {
     queue_owner* owner = queue->owner;

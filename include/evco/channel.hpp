@@ -43,9 +43,16 @@ struct channel_core : queue_owner {
   // close(), then the woken receives too (errc::closed): the channel goes.
   void shut() noexcept;
   // Wakes receivers for the items there are, or takes back the wake-ups no item backs now.
+  // Inline for the common cases: nothing to do, or one more receiver to wake.
   void settle() noexcept {
     const std::size_t have = count + senders.size;
-    if (receivers.woken != (have < receivers.size ? have : receivers.size)) rebalance();
+    const std::size_t want = have < receivers.size ? have : receivers.size;
+    if (receivers.woken == want) return;
+    if (want == receivers.woken + 1) {
+      wake(receivers, *receivers.first_unwoken());
+    } else {
+      rebalance();
+    }
   }
   void rebalance() noexcept;
   static void on_left(queue_owner& self) noexcept { static_cast<channel_core&>(self).settle(); }

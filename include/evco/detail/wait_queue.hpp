@@ -76,9 +76,13 @@ struct queued_op : waiter, parked_op {
       : parked_op(&t), lp(&l), timeout(o.timeout), stop(std::move(o.stop)) {}
   queued_op(const queued_op&) = delete;
   queued_op& operator=(const queued_op&) = delete;
-  ~queued_op();
+  ~queued_op() {
+    if (queued || queue) leave();  // inline: most ops complete at once, on neither
+  }
 
   bool parked() const noexcept { return queue != nullptr; }
+  // Off the ready list and the queue, telling the queue's owner (the frame is going).
+  void leave() noexcept;
   queued_op* next_parked() const noexcept { return q_next; }
 
   loop* lp;
