@@ -10,6 +10,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/version.hpp>
 #if BOOST_VERSION >= 107800  // experimental::channel is new in 1.78
 #include <boost/asio/experimental/channel.hpp>
@@ -102,7 +103,7 @@ awaitable<bool> make_pair(tcp::acceptor& acc, tcp::socket& c, tcp::socket& srv, 
 }
 
 awaitable<void> pingpong_client(tcp::socket s, std::uint32_t conn, int warmup, int count,
-                                shared* sh) {
+                                pingpong_params::style style, shared* sh) {
   unsigned char out[msg_size];
   unsigned char in[msg_size];
   error_code ec;
@@ -114,7 +115,16 @@ awaitable<void> pingpong_client(tcp::socket s, std::uint32_t conn, int warmup, i
     fill_message(out, conn, static_cast<std::uint32_t>(i));
     co_await asio::async_write(s, asio::buffer(out), with(ec));
     if (ec) co_return sh->fail("client write", ec);
-    co_await asio::async_read(s, asio::buffer(in), with(ec));
+    if (style == pingpong_params::race) {
+      using namespace asio::experimental::awaitable_operators;
+      asio::steady_timer timer(s.get_executor(), std::chrono::seconds(10));
+      error_code timer_ec;
+      auto r = co_await (asio::async_read(s, asio::buffer(in), with(ec)) ||
+                         timer.async_wait(with(timer_ec)));
+      if (r.index() != 0) co_return sh->fail("client: the 10 s timer won");
+    } else {
+      co_await asio::async_read(s, asio::buffer(in), with(ec));
+    }
     if (ec) co_return sh->fail("client read", ec);
     if (std::memcmp(in, out, msg_size) != 0) co_return sh->fail("client: echo mismatch");
   }
@@ -139,7 +149,7 @@ awaitable<void> pingpong_main(tcp::acceptor* acc, pingpong_params p, shared* sh)
   for (int i = 0; i < p.conns; ++i) {
     asio::co_spawn(ex,
                    pingpong_client(std::move(clients[static_cast<std::size_t>(i)]),
-                                   static_cast<std::uint32_t>(i), p.warmup, p.count, sh),
+                                   static_cast<std::uint32_t>(i), p.warmup, p.count, p.read, sh),
                    asio::detached);
   }
 }

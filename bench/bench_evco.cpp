@@ -16,6 +16,7 @@
 namespace bench::evco_impl {
 namespace {
 
+using namespace std::chrono_literals;
 using evco::errc;
 using evco::result;
 using evco::task;
@@ -91,7 +92,8 @@ task<result<void>> echo_conn(evco::stream s, latch* started) {
   }
 }
 
-task<result<void>> pingpong_client(evco::stream s, std::uint32_t conn, int warmup, int count,
+task<result<void>> pingpong_client(evco::loop& s_loop, evco::stream s, std::uint32_t conn,
+                                   int warmup, int count, pingpong_params::style style,
                                    shared* sh) {
   unsigned char out[msg_size];
   unsigned char in[msg_size];
@@ -102,7 +104,16 @@ task<result<void>> pingpong_client(evco::stream s, std::uint32_t conn, int warmu
     }
     fill_message(out, conn, static_cast<std::uint32_t>(i));
     EVCO_TRYV(co_await s.write(std::as_bytes(std::span(out))));
-    EVCO_TRYV(co_await s.read_exactly(std::as_writable_bytes(std::span(in))));
+    const auto into = std::as_writable_bytes(std::span(in));
+    if (style == pingpong_params::race) {
+      auto r = co_await evco::when_any(s.read_exactly(into), evco::sleep_for(s_loop, 10s));
+      if (r.index() != 0) co_return mismatch(sh, "client: the 10 s timer won");
+      EVCO_TRYV(std::get<0>(r));
+    } else if (style == pingpong_params::op_timeout) {
+      EVCO_TRYV(co_await s.read_exactly(into, 10s));
+    } else {
+      EVCO_TRYV(co_await s.read_exactly(into));
+    }
     if (std::memcmp(in, out, msg_size) != 0) co_return mismatch(sh, "client: echo mismatch");
   }
   if (++sh->finished == sh->expected) {
@@ -126,8 +137,8 @@ task<result<void>> pingpong_main(evco::loop& lp, pingpong_params p, shared* sh) 
   }
   sh->t0 = clock::now();
   for (int i = 0; i < p.conns; ++i) {
-    lp.spawn(pingpong_client(std::move(clients[static_cast<std::size_t>(i)]),
-                             static_cast<std::uint32_t>(i), p.warmup, p.count, sh),
+    lp.spawn(pingpong_client(lp, std::move(clients[static_cast<std::size_t>(i)]),
+                             static_cast<std::uint32_t>(i), p.warmup, p.count, p.read, sh),
              sh->sink("client"));
   }
   co_await sh->done.wait();
@@ -289,7 +300,34 @@ run_result finish(result<void> r, shared& sh) {
   return out;
 }
 
+task<void> empty_task() {
+  co_return;
+}
+
+task<result<void>> group_main(evco::loop& lp, int count, shared* sh) {
+  evco::task_group g(lp);
+  sh->h0 = heap_now();
+  sh->t0 = clock::now();
+  for (int i = 0; i < count; ++i)
+    EVCO_TRYV(co_await g.spawn(empty_task()));
+  EVCO_TRYV(co_await g.join());
+  sh->t1 = clock::now();
+  sh->h1 = heap_now();
+  co_return evco::success();
+}
+
 }  // namespace
+
+run_result group_spawn(int count) {
+  evco::loop lp;
+  shared sh(lp, 1);
+  auto r = finish(lp.run(group_main(lp, count, &sh)), sh);
+  if (!r.ok) return r;
+  r.items = static_cast<std::uint64_t>(count);
+  r.steady_news = sh.h1.news - sh.h0.news;
+  r.steady_round_trips = static_cast<std::uint64_t>(count);
+  return r;
+}
 
 run_result pingpong(const pingpong_params& p) {
   evco::loop lp;

@@ -53,6 +53,9 @@ struct pingpong_params {
   int conns;
   int warmup;  // round trips per connection before the timed part (only used with conns == 1)
   int count;   // timed round trips per connection
+  // How the client reads each echo: plainly; with a 10 s deadline of its own (evco: the op's
+  // timeout); or racing a 10 s timer (evco: when_any(read, sleep_for); Asio: read || timer).
+  enum style { plain, op_timeout, race } read = plain;
 };
 
 // Two coroutines on one loop, each receiving on a channel of its own: A sends n, B sends n + 1
@@ -169,7 +172,9 @@ BENCH_DECLARE_IMPL(epoll_impl)
 // Only evco and Asio have channels; libevent and epoll report no value for these scenarios.
 namespace evco_impl {
 run_result channel_pingpong(const channel_params& p);
-}
+// task_group: spawn `count` empty tasks, then join.
+run_result group_spawn(int count);
+}  // namespace evco_impl
 namespace asio_impl {
 run_result channel_pingpong(const channel_params& p);
 }

@@ -253,7 +253,8 @@ void usage() {
                "usage: evco-bench [--quick] [--reps=N] [--scenario=NAME[,NAME...]] "
                "[--impl=NAME[,NAME...]]\n"
                "  scenarios: pingpong_1 pingpong_100 throughput connect_rate idle_memory\n"
-               "             channel_pingpong channel_handover\n"
+               "             channel_pingpong channel_handover pingpong_timeout pingpong_race\n"
+               "             group_spawn\n"
                "  impls:     evco libevent asio epoll\n");
 }
 
@@ -375,6 +376,46 @@ int main(int argc, char** argv) {
                        [](const run_result& r) { return r.bytes_per_conn; },
                        {},
                        {}});
+  // pingpong_1 whose client reads race a 10 s timer (evco: when_any(read, sleep_for); Asio:
+  // read || timer), next to evco's read with a 10 s timeout of its own, the same limit.
+  const auto is = [](std::vector<std::string> names) {
+    return [names = std::move(names)](const impl& im) {
+      return std::find(names.begin(), names.end(), im.name) != names.end();
+    };
+  };
+  pingpong_params pp_timeout = pp1, pp_race = pp1;
+  pp_timeout.read = pingpong_params::op_timeout;
+  pp_race.read = pingpong_params::race;
+  scenarios.push_back({"pingpong_timeout",
+                       "rt/s",
+                       true,
+                       [pp_timeout](const impl& im) { return im.pingpong(pp_timeout); },
+                       rate,
+                       {},
+                       is({"evco"})});
+  scenarios.push_back({"pingpong_race",
+                       "rt/s",
+                       true,
+                       [pp_race](const impl& im) { return im.pingpong(pp_race); },
+                       rate,
+                       {{"race_allocs_per_rt", "new/rt",
+                         [](const run_result& r) {
+                           return static_cast<double>(r.steady_news) /
+                                  static_cast<double>(r.steady_round_trips);
+                         }}},
+                       is({"evco", "asio"})});
+  const int group_tasks = quick ? 200000 : 1000000;
+  scenarios.push_back(
+      {"group_spawn",
+       "ns/task",
+       false,
+       [group_tasks](const impl&) { return evco_impl::group_spawn(group_tasks); },
+       [](const run_result& r) { return r.seconds * 1e9 / static_cast<double>(r.items); },
+       {{"group_allocs_per_task", "new/task",
+         [](const run_result& r) {
+           return static_cast<double>(r.steady_news) / static_cast<double>(r.steady_round_trips);
+         }}},
+       is({"evco"})});
   const auto has_channel = [](const impl& im) { return im.channel_pingpong != nullptr; };
   const auto news_per_rt = [](const run_result& r) {
     return static_cast<double>(r.steady_news) / static_cast<double>(r.steady_round_trips);

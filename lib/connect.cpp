@@ -195,7 +195,13 @@ struct race_wait : detail::event_op {
     st.wake = ev.get();
     return true;
   }
-  void await_resume() const noexcept {}
+  // errc::cancelled when the wait ended on a stop request (the connect's own token, or the one
+  // its task inherited, which only the op sees: co_await merges it into `stop`), the error when
+  // it could not park (out of memory), else nothing: the race has news.
+  std::error_code await_resume() const noexcept {
+    if (stop.stop_requested()) return errc::cancelled;
+    return ec;
+  }
 
   static void on_event(evutil_socket_t, short, void* arg) {
     auto& self = *static_cast<race_wait*>(arg);
@@ -363,7 +369,11 @@ task<result<stream>> connect(loop& lp, std::string host, std::uint16_t port, con
       until = std::min(until, v4_start);
     }
     race_wait w(lp, *st, until, stop, host, port);
-    co_await w;
+    if (const std::error_code e = co_await w) {
+      ec = e;
+      resolve_failed = st->attempts.empty();
+      break;
+    }
   }
 
   // The race is over: cancel the lookup and the attempts still out before any handshake.

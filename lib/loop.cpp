@@ -15,18 +15,12 @@
 #include <event2/dns.h>
 
 #include "libevent.hpp"
+#include "op_limits.hpp"
 #include "parked.hpp"
 #include "signal_table.hpp"
 #include "timer_queue.hpp"
 
 namespace evco {
-
-namespace detail {
-void cancel_fn::operator()() const noexcept {
-  if (flag) flag->store(true, std::memory_order_release);
-  event_active(ev, EV_TIMEOUT, 0);
-}
-}  // namespace detail
 
 namespace {
 struct dns_deleter {
@@ -54,6 +48,13 @@ struct loop::impl {
   wait_list ready, later;
   detail::event_ptr wake;
   detail::event_ptr wake_after_poll;
+  // Limits whose stop token was requested (from any thread), for the loop to end: a list under
+  // its own lock, and one event that the first to join it activates.
+  std::mutex stopped_mutex;
+  detail::op_limits* stopped_head = nullptr;  // oldest request first
+  detail::op_limits* stopped_tail = nullptr;
+  detail::event_ptr stop_event;
+  void end_stopped() noexcept;
   detail::owned* owned_head = nullptr;
   std::mutex posted_mutex;
   std::vector<detail::unique_function> posted;  // guarded by posted_mutex
@@ -112,7 +113,7 @@ std::error_code check_free_fds() noexcept {
 
 // A spawned task's frame: started from the ready list, owned by the loop until it ends.
 struct detached {
-  struct promise_type {
+  struct promise_type : detail::frame_allocated {
     template <class... Args>
     explicit promise_type(loop& lp, Args&...) noexcept : lp(lp) {
       node.frame = std::coroutine_handle<promise_type>::from_promise(*this);
@@ -246,7 +247,12 @@ loop::loop(loop_options opts) : base_(nullptr), parked_(nullptr), impl_(std::mak
         im.run_ready(self);
       },
       this));
-  if (!impl_->wake || !impl_->wake_after_poll || !impl_->timers.start(base_)) {
+  impl_->stop_event.reset(event_new(
+      base_, -1, 0,
+      [](evutil_socket_t, short, void* arg) { static_cast<impl*>(arg)->end_stopped(); },
+      impl_.get()));
+  if (!impl_->wake || !impl_->wake_after_poll || !impl_->stop_event ||
+      !impl_->timers.start(base_)) {
     fail(no_memory, "evco::loop: event_new");
   }
 }
@@ -280,6 +286,22 @@ void loop::impl::run_ready(loop& self) noexcept {
   }
 }
 
+// One at a time, oldest first: `ended` may unstop others, or stop more.
+void loop::impl::end_stopped() noexcept {
+  for (;;) {
+    detail::op_limits* l;
+    {
+      std::lock_guard lock(stopped_mutex);
+      l = stopped_head;
+      if (!l) return;
+      stopped_head = l->next_stopped;
+      (stopped_head ? stopped_head->prev_stopped : stopped_tail) = nullptr;
+      l->stop_queued = false;
+    }
+    l->ended(*l, errc::cancelled);
+  }
+}
+
 loop::~loop() {
   // Destroying an owned frame may close streams, which the loop then adopts: repeat until
   // nothing is left. Frames go first, while the base and its events are all still alive.
@@ -292,6 +314,7 @@ loop::~loop() {
   // removed no coroutine is resumed here.
   event_del(impl_->wake.get());
   event_del(impl_->wake_after_poll.get());
+  event_del(impl_->stop_event.get());
   impl_->timers.stop();
   event_base_loop(base_, EVLOOP_NONBLOCK);
   // Destroying the frames above cancelled every DNS lookup still pending. libevent reports a
@@ -401,6 +424,32 @@ result<signal_table*> loop_access::signals(loop& lp) {
 
 void loop_access::arm(loop& lp, timer_node& t, clock::time_point deadline) {
   lp.impl_->timers.add(t, deadline);
+}
+
+void loop_access::stopped(loop& lp, op_limits& l) noexcept {
+  auto& im = *lp.impl_;
+  bool first;
+  {
+    std::lock_guard lock(im.stopped_mutex);
+    if (l.stop_queued) return;
+    l.stop_queued = true;
+    l.next_stopped = nullptr;
+    l.prev_stopped = im.stopped_tail;
+    first = im.stopped_head == nullptr;
+    (im.stopped_tail ? im.stopped_tail->next_stopped : im.stopped_head) = &l;
+    im.stopped_tail = &l;
+  }
+  if (first) event_active(im.stop_event.get(), EV_TIMEOUT, 0);
+}
+
+void loop_access::unstopped(loop& lp, op_limits& l) noexcept {
+  auto& im = *lp.impl_;
+  // Read without the lock: the stop callback (which alone sets it) has finished or never runs.
+  if (!l.stop_queued) return;
+  std::lock_guard lock(im.stopped_mutex);
+  (l.prev_stopped ? l.prev_stopped->next_stopped : im.stopped_head) = l.next_stopped;
+  (l.next_stopped ? l.next_stopped->prev_stopped : im.stopped_tail) = l.prev_stopped;
+  l.stop_queued = false;
 }
 
 void loop_access::disarm(loop& lp, timer_node& t) noexcept {

@@ -14,8 +14,8 @@
 namespace evco::detail {
 
 // A deadline (this node, on the loop's timer queue) and a stop request (a std::stop_callback,
-// which may run on any thread, so it only activates an event of its own and the loop does the
-// rest). Either calls `ended` from the loop: with errc::timed_out once steady_clock reaches the
+// which may run on any thread, so it only queues this node on its loop, which does the rest).
+// Either calls `ended` from the loop: with errc::timed_out once steady_clock reaches the
 // deadline, with errc::cancelled after a stop request. `ended` may arm the limits again (an
 // idle timeout restarted by progress) or disarm them; its owner finishes the op.
 struct op_limits : timer_node {
@@ -41,15 +41,23 @@ struct op_limits : timer_node {
     if (active) release();
   }
 
+  // The stop callback: queues the node on its loop (loop_access::stopped), from any thread.
+  struct on_stop_fn {
+    op_limits* self;
+    void operator()() const noexcept { loop_access::stopped(*self->lp, *self); }
+  };
+
   loop* lp;
   ended_fn ended;
   bool active = false;
-  event_ptr wake;  // made once a stop token needs it
-  std::optional<std::stop_callback<cancel_fn>> on_stop;
+  std::optional<std::stop_callback<on_stop_fn>> on_stop;
+  // On the loop's list of stopped limits, under its lock (lib/loop.cpp).
+  bool stop_queued = false;
+  op_limits* next_stopped = nullptr;
+  op_limits* prev_stopped = nullptr;
 
  private:
   void release() noexcept;
-  static void on_wake(evutil_socket_t, short, void* arg);
 };
 
 }  // namespace evco::detail

@@ -49,6 +49,7 @@ void describe(const parked_op& p, parked_op_info& out) {
 const parked_op_type send_type{"send", describe};
 const parked_op_type receive_type{"receive", describe};
 const parked_op_type wait_signal_type{"wait_signal", describe};
+const parked_op_type spawn_type{"spawn", describe};
 
 bool park(wait_queue& q, queued_op& op, std::coroutine_handle<> h) noexcept {
   if (op.timeout < duration::zero()) {
@@ -64,7 +65,7 @@ bool park(wait_queue& q, queued_op& op, std::coroutine_handle<> h) noexcept {
     } else {
       l = new (std::nothrow) pooled_limits(*pool.lp);
     }
-    // Armed before it is listed: a stop already requested only activates the wake-up event.
+    // Armed before it is listed: a stop already requested only queues it on the loop.
     if (!l || !l->arm(deadline_after(op.timeout), op.stop)) {
       if (l) {
         l->next = pool.free;

@@ -16,6 +16,8 @@
 
 #include "evco/channel.hpp"
 #include "evco/signal.hpp"
+#include "evco/when_all.hpp"
+#include "evco/when_any.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -271,6 +273,50 @@ task<void> nested_chain(loop& lp) {
   CHECK(lp.parked().empty());
 }
 
+// ---- a chain through when_any and when_all -----------------------------------------------------
+
+int algorithm_line = 0;
+int read_in_task_line = 0;
+
+task<void> read_in_task(stream& s) {
+  std::array<char, 4> buf;
+  read_in_task_line = __LINE__ + 1;
+  CHECK(co_await s.read_exactly(std::span(buf)));
+}
+
+// Their own coroutines are left out, as sleep_for's is: each chain goes from the op (or the task
+// the algorithm was given) to the co_await on the algorithm.
+task<void> check_algorithm_chains(loop& lp, stream* writer, stream* other_writer) {
+  co_await until_parked(lp, 3);
+  const auto in_task = the(lp, "read_exactly");
+  REQUIRE(in_task.chain.size() == 2);
+  check_innermost(in_task, "read_in_task", read_in_task_line);
+  CHECK(in_task.chain[1].function.starts_with("algorithm_chains"));
+  CHECK(in_task.chain[1].line == static_cast<std::uint_least32_t>(algorithm_line));
+  for (const char* what : {"sleep", "read_some"}) {
+    const auto op = the(lp, what);
+    REQUIRE_MESSAGE(op.chain.size() == 1, what);
+    check_innermost(op, "algorithm_chains", algorithm_line);
+  }
+  REQUIRE(co_await writer->write("abcd"));
+  REQUIRE(co_await other_writer->write("e"));
+}
+
+task<void> algorithm_chains(loop& lp) {
+  auto pair = co_await evco::test::connected_pair(lp);
+  auto other = co_await evco::test::connected_pair(lp);
+  lp.spawn(check_algorithm_chains(lp, &pair.server, &other.server), count_failure);
+  std::array<char, 4> buf;
+  // The co_await on a line of its own: compilers place one that spans lines differently.
+  auto both = evco::when_all(evco::when_any(read_in_task(pair.client), evco::sleep_for(lp, 1h)),
+                             other.client.read_some(std::span(buf)));
+  algorithm_line = __LINE__ + 1;
+  auto [any, n] = co_await std::move(both);
+  CHECK(any.index() == 0);
+  CHECK(n);
+  CHECK(lp.parked().empty());
+}
+
 // ---- frames that are not evco tasks -----------------------------------------------------------
 
 // An eager coroutine the test owns and destroys: the frame of a type that is not evco's.
@@ -463,6 +509,10 @@ TEST_SUITE("parked") {
 
   TEST_CASE("the chain runs from the innermost task to the one loop::run started") {
     evco::test::run_on_loop(nested_chain);
+  }
+
+  TEST_CASE("the chain leaves out the coroutines of when_any and when_all, as of sleep_for") {
+    evco::test::run_on_loop(algorithm_chains);
   }
 
   TEST_CASE("ops awaited by other coroutine types are listed, and leave when their frame dies") {

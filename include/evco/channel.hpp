@@ -90,6 +90,9 @@ struct [[nodiscard]] send_copy_op : send_op<T> {
       : send_op<T>(c, nullptr, std::move(o)), copy(v) {
     this->item = &copy;
   }
+  send_copy_op(send_copy_op&& o) noexcept : send_op<T>(std::move(o)), copy(std::move(o.copy)) {
+    this->item = &copy;
+  }
   T copy;
 };
 

@@ -14,5 +14,8 @@
 #include "evco/signal.hpp"
 #include "evco/stream.hpp"
 #include "evco/task.hpp"
+#include "evco/task_group.hpp"
 #include "evco/timer.hpp"
 #include "evco/tls.hpp"
+#include "evco/when_all.hpp"
+#include "evco/when_any.hpp"

@@ -31,7 +31,8 @@ struct listener_state;
 struct [[nodiscard]] accept_op : waiter, parked_op {
   accept_op(listener_state* st, op_options o) noexcept
       : s(st), timeout(o.timeout), stop(std::move(o.stop)) {}
-  accept_op(const accept_op&) = delete;
+  // Movable until it is awaited, so that when_any and when_all can take it in.
+  accept_op(accept_op&& o) noexcept : s(o.s), timeout(o.timeout), stop(std::move(o.stop)) {}
   accept_op& operator=(const accept_op&) = delete;
   ~accept_op();
 

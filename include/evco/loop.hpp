@@ -27,6 +27,7 @@ class loop;
 
 namespace detail {
 struct signal_table;
+struct op_limits;
 
 // evco's own way into a loop, for lib/ and the inline awaiters; not part of the API.
 struct loop_access {
@@ -45,6 +46,11 @@ struct loop_access {
   // cannot grow.
   static void arm(loop& lp, timer_node& t, clock::time_point deadline);
   static void disarm(loop& lp, timer_node& t) noexcept;
+  // A stop request reached `l` (from any thread): the loop calls its `ended` with
+  // errc::cancelled during a later turn, unless unstopped() took it back first (on the loop's
+  // thread, once its stop callback can no longer run).
+  static void stopped(loop& lp, op_limits& l) noexcept;
+  static void unstopped(loop& lp, op_limits& l) noexcept;
   // The loop's evdns_base, created on first use (never the blocking resolver).
   static result<evdns_base*> dns(loop& lp);
   // How long the resolver itself keeps trying (dns_timeout * dns_attempts).

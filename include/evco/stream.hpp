@@ -60,7 +60,14 @@ enum class op_state : unsigned char { idle, parked, yielding };
 struct stream_op : waiter, parked_op {
   stream_op(stream_state* st, op_kind k, std::byte* p, std::size_t n, op_options o) noexcept
       : s(st), kind(k), data(p), size(n), timeout(o.timeout), stop(std::move(o.stop)) {}
-  stream_op(const stream_op&) = delete;
+  // Movable until it is awaited, so that when_any and when_all can take it in.
+  stream_op(stream_op&& o) noexcept
+      : s(o.s),
+        kind(o.kind),
+        data(o.data),
+        size(o.size),
+        timeout(o.timeout),
+        stop(std::move(o.stop)) {}
   stream_op& operator=(const stream_op&) = delete;
   ~stream_op();
 

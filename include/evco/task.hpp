@@ -7,6 +7,7 @@
 #include <exception>
 #include <memory>
 #include <stdexcept>
+#include <stop_token>
 #include <type_traits>
 #include <utility>
 #include <version>
@@ -15,6 +16,7 @@
 #endif
 
 #include "evco/detail/forwarding_awaiter.hpp"
+#include "evco/detail/frame_cache.hpp"
 #include "evco/detail/parked_op.hpp"
 
 namespace evco {
@@ -41,6 +43,18 @@ enum class task_origin : unsigned char {
 // caller's co_await instead, as the op's name already says what they wait for.
 struct internal_frame {};
 
+// What co_await evco::this_stop_token() awaits.
+struct this_stop_token_t {};
+
+class task_promise_base;
+
+// An awaitable that starts tasks of its own (when_all, when_any, task_group's join): the task
+// awaiting it is noted here, so that its children inherit its stop token and show it as their
+// parent in loop::parked().
+struct composite {
+  const task_promise_base* awaiting_task = nullptr;
+};
+
 // How a finished task hands control back to its awaiter.
 //
 // g++ 12 does not compile symmetric transfer as a tail call at -O0..-O1 or under ASan, so a
@@ -49,7 +63,7 @@ struct internal_frame {};
 // finishes before returning, its final suspend goes nowhere and await_suspend returns false,
 // so the awaiter continues on its own stack. Only a child that really suspended transfers
 // control back symmetrically when it finishes later, from the loop.
-class task_promise_base {
+class task_promise_base : public frame_allocated {
  public:
   std::suspend_always initial_suspend() noexcept { return {}; }
 
@@ -100,7 +114,7 @@ class task_promise_base {
     static_assert(sizeof where == sizeof site_);
     site_ = std::bit_cast<const void*>(where);
     note(a);
-    return forwarding_awaiter<A>(static_cast<A&&>(a));
+    return forwarding_awaiter<A>(static_cast<A&&>(a), stop_);
   }
 #else
   // clang 14 with libstdc++ 12 has no std::source_location (it needs __builtin_source_location,
@@ -113,12 +127,36 @@ class task_promise_base {
     site_function_ = function;
     site_line_ = line;
     note(a);
-    return forwarding_awaiter<A>(static_cast<A&&>(a));
+    return forwarding_awaiter<A>(static_cast<A&&>(a), stop_);
   }
 #endif
   std::suspend_never await_transform(internal_frame) noexcept {
     internal_ = true;
     return {};
+  }
+  struct stop_token_awaiter {
+    std::stop_token token;
+    bool await_ready() const noexcept { return true; }
+    void await_suspend(std::coroutine_handle<>) const noexcept {}
+    std::stop_token await_resume() noexcept { return std::move(token); }
+  };
+  stop_token_awaiter await_transform(this_stop_token_t) noexcept {
+    return {stop_ ? *stop_ : std::stop_token()};
+  }
+
+  // The stop token this task inherited (from the task awaiting it, or given by the algorithm
+  // that started it), or null.
+  const std::stop_token* inherited_stop() const noexcept {
+    return stop_;
+  }
+
+ protected:
+  // For the algorithms' own child coroutines: the token they carry, and whose child they are.
+  void set_inherited_stop(const std::stop_token* s) noexcept {
+    stop_ = s;
+  }
+  void set_parent(const task_promise_base* p) noexcept {
+    parent_ = p;
   }
 
  private:
@@ -127,7 +165,13 @@ class task_promise_base {
     if constexpr (std::is_base_of_v<parked_op, A> && !std::is_const_v<A>) {
       static_cast<parked_op&>(a).awaiting = this;
     } else if constexpr (is_task<std::remove_cv_t<A>>) {
-      if (a.valid()) static_cast<task_promise_base&>(a.handle().promise()).parent_ = this;
+      if (a.valid()) {
+        auto& child = static_cast<task_promise_base&>(a.handle().promise());
+        child.parent_ = this;
+        child.stop_ = stop_;
+      }
+    } else if constexpr (std::is_base_of_v<composite, A> && !std::is_const_v<A>) {
+      static_cast<composite&>(a).awaiting_task = this;
     }
   }
 
@@ -135,6 +179,7 @@ class task_promise_base {
   const void* site_ = nullptr;
   const char* site_function_ = nullptr;
   const task_promise_base* parent_ = nullptr;  // the task awaiting this one, if one is
+  const std::stop_token* stop_ = nullptr;      // see inherited_stop()
   std::uint_least32_t site_line_ = 0;
   bool starting_inline_ = false;
   bool finished_inline_ = false;
@@ -241,6 +286,14 @@ class [[nodiscard]] task {
   explicit task(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
   std::coroutine_handle<promise_type> h_;
 };
+
+/// `co_await evco::this_stop_token()` in a task: the stop token it carries, which a task
+/// started by when_any, when_all, with_timeout or a task_group gets from it and a task awaited
+/// by another inherits (empty, never requested, in a task started otherwise). Every evco op awaited
+/// in such a task watches it besides the token of its own op_options.
+inline detail::this_stop_token_t this_stop_token() noexcept {
+  return {};
+}
 
 namespace detail {
 template <class T>

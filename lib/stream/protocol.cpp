@@ -39,8 +39,9 @@ void finish_later(stream_state& s, stream_op& op) noexcept {
 
 namespace {
 
-// An op that parked for the fairness budget was never tried: a timeout or a stop request that
-// finds it gives it its try first, so it does not fail with its bytes already there.
+// An op that parked for the fairness budget was never tried: a timeout that finds it gives it
+// its try first, so it does not fail with its bytes already there. A stop request does not: a
+// cancelled op moves nothing (when_any discards what a loser returns).
 bool completes_when_tried(stream_state& s, stream_op& op) noexcept {
   if (op.state != op_state::yielding) return false;
   op.state = op_state::parked;
@@ -65,7 +66,7 @@ clock::time_point due(const side_limits& l, clock::time_point now) noexcept {
 
 // The deadline, the idle timeout, a stop request or the end of the frame ended the parked op.
 void interrupt(stream_state& s, stream_op& op, std::error_code ec) noexcept {
-  if (completes_when_tried(s, op)) return finish_now(s, op);
+  if (ec != errc::cancelled && completes_when_tried(s, op)) return finish_now(s, op);
   type_of(op.kind).interrupt(s, op, ec);
   finish_now(s, op);
 }

@@ -2,7 +2,10 @@
 // What evco::task's await_transform hands a co_await: the awaitable's own awaiter, called
 // through; not part of the API.
 
+#include <concepts>
 #include <coroutine>
+#include <memory>
+#include <stop_token>
 #include <type_traits>
 #include <utility>
 
@@ -26,6 +29,34 @@ T& as_lvalue(T&& x) noexcept {
   return x;
 }
 
+// An evco op that watches a stop token of its own: `stop`, set from its op_options.
+template <class T>
+concept observes_stop = requires(T& op) {
+  { op.stop } -> std::same_as<std::stop_token&>;
+};
+
+// One token that is requested as soon as either of two is: for an op that has a token of its
+// own and is awaited inside a task that carries one too (the rare case; it allocates).
+struct merged_stop {
+  struct forward {
+    std::stop_source* to;
+    void operator()() const noexcept { to->request_stop(); }
+  };
+  merged_stop(const std::stop_token& a, const std::stop_token& b)
+      : on_a(a, forward{&source}), on_b(b, forward{&source}) {}
+  std::stop_source source;
+  std::stop_callback<forward> on_a, on_b;
+};
+
+// What a co_await changed in an op's own token, to put back when it ends: an op that is an
+// lvalue of the caller's may be awaited again, elsewhere, with its own token only.
+struct inherited_stop {
+  std::stop_token own;
+  std::unique_ptr<merged_stop> merged;
+  bool changed = false;
+};
+struct no_inherited_stop {};
+
 // What task_promise_base::await_transform hands the co_await: the awaitable's own awaiter,
 // called through. Returned by value because g++ (11.3, 12.2) copies an awaiter that
 // await_transform returns by reference, where the standard awaits the object referred to (as
@@ -33,16 +64,30 @@ T& as_lvalue(T&& x) noexcept {
 // and evco's ops are not even copyable. A prvalue it leaves in place. An awaiter that operator
 // co_await makes lives in here; any other stays where it is, as an lvalue, for the
 // full-expression.
+//
+// It is also where cancellation flows down: `inherited` is the stop token of the task whose
+// co_await this is (when_any, with_timeout and task_group give their children one, and nested
+// tasks inherit it), and an evco op awaited here watches it as well as its own.
 template <class A>
 class [[nodiscard]] forwarding_awaiter {
   using inner = decltype(awaiter_of(std::declval<A>()));
   static constexpr bool by_reference = std::is_reference_v<inner>;
   using stored = std::conditional_t<by_reference, std::remove_reference_t<inner>*, inner>;
+  static constexpr bool stoppable = observes_stop<std::remove_reference_t<inner>>;
 
  public:
-  explicit forwarding_awaiter(A&& a) : aw_(make(static_cast<A&&>(a))) {}
+  forwarding_awaiter(A&& a, const std::stop_token* inherited) : aw_(make(static_cast<A&&>(a))) {
+    if constexpr (stoppable) {
+      if (inherited && inherited->stop_possible()) inherit(*inherited);
+    }
+  }
   forwarding_awaiter(const forwarding_awaiter&) = delete;
   forwarding_awaiter& operator=(const forwarding_awaiter&) = delete;
+  ~forwarding_awaiter() {
+    if constexpr (stoppable) {
+      if (inherited_.changed) get().stop = std::move(inherited_.own);
+    }
+  }
 
   decltype(auto) await_ready() { return get().await_ready(); }
   template <class P>
@@ -66,7 +111,21 @@ class [[nodiscard]] forwarding_awaiter {
       return aw_;
     }
   }
+  // Throws std::bad_alloc when the op has a token of its own too and the merge cannot be
+  // allocated, as a task's frame that cannot be would.
+  void inherit(const std::stop_token& inherited) {
+    std::stop_token& stop = get().stop;
+    if (stop == inherited) return;
+    if (stop.stop_possible()) {
+      inherited_.merged = std::make_unique<merged_stop>(stop, inherited);
+      inherited_.own = std::exchange(stop, inherited_.merged->source.get_token());
+    } else {
+      inherited_.own = std::exchange(stop, inherited);
+    }
+    inherited_.changed = true;
+  }
   stored aw_;
+  [[no_unique_address]] std::conditional_t<stoppable, inherited_stop, no_inherited_stop> inherited_;
 };
 
 }  // namespace evco::detail

@@ -22,7 +22,7 @@ namespace evco::detail {
 
 struct pooled_limits;  // lib/wait_queue.cpp: an op_limits lent to a parked op
 
-// The limits (a timer node and a stop callback with its wake-up event) that parked ops with a
+// The limits (a timer node and a stop callback) that parked ops with a
 // timeout or a stop token borrow, kept for reuse: once the pool has grown to the number of
 // such ops parked at once, parking allocates nothing. Every op must have been unparked
 // before the pool goes.
@@ -74,7 +74,9 @@ struct wait_queue {
 struct queued_op : waiter, parked_op {
   queued_op(loop& l, op_options o, const parked_op_type& t) noexcept
       : parked_op(&t), lp(&l), timeout(o.timeout), stop(std::move(o.stop)) {}
-  queued_op(const queued_op&) = delete;
+  // Movable until it is awaited, so that when_any and when_all can take it in.
+  queued_op(queued_op&& o) noexcept
+      : parked_op(o.type), lp(o.lp), timeout(o.timeout), stop(std::move(o.stop)), ec(o.ec) {}
   queued_op& operator=(const queued_op&) = delete;
   ~queued_op() {
     if (queued || queue) leave();  // inline: most ops complete at once, on neither
@@ -101,7 +103,7 @@ inline queued_op* wait_queue::first_unwoken() const noexcept {
 }
 
 // What loop::parked() calls them (lib/wait_queue.cpp).
-extern const parked_op_type send_type, receive_type, wait_signal_type;
+extern const parked_op_type send_type, receive_type, wait_signal_type, spawn_type;
 
 // The one place an op parks: at the back of `q`, with its deadline and stop request armed
 // (its outcome is then set by complete(), or by the op itself once woken). False, without

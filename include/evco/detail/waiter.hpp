@@ -46,16 +46,6 @@ struct owned {
   void (*destroy)(owned*) noexcept = nullptr;
 };
 
-// std::stop_callback body: may run on any thread, so it only sets a flag and activates a
-// libevent event (thread-safe once evthread_use_pthreads ran); the event's callback, on the
-// loop thread, finishes the operation. The stop_callback is destroyed before the event, so
-// no activation can reach a freed event.
-struct cancel_fn {
-  event* ev;
-  std::atomic<bool>* flag;  // may be null: the event's callback knows it is a stop request
-  void operator()() const noexcept;
-};
-
 // A move-only type-erased void() callable, for loop::post.
 class unique_function {
  public:
