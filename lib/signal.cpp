@@ -43,8 +43,10 @@ struct signal_table {
   explicit signal_table(loop& l) noexcept : lp(&l) {}
   ~signal_table() {
     // Only a frame that outlived its loop is still here: it will never be resumed.
-    while (queued_op* op = waiters.front())
+    while (queued_op* op = waiters.front()) {
+      static_cast<signal_op*>(op)->woken_by = false;  // nothing left to count it in
       unpark(*op);
+    }
     for (event_ptr& w : watches)
       w.reset();  // event_del restores the disposition the signal had before
     std::lock_guard lock(owner_mutex);
@@ -76,6 +78,16 @@ struct signal_table {
     return first;
   }
 
+  // A wait that `sig` woke has resumed (`took`: with it) or ended without resuming. Once all
+  // of them have, a signal that none took is pending again, from when it arrived.
+  void settle(int sig, bool took) noexcept {
+    in_flight& f = flying[sig];
+    f.taken = f.taken || took;
+    if (--f.waits > 0) return;
+    if (!f.taken && (!pending[sig] || f.arrival < pending[sig])) pending[sig] = f.arrival;
+    f = {};
+  }
+
   loop* lp;
   limits_pool pool{*lp};
   wait_queue waiters{pool};
@@ -83,6 +95,14 @@ struct signal_table {
   // For each signal delivered while nobody waited for it: when it arrived (an order, from 1).
   std::uint64_t pending[NSIG] = {};
   std::uint64_t arrivals = 0;
+  // For each signal that woke waits not resumed yet: how many, whether one of them took it,
+  // and when it arrived. Deliveries while some are still woken join them (they coalesce).
+  struct in_flight {
+    std::uint32_t waits = 0;
+    bool taken = false;
+    std::uint64_t arrival = 0;
+  };
+  in_flight flying[NSIG];
 };
 
 void signal_table_free::operator()(signal_table* t) const noexcept {
@@ -100,7 +120,8 @@ result<signal_table_ptr> make_signal_table(loop& lp) {
 
 namespace {
 
-// libevent runs this once per delivery (its ncalls), from the loop.
+// libevent runs this once per delivery (its ncalls), from the loop. It wakes every wait for
+// the signal that is not woken already; each takes it, or not, when it resumes.
 void on_signal(evutil_socket_t sig, short, void* arg) {
   auto& t = *static_cast<signal_table*>(arg);
   const int s = static_cast<int>(sig);
@@ -108,9 +129,12 @@ void on_signal(evutil_socket_t sig, short, void* arg) {
   for (queued_op* op = t.waiters.front(); op;) {
     queued_op* next = op->next_parked();
     auto& w = static_cast<signal_op&>(*op);
-    if (w.signals.contains(s)) {
+    if (!w.woken && w.signals.contains(s)) {
+      signal_table::in_flight& f = t.flying[s];
+      if (f.waits++ == 0) f.arrival = ++t.arrivals;
       w.signo = s;
-      complete(w);
+      w.woken_by = true;
+      wake(t.waiters, w);
       delivered = true;
     }
     op = next;
@@ -154,6 +178,27 @@ bool signal_op::await_ready() noexcept {
 bool signal_op::await_suspend(std::coroutine_handle<> h) noexcept {
   // await_ready made the table.
   return park(loop_access::signals(*lp).value()->waiters, *this, h);
+}
+
+// The commit point of a wait that a signal woke: its stop request, if it came meanwhile, wins.
+result<int> signal_op::await_resume() noexcept {
+  if (woken_by) {
+    woken_by = false;
+    bool took = false;
+    if (parked()) {  // else its deadline or stop request completed it first: ec says which
+      took = !stop.stop_requested();
+      unpark(*this);
+      if (!took) ec = errc::cancelled;
+    }
+    loop_access::signals(*lp).value()->settle(signo, took);
+  }
+  if (ec) return ec;
+  return signo;
+}
+
+signal_op::~signal_op() {
+  // Woken and destroyed before it resumed: it did not take the signal. (~queued_op unparks.)
+  if (woken_by) loop_access::signals(*lp).value()->settle(signo, false);
 }
 
 }  // namespace evco::detail

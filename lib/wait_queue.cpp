@@ -10,9 +10,13 @@ namespace evco::detail {
 
 struct pooled_limits : op_limits {
   explicit pooled_limits(loop& l) noexcept : op_limits(l, &on_end) {}
-  // Only a parked op has its limits armed, so `op` is set whenever this runs.
+  // Only a parked op has its limits armed, so `op` is set whenever this runs. A woken op
+  // completes here too: it is scheduled already, and resumes with `why`.
   static void on_end(op_limits& l, errc why) noexcept {
-    complete(*static_cast<pooled_limits&>(l).op, why);
+    queued_op& op = *static_cast<pooled_limits&>(l).op;
+    queue_owner* owner = op.queue->owner;
+    complete(op, why);
+    if (owner) owner->left(*owner);
   }
   queued_op* op = nullptr;        // while lent
   pooled_limits* next = nullptr;  // while in the pool
@@ -25,11 +29,12 @@ limits_pool::~limits_pool() {
   }
 }
 
-queued_op::~queued_op() {
+void queued_op::leave() noexcept {
+  if (queued) loop_access::unschedule(*lp, *this);
   if (queue) {
+    queue_owner* owner = queue->owner;
     unpark(*this);
-  } else if (queued) {
-    loop_access::unschedule(*lp, *this);
+    if (owner) owner->left(*owner);
   }
 }
 
@@ -78,13 +83,27 @@ bool park(wait_queue& q, queued_op& op, std::coroutine_handle<> h) noexcept {
   op.q_prev = q.tail;
   (q.tail ? q.tail->q_next : q.head) = &op;
   q.tail = &op;
+  ++q.size;
   return true;
 }
 
-void unpark(queued_op& op) noexcept {
-  wait_queue& q = *op.queue;
+namespace {
+void unlink(wait_queue& q, queued_op& op) noexcept {
   (op.q_prev ? op.q_prev->q_next : q.head) = op.q_next;
   (op.q_next ? op.q_next->q_prev : q.tail) = op.q_prev;
+}
+}  // namespace
+
+void unpark(queued_op& op) noexcept {
+  wait_queue& q = *op.queue;
+  if (op.woken) {
+    // The woken ops come first in `q`, so the one before the last is woken too (or none is).
+    if (q.last_woken == &op) q.last_woken = op.q_prev;
+    --q.woken;
+    op.woken = false;
+  }
+  unlink(q, op);
+  --q.size;
   op.q_prev = op.q_next = nullptr;
   op.queue = nullptr;
   op.unlist();
@@ -105,6 +124,28 @@ void complete(queued_op& op, std::error_code ec) noexcept {
 void complete_all(wait_queue& q, std::error_code ec) noexcept {
   while (queued_op* op = q.front())
     complete(*op, ec);
+}
+
+void wake(wait_queue& q, queued_op& op) noexcept {
+  if (&op != q.first_unwoken()) {
+    unlink(q, op);
+    op.q_prev = q.last_woken;
+    op.q_next = q.first_unwoken();
+    (op.q_prev ? op.q_prev->q_next : q.head) = &op;
+    (op.q_next ? op.q_next->q_prev : q.tail) = &op;
+  }
+  op.woken = true;
+  q.last_woken = &op;
+  ++q.woken;
+  loop_access::schedule(*op.lp, op);
+}
+
+void unwake_last(wait_queue& q) noexcept {
+  queued_op& op = *q.last_woken;
+  loop_access::unschedule(*op.lp, op);
+  op.woken = false;
+  q.last_woken = op.q_prev;
+  --q.woken;
 }
 
 }  // namespace evco::detail

@@ -252,6 +252,77 @@ TEST_CASE("a signal after a wait was cancelled stays pending for the next one") 
   evco::test::run_on_loop(signal_after_cancel);
 }
 
+// A wait takes its signal when it resumes. libevent delivers the signals read from its pipe in
+// one pass, lowest number first, so the SIGUSR1 wait resumes before the SIGUSR2 one and can
+// request its stop in between: after the signal woke it, before it resumed.
+task<void> stop_one(loop& lp, std::stop_source* victim, int* got) {
+  auto r = co_await evco::wait_signal(lp, {SIGUSR1});
+  REQUIRE_MESSAGE(r, error_of(r));
+  *got = r.value();
+  victim->request_stop();
+}
+
+task<void> wait_into(loop& lp, evco::signal_set s, std::stop_token st, result<int>* out,
+                     evco::test::signal* done) {
+  *out = co_await evco::wait_signal(lp, s, st);
+  done->set();
+}
+
+task<void> stopped_after_wake(loop& lp) {
+  std::stop_source src;
+  int first = 0;
+  result<int> second = errc::eof;
+  evco::test::signal done;
+  lp.spawn(stop_one(lp, &src, &first), [](std::exception_ptr) { FAIL("stop_one"); });
+  lp.spawn(wait_into(lp, {SIGUSR2}, src.get_token(), &second, &done),
+           [](std::exception_ptr) { FAIL("wait_into"); });
+  co_await lp.yield();  // both wait
+  std::raise(SIGUSR1);
+  std::raise(SIGUSR2);
+  co_await done;
+  CHECK(first == SIGUSR1);
+  REQUIRE_FALSE(second);
+  CHECK(second.error() == errc::cancelled);
+  auto next = co_await evco::wait_signal(lp, {SIGUSR2}, -1ns);
+  REQUIRE_MESSAGE(next, error_of(next));  // the cancelled wait did not swallow it
+  CHECK(next.value() == SIGUSR2);
+}
+
+TEST_CASE(
+    "a wait stopped after a signal woke it, before it resumed, is cancelled and the "
+    "signal stays pending") {
+  evco::test::run_on_loop(stopped_after_wake);
+}
+
+task<void> taken_by_another(loop& lp) {
+  std::stop_source src;
+  int first = 0;
+  result<int> second = errc::eof, third = errc::eof;
+  evco::test::signal second_done, third_done;
+  lp.spawn(stop_one(lp, &src, &first), [](std::exception_ptr) { FAIL("stop_one"); });
+  lp.spawn(wait_into(lp, {SIGUSR1}, src.get_token(), &second, &second_done),
+           [](std::exception_ptr) { FAIL("wait_into"); });
+  lp.spawn(wait_into(lp, {SIGUSR1}, {}, &third, &third_done),
+           [](std::exception_ptr) { FAIL("wait_into"); });
+  co_await lp.yield();
+  std::raise(SIGUSR1);  // wakes all three, in the order they waited
+  co_await second_done;
+  co_await third_done;
+  CHECK(first == SIGUSR1);
+  REQUIRE_FALSE(second);
+  CHECK(second.error() == errc::cancelled);
+  REQUIRE(third);
+  CHECK(third.value() == SIGUSR1);
+  // Delivered (twice): not pending as well.
+  CHECK((co_await evco::wait_signal(lp, {SIGUSR1}, -1ns)).error() == errc::timed_out);
+}
+
+TEST_CASE(
+    "a signal that one woken wait took is not pending again when another woken wait is "
+    "cancelled") {
+  evco::test::run_on_loop(taken_by_another);
+}
+
 // ---- bad input ------------------------------------------------------------------------------
 
 TEST_CASE("a wait for no signal, or for one that cannot be awaited, is invalid_argument") {

@@ -21,19 +21,46 @@ class channel;
 
 namespace detail {
 
-// A channel without its items (lib/channel.cpp): who waits, and whether it is closed.
-struct channel_core {
-  explicit channel_core(loop& l) noexcept : pool(l) {}
+// A channel without its items (lib/channel.cpp): who waits, how many items are buffered, and
+// whether it is closed.
+//
+// A receive that parks is woken, not handed an item: the item stays in the channel (buffered,
+// or with its sender on a hand-over channel) and the receive takes it when it resumes, unless
+// a stop request or its deadline came first, in which case the item is there for the next one.
+// So the channel keeps as many receivers woken as it has items for them (buffered ones plus
+// those of waiting senders), and no more: whenever an item goes elsewhere (try_receive, a
+// receive that found it at once, a waiting sender cancelled or timed out), the last woken
+// receiver waits again, first in line.
+struct channel_core : queue_owner {
+  explicit channel_core(loop& l) noexcept : queue_owner{&on_left}, pool(l) {}
   channel_core(const channel_core&) = delete;
   channel_core& operator=(const channel_core&) = delete;
-  ~channel_core() { close(); }
+  ~channel_core() { shut(); }
 
-  // Resumes every parked send and receive with errc::closed.
+  // Resumes every parked send with errc::closed, and every parked receive that no buffered
+  // item is left for; the woken ones take theirs.
   void close() noexcept;
+  // close(), then the woken receives too (errc::closed): the channel goes.
+  void shut() noexcept;
+  // Wakes receivers for the items there are, or takes back the wake-ups no item backs now.
+  // Inline for the common cases: nothing to do, or one more receiver to wake.
+  void settle() noexcept {
+    const std::size_t have = count + senders.size;
+    const std::size_t want = have < receivers.size ? have : receivers.size;
+    if (receivers.woken == want) return;
+    if (want == receivers.woken + 1) {
+      wake(receivers, *receivers.first_unwoken());
+    } else {
+      rebalance();
+    }
+  }
+  void rebalance() noexcept;
+  static void on_left(queue_owner& self) noexcept { static_cast<channel_core&>(self).settle(); }
 
   limits_pool pool;  // declared first: the queues' ops give their limits back to it
-  wait_queue senders{pool};
-  wait_queue receivers{pool};
+  wait_queue senders{pool, this};
+  wait_queue receivers{pool, this};
+  std::size_t count = 0;  // items buffered
   bool closed = false;
 };
 
@@ -43,7 +70,9 @@ struct [[nodiscard]] send_op : queued_op {
       : queued_op(*c->core_.pool.lp, std::move(o), send_type), ch(c), item(it) {}
   bool await_ready() noexcept { return ch->start_send(*this); }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
-    return park(ch->core_.senders, *this, h);
+    if (!park(ch->core_.senders, *this, h)) return false;
+    ch->core_.settle();  // its item is one more for a receiver to take
+    return true;
   }
   result<void> await_resume() const noexcept {
     if (ec) return failure(ec);
@@ -75,13 +104,22 @@ struct [[nodiscard]] receive_op : queued_op {
   bool await_suspend(std::coroutine_handle<> h) noexcept {
     return park(ch->core_.receivers, *this, h);
   }
+  // The commit point: an item is taken here or not at all.
   result<T> await_resume() noexcept {
-    if (ec) return failure(ec);
-    return result<T>(boost::outcome_v2::in_place_type<T>, std::move(*item));
+    if (parked()) {  // woken, still parked until now: its stop request wins over the item
+      const bool cancelled = stop.stop_requested();
+      unpark(*this);
+      if (cancelled) {
+        ch->core_.settle();  // the item it was woken for goes to the next receiver
+        return failure(make_error_code(errc::cancelled));
+      }
+    } else if (ec) {
+      return failure(ec);
+    }
+    return result<T>(boost::outcome_v2::in_place_type<T>, ch->take());
   }
 
   channel<T>* ch;
-  std::optional<T> item;  // handed over by a sender, or taken from the buffer
 };
 
 }  // namespace detail
@@ -93,13 +131,23 @@ struct [[nodiscard]] receive_op : queued_op {
 /// parked ops point at it).
 ///
 /// An item is never lost nor duplicated: each one either reaches exactly one receiver or is
-/// still with its sender. A send that fails (errc::closed, errc::timed_out, errc::cancelled)
-/// has not touched the item it was given: `ch.send(std::move(m))` moves from `m` only when it
-/// succeeds (std::move only casts), so after a failure `m` still holds it. `send(m)` of an
-/// lvalue sends a copy, made when send() is called. A send or receive completed by another
-/// op is resumed from the loop, never inline inside that op. Steady state allocates nothing:
-/// the buffer is allocated once, here, and waiting ops are listed in place (with a timeout or
-/// a stop token too, once as many such ops have waited at once before).
+/// still in the channel or with its sender. A send that fails (errc::closed, errc::timed_out,
+/// errc::cancelled) has not touched the item it was given: `ch.send(std::move(m))` moves from
+/// `m` only when it succeeds (std::move only casts), so after a failure `m` still holds it.
+/// `send(m)` of an lvalue sends a copy, made when send() is called.
+///
+/// A receive takes its item when it resumes, not before: a receive that waited is woken by
+/// the send that brought an item, resumed from the loop (never inline inside that send), and
+/// takes the oldest item then. If its stop is requested or its deadline passes before it has
+/// resumed, it completes with errc::cancelled or errc::timed_out and the item stays for the
+/// next receive; if another receive or try_receive took it first, it waits on, first in line.
+/// A receive that completes successfully has therefore taken its item at the moment its
+/// coroutine goes on, never while it sat on the loop's ready list. A send completed by a
+/// receive is resumed from the loop too; its item is then in the channel or with a receiver.
+///
+/// Steady state allocates nothing: the buffer is allocated once, here, and waiting ops are
+/// listed in place (with a timeout or a stop token too, once as many such ops have waited at
+/// once before).
 ///
 /// ```cpp
 /// evco::channel<std::string> ch(lp, 64);
@@ -113,25 +161,28 @@ class channel {
 
  public:
   /// Makes a channel on `lp` that buffers up to `capacity` items (0: hand-over only).
-  /// Throws std::bad_alloc when the buffer cannot be allocated.
+  /// Throws std::bad_alloc when the buffer cannot be allocated (a hand-over channel has a
+  /// one-item one, for try_send).
   channel(loop& lp, std::size_t capacity)
-      : items_(capacity ? std::allocator<T>().allocate(capacity) : nullptr),
+      : items_(std::allocator<T>().allocate(capacity ? capacity : 1)),
         capacity_(capacity),
         core_(lp) {}
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
-  /// Closes the channel (see close()) and destroys the items still buffered.
+  /// Closes the channel (see close()), resumes the receives it had woken with errc::closed,
+  /// and destroys the items still in it.
   ~channel() {
-    core_.close();
-    for (; count_ > 0; --count_, head_ = next(head_))
+    core_.shut();
+    for (; core_.count > 0; --core_.count, head_ = next(head_))
       std::destroy_at(items_ + head_);
-    if (items_) std::allocator<T>().deallocate(items_, capacity_);
+    std::allocator<T>().deallocate(items_, capacity_ ? capacity_ : 1);
   }
 
-  /// Completes once `item` is handed to a receiver or buffered, and only then moves from it.
-  /// errc::closed when the channel is closed before that (at once if it already is),
-  /// errc::timed_out or errc::cancelled after `o`'s timeout or stop request: `item` is then
-  /// untouched. `item` is borrowed until the op completes (like a stream op's buffer).
+  /// Completes once `item` is buffered or, on a hand-over channel, taken by a receiver, and
+  /// only then moves from it. errc::closed when the channel is closed before that (at once if
+  /// it already is), errc::timed_out or errc::cancelled after `o`'s timeout or stop request:
+  /// `item` is then untouched. `item` is borrowed until the op completes (like a stream op's
+  /// buffer).
   detail::send_op<T> send(T&& item, op_options o = {}) noexcept {
     return {this, &item, std::move(o)};
   }
@@ -143,17 +194,23 @@ class channel {
 
   /// Completes with the oldest item: buffered ones first, then those of waiting senders.
   /// errc::closed once the channel is closed and nothing is buffered. errc::timed_out or
-  /// errc::cancelled after `o`'s timeout or stop request: no item was taken. An item handed to
-  /// a receive whose frame is destroyed before it resumes is destroyed with the frame.
+  /// errc::cancelled after `o`'s timeout or stop request, when that comes before the receive
+  /// has resumed (see above): no item was taken. An item is taken only by a receive that
+  /// resumes, so one whose frame is destroyed while it waits or is woken takes none.
   detail::receive_op<T> receive(op_options o = {}) noexcept { return {this, std::move(o)}; }
 
-  /// Hands `item` to a waiting receiver or buffers it, without waiting: std::errc::
-  /// resource_unavailable_try_again when neither can be done now, errc::closed after close().
-  /// Moves from `item` only on success.
+  /// Buffers `item`, without waiting: std::errc::resource_unavailable_try_again when the
+  /// buffer is full, errc::closed after close(). Moves from `item` only on success. On a
+  /// hand-over channel it succeeds only while a receive waits (and no send waits, nor an item
+  /// of an earlier try_send): the item then waits in the channel, as its one buffered item,
+  /// for that receive to resume and take it.
   result<void> try_send(T&& item) noexcept {
     if (core_.closed) return failure(make_error_code(errc::closed));
-    if (!offer(item))
+    if (!(core_.count < capacity_ || hand_over_slot_free())) {
       return failure(std::make_error_code(std::errc::resource_unavailable_try_again));
+    }
+    push(std::move(item));
+    core_.settle();
     return success();
   }
   result<void> try_send(const T& item) requires std::copy_constructible<T> {
@@ -162,10 +219,10 @@ class channel {
   }
 
   /// Takes the oldest item without waiting: std::errc::resource_unavailable_try_again when
-  /// there is none, errc::closed when the channel is closed and nothing is buffered.
+  /// there is none, errc::closed when the channel is closed and nothing is buffered. It may
+  /// take an item that a woken receive was about to: that receive then waits on.
   result<T> try_receive() noexcept {
-    std::optional<T> out;
-    if (take(out)) return result<T>(boost::outcome_v2::in_place_type<T>, std::move(*out));
+    if (available()) return result<T>(boost::outcome_v2::in_place_type<T>, take());
     if (core_.closed) return failure(make_error_code(errc::closed));
     return failure(std::make_error_code(std::errc::resource_unavailable_try_again));
   }
@@ -175,8 +232,9 @@ class channel {
   void close() noexcept { core_.close(); }
 
   bool is_closed() const noexcept { return core_.closed; }
-  /// The items buffered now (always 0 for a hand-over channel).
-  std::size_t size() const noexcept { return count_; }
+  /// The items buffered now, those that woken receives are about to take included (on a
+  /// hand-over channel, 1 while an item from try_send waits for its receive, else 0).
+  std::size_t size() const noexcept { return core_.count; }
   std::size_t capacity() const noexcept { return capacity_; }
 
  private:
@@ -184,54 +242,52 @@ class channel {
   friend struct detail::send_copy_op<T>;
   friend struct detail::receive_op<T>;
 
-  std::size_t next(std::size_t i) const noexcept { return i + 1 == capacity_ ? 0 : i + 1; }
+  std::size_t next(std::size_t i) const noexcept { return i + 1 >= capacity_ ? 0 : i + 1; }
   void push(T&& item) noexcept {
-    std::size_t tail = head_ + count_;
+    std::size_t tail = head_ + core_.count;
     if (tail >= capacity_) tail -= capacity_;
     std::construct_at(items_ + tail, std::move(item));
-    ++count_;
+    ++core_.count;
+  }
+  // Items a receive could take now: buffered ones and waiting senders'.
+  bool available() const noexcept { return core_.count > 0 || !core_.senders.empty(); }
+  // try_send on a hand-over channel: the one slot is free, a receive waits unwoken, and no
+  // send waits (its item, older, goes first).
+  bool hand_over_slot_free() const noexcept {
+    return capacity_ == 0 && core_.count == 0 && core_.senders.empty() &&
+           core_.receivers.woken < core_.receivers.size;
   }
 
-  // Hands `item` to the first waiting receiver (there is one only while nothing is buffered)
-  // or buffers it; false when the buffer is full.
-  bool offer(T& item) noexcept {
-    if (detail::queued_op* r = core_.receivers.front()) {
-      auto& op = static_cast<detail::receive_op<T>&>(*r);
-      op.item.emplace(std::move(item));
-      detail::complete(op);
-      return true;
-    }
-    if (count_ == capacity_) return false;
-    push(std::move(item));
-    return true;
-  }
-
-  // Takes the oldest item into `out`: the buffer's first, whose slot then goes to the first
-  // waiting sender (senders wait only while it is full), or a waiting sender's.
-  bool take(std::optional<T>& out) noexcept {
-    if (count_ > 0) {
-      out.emplace(std::move(items_[head_]));
+  // Takes the oldest item; there must be one (available()). A buffered one's slot goes to the
+  // first waiting sender (senders wait on a buffered channel only while it is full), which
+  // completes: its item is in the channel now. On a hand-over channel a waiting sender's item
+  // is taken from it, and that send completes.
+  T take() noexcept {
+    if (core_.count > 0) {
+      T out(std::move(items_[head_]));
       std::destroy_at(items_ + head_);
       head_ = next(head_);
-      --count_;
-      if (detail::queued_op* s = core_.senders.front()) {
-        auto& op = static_cast<detail::send_op<T>&>(*s);
-        push(std::move(*op.item));
-        detail::complete(op);
+      --core_.count;
+      if (capacity_ > 0) {
+        if (detail::queued_op* s = core_.senders.front()) {
+          auto& op = static_cast<detail::send_op<T>&>(*s);
+          push(std::move(*op.item));
+          detail::complete(op);
+        }
       }
-      return true;
+      core_.settle();
+      return out;
     }
-    if (detail::queued_op* s = core_.senders.front()) {
-      auto& op = static_cast<detail::send_op<T>&>(*s);
-      out.emplace(std::move(*op.item));
-      detail::complete(op);
-      return true;
-    }
-    return false;
+    auto& op = static_cast<detail::send_op<T>&>(*core_.senders.front());
+    T out(std::move(*op.item));
+    detail::complete(op);
+    core_.settle();
+    return out;
   }
 
-  // await_ready: true when the op is done, its outcome set, without waiting. A stop already
-  // requested wins over an item at hand, so a cancelled op never moves one.
+  // await_ready: true when the op is done, its outcome set (or, for a receive, its item there
+  // to take in await_resume), without waiting. A stop already requested wins over an item at
+  // hand, so a cancelled op never moves one.
   bool start_send(detail::send_op<T>& op) noexcept {
     if (op.stop.stop_requested()) {
       op.ec = errc::cancelled;
@@ -241,14 +297,17 @@ class channel {
       op.ec = errc::closed;
       return true;
     }
-    return offer(*op.item);
+    if (core_.count >= capacity_) return false;  // full, or a hand-over: wait for a receiver
+    push(std::move(*op.item));
+    core_.settle();
+    return true;
   }
   bool start_receive(detail::receive_op<T>& op) noexcept {
     if (op.stop.stop_requested()) {
       op.ec = errc::cancelled;
       return true;
     }
-    if (take(op.item)) return true;
+    if (available()) return true;
     if (core_.closed) {
       op.ec = errc::closed;
       return true;
@@ -256,10 +315,9 @@ class channel {
     return false;
   }
 
-  T* items_;  // a ring of capacity_ slots, count_ of them in use from head_
+  T* items_;  // a ring of capacity_ slots (1 on a hand-over channel), count of them used from head_
   std::size_t capacity_;
   std::size_t head_ = 0;
-  std::size_t count_ = 0;
   detail::channel_core core_;
 };
 

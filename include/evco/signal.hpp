@@ -55,16 +55,15 @@ namespace detail {
 
 struct [[nodiscard]] signal_op : queued_op {
   signal_op(loop& l, signal_set s, op_options o) noexcept;
+  ~signal_op();
 
   bool await_ready() noexcept;
   bool await_suspend(std::coroutine_handle<> h) noexcept;
-  result<int> await_resume() const noexcept {
-    if (ec) return ec;
-    return signo;
-  }
+  result<int> await_resume() noexcept;
 
   signal_set signals;
-  int signo = 0;  // the signal that completed the wait
+  int signo = 0;          // the signal that completed the wait, or woke it
+  bool woken_by = false;  // woken by signo and not resumed yet: counted in lib/signal.cpp
 };
 
 }  // namespace detail
@@ -72,6 +71,12 @@ struct [[nodiscard]] signal_op : queued_op {
 /// Completes with the number of the first of `signals` delivered to the process, resumed from
 /// the loop (never inline, not from the signal handler). Every wait parked on a signal when it
 /// arrives completes with it, once each.
+///
+/// A wait takes its signal when it resumes. One whose stop is requested, or whose deadline
+/// passes, after a signal woke it but before it resumed completes with errc::cancelled or
+/// errc::timed_out instead; if none of the waits that signal woke took it, it stays pending
+/// (below) as if nobody had waited for it. So a wait_signal that loses a race and is cancelled
+/// (a `when_any` loser) does not swallow the signal.
 ///
 /// A signal delivered while no wait on `lp` includes it is not lost: it stays pending, and the
 /// next wait that includes it completes at once with it, without suspending (the earliest one
