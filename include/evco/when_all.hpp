@@ -16,33 +16,20 @@ namespace evco {
 namespace detail {
 
 template <class... R>
-class [[nodiscard]] when_all_awaitable : public child_group {
+class [[nodiscard]] when_all_awaitable : public child_tuple<R...> {
+  using base = child_tuple<R...>;
+
  public:
   template <class... A>
-  explicit when_all_awaitable(A&&... a)
-      : child_group(false), children_(make_child(std::forward<A>(a))...) {}
+  explicit when_all_awaitable(A&&... a) : base(false, std::forward<A>(a)...) {}
 
-  bool await_ready() const noexcept { return false; }
-  bool await_suspend(std::coroutine_handle<> h) {
-    return std::apply(
-        [&](auto&... c) {
-          const std::array<child_promise_base*, sizeof...(R)> ps{&c.promise()...};
-          return start(h, ps.data(), ps.size());
-        },
-        children_);
-  }
   std::tuple<R...> await_resume() {
-    return std::apply(
-        [&](auto&... c) {
-          const std::array<child_promise_base*, sizeof...(R)> ps{&c.promise()...};
-          if (first_failed() != none) std::rethrow_exception(ps[first_failed()]->exception());
-          return std::tuple<R...>(c.promise().take()...);
-        },
-        children_);
+    if (this->first_failed() != child_group::none) {
+      std::rethrow_exception(this->promises()[this->first_failed()]->exception());
+    }
+    return std::apply([](auto&... c) { return std::tuple<R...>(c.promise().take()...); },
+                      this->children_);
   }
-
- private:
-  std::tuple<child<R>...> children_;
 };
 
 template <class R>

@@ -19,44 +19,33 @@ namespace evco {
 namespace detail {
 
 template <class... R>
-class [[nodiscard]] when_any_awaitable : public child_group {
+class [[nodiscard]] when_any_awaitable : public child_tuple<R...> {
+  using base = child_tuple<R...>;
+
  public:
   template <class... A>
-  explicit when_any_awaitable(A&&... a)
-      : child_group(true), children_(make_child(std::forward<A>(a))...) {}
+  explicit when_any_awaitable(A&&... a) : base(true, std::forward<A>(a)...) {}
 
-  bool await_ready() const noexcept { return false; }
-  bool await_suspend(std::coroutine_handle<> h) {
-    return std::apply(
-        [&](auto&... c) {
-          const std::array<child_promise_base*, sizeof...(R)> ps{&c.promise()...};
-          return start(h, ps.data(), ps.size());
-        },
-        children_);
-  }
   std::variant<R...> await_resume() {
-    rethrow_first(std::index_sequence_for<R...>{});
-    return take<0>(first());
+    // The winner's exception, else the first a loser ended with (one is rethrown, any other
+    // dropped).
+    const auto ps = this->promises();
+    if (ps[this->first()]->failed()) std::rethrow_exception(ps[this->first()]->exception());
+    if (this->first_failed() != child_group::none) {
+      std::rethrow_exception(ps[this->first_failed()]->exception());
+    }
+    return take<0>(this->first());
   }
 
  private:
-  // The winner's exception, else the first a loser ended with (one is rethrown, any other
-  // dropped).
-  template <std::size_t... I>
-  void rethrow_first(std::index_sequence<I...>) {
-    const std::array<child_promise_base*, sizeof...(R)> ps{&std::get<I>(children_).promise()...};
-    if (ps[first()]->failed()) std::rethrow_exception(ps[first()]->exception());
-    if (first_failed() != none) std::rethrow_exception(ps[first_failed()]->exception());
-  }
   template <std::size_t I>
   std::variant<R...> take(std::size_t winner) {
     if constexpr (I + 1 < sizeof...(R)) {
       if (winner != I) return take<I + 1>(winner);
     }
-    return std::variant<R...>(std::in_place_index<I>, std::get<I>(children_).promise().take());
+    return std::variant<R...>(std::in_place_index<I>,
+                              std::get<I>(this->children_).promise().take());
   }
-
-  std::tuple<child<R>...> children_;
 };
 
 // with_timeout's result: the task's own result<U>, else its value in a result.

@@ -2,12 +2,14 @@
 // The coroutines when_all and when_any run their awaitables in, and what they report to; not
 // part of the API.
 
+#include <array>
 #include <coroutine>
 #include <cstddef>
 #include <exception>
 #include <memory>
 #include <optional>
 #include <stop_token>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -173,5 +175,29 @@ auto make_child(A&& a) {
   using R = stored_t<await_result_t<T>>;
   return run_child<R, T>(std::forward<A>(a));
 }
+
+// A fixed set of children, one per argument of when_any or when_all, each moved in when the
+// algorithm is called.
+template <class... R>
+class child_tuple : public child_group {
+ public:
+  template <class... A>
+  explicit child_tuple(bool first_ends_all, A&&... a)
+      : child_group(first_ends_all), children_(make_child(std::forward<A>(a))...) {}
+
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> h) {
+    const auto ps = promises();
+    return start(h, ps.data(), ps.size());
+  }
+
+ protected:
+  std::array<child_promise_base*, sizeof...(R)> promises() noexcept {
+    return std::apply(
+        [](auto&... c) { return std::array<child_promise_base*, sizeof...(R)>{&c.promise()...}; },
+        children_);
+  }
+  std::tuple<child<R>...> children_;
+};
 
 }  // namespace evco::detail
