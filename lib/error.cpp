@@ -35,6 +35,10 @@ class category final : public std::error_category {
         return "not a numeric IP address: use connect(lp, host, port) to connect to a name";
       case errc::endpoint_ipv6_unbracketed:
         return "IPv6 endpoint needs brackets and a port: write [::1]:80";
+      case errc::endpoint_path_too_long:
+        return "Unix socket path longer than 107 bytes";
+      case errc::message_truncated:
+        return "datagram larger than the receive buffer";
     }
     return "unknown evco error " + std::to_string(c);
   }
@@ -57,6 +61,10 @@ class category final : public std::error_category {
       case errc::endpoint_not_numeric:
       case errc::endpoint_ipv6_unbracketed:
         return std::errc::invalid_argument;
+      case errc::endpoint_path_too_long:
+        return std::errc::filename_too_long;
+      case errc::message_truncated:
+        return std::errc::message_size;
       case errc::eof:
         break;
     }

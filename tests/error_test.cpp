@@ -51,6 +51,19 @@ TEST_SUITE("error") {
     CHECK(static_cast<int>(errc::endpoint_ipv6_unbracketed) == 12);
   }
 
+  TEST_CASE("the transport codes compare equal to the standard conditions of their errno") {
+    const std::error_code too_long = errc::endpoint_path_too_long;
+    CHECK(too_long == std::errc::filename_too_long);
+    CHECK(too_long != std::errc::invalid_argument);
+    CHECK(too_long.message().find("107") != std::string::npos);
+    const std::error_code truncated = errc::message_truncated;
+    CHECK(truncated == std::errc::message_size);
+    CHECK(truncated != errc::limit_exceeded);
+    CHECK(truncated.message().find("datagram") != std::string::npos);
+    CHECK(static_cast<int>(errc::endpoint_path_too_long) == 13);
+    CHECK(static_cast<int>(errc::message_truncated) == 14);
+  }
+
   TEST_CASE("OS errors stay in the system category") {
     const std::error_code ec(ECONNREFUSED, std::system_category());
     CHECK(ec == std::errc::connection_refused);

@@ -33,6 +33,12 @@ enum class errc {
   endpoint_bad_port,          ///< the port is not a number from 0 to 65535
   endpoint_not_numeric,       ///< not a numeric IPv4 or IPv6 address (a host name, say)
   endpoint_ipv6_unbracketed,  ///< an IPv6 address with a port needs brackets: "[::1]:80"
+  /// a Unix socket path or abstract name longer than sockaddr_un can hold (107 bytes); compares
+  /// equal to std::errc::filename_too_long
+  endpoint_path_too_long,
+  /// a datagram was larger than the buffer it was received into (its real size is reported
+  /// beside the error); compares equal to std::errc::message_size
+  message_truncated,
 };
 
 const std::error_category& evco_category() noexcept;
