@@ -78,7 +78,7 @@ task<result<stream>> connect(loop& lp, endpoint ep, connect_options o, std::stop
   if (stop.stop_requested()) co_return errc::cancelled;
   socket_guard sock{::socket(ep.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
   if (sock.fd < 0) co_return last_error();
-  if (o.no_delay) {
+  if (o.no_delay && !ep.is_unix()) {
     const int one = 1;
     setsockopt(sock.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }

@@ -1,12 +1,23 @@
 #include "evco/endpoint.hpp"
 
 #include <arpa/inet.h>
+#include <sys/un.h>
 
 #include <charconv>
 #include <cstddef>
 #include <cstring>
 
 namespace evco {
+
+namespace {
+
+constexpr socklen_t path_offset = offsetof(sockaddr_un, sun_path);
+// A path needs its terminating NUL within sun_path (Linux takes one without, but nobody else
+// does); an abstract name has the leading NUL instead.
+constexpr std::size_t max_unix_name = sizeof(sockaddr_un::sun_path) - 1;
+constexpr std::string_view unix_prefix = "unix:";
+
+}  // namespace
 
 endpoint::endpoint() noexcept {
   std::memset(&addr_, 0, sizeof addr_);
@@ -52,7 +63,31 @@ bool is_ipv6(std::string_view text) noexcept {
 
 }  // namespace
 
+result<endpoint> endpoint::unix_path(std::string_view path) {
+  const bool abstract = !path.empty() && path.front() == '@';
+  const std::string_view name = abstract ? path.substr(1) : path;
+  if (name.empty() || name.find('\0') != std::string_view::npos) {
+    return std::make_error_code(std::errc::invalid_argument);
+  }
+  if (name.size() > max_unix_name) return errc::endpoint_path_too_long;
+  endpoint e;
+  auto& sun = reinterpret_cast<sockaddr_un&>(e.addr_);
+  sun.sun_family = AF_UNIX;
+  std::memcpy(sun.sun_path + (abstract ? 1 : 0), name.data(), name.size());
+  // An abstract name is exactly its bytes after the leading NUL; a path ends with a NUL.
+  e.unix_size_ = static_cast<socklen_t>(path_offset + 1 + name.size());
+  return e;
+}
+
+std::string_view endpoint::unix_bytes() const noexcept {
+  const auto& sun = reinterpret_cast<const sockaddr_un&>(addr_);
+  std::string_view bytes(sun.sun_path, unix_size_ - path_offset);
+  if (!bytes.empty() && bytes.front() != '\0') bytes = bytes.substr(0, bytes.find('\0'));
+  return bytes;
+}
+
 result<endpoint> endpoint::parse(std::string_view address, std::uint16_t port) {
+  if (address.starts_with(unix_prefix)) return unix_path(address.substr(unix_prefix.size()));
   if (address.size() >= 2 && address.front() == '[' && address.back() == ']') {
     address = address.substr(1, address.size() - 2);
   }
@@ -74,6 +109,7 @@ result<endpoint> endpoint::parse(std::string_view address, std::uint16_t port) {
 }
 
 result<endpoint> endpoint::parse(std::string_view text) {
+  if (text.starts_with(unix_prefix)) return unix_path(text.substr(unix_prefix.size()));
   if (text.empty()) return errc::endpoint_no_port;
   std::string_view host = text;
   std::string_view port_text;
@@ -120,6 +156,19 @@ result<endpoint> endpoint::from_sockaddr(const sockaddr* sa, socklen_t len) {
   std::memcpy(&family, reinterpret_cast<const char*>(sa) + offsetof(sockaddr, sa_family),
               sizeof family);
   std::size_t need;
+  if (family == AF_UNIX) {
+    if (len > static_cast<socklen_t>(sizeof(sockaddr_un))) {
+      return std::make_error_code(std::errc::invalid_argument);
+    }
+    endpoint e;
+    std::memcpy(&e.addr_, sa, len);
+    e.unix_size_ = len;
+    // The kernel may count a path's NUL or not: keep one form, so that equal paths compare equal.
+    if (const std::string_view bytes = e.unix_bytes(); !bytes.empty() && bytes.front() != '\0') {
+      e.unix_size_ = static_cast<socklen_t>(path_offset + bytes.size() + 1);
+    }
+    return e;
+  }
   if (family == AF_INET) {
     need = sizeof(sockaddr_in);
   } else if (family == AF_INET6) {
@@ -134,11 +183,13 @@ result<endpoint> endpoint::from_sockaddr(const sockaddr* sa, socklen_t len) {
 }
 
 std::uint16_t endpoint::port() const noexcept {
+  if (is_unix()) return 0;
   if (is_v6()) return ntohs(reinterpret_cast<const sockaddr_in6&>(addr_).sin6_port);
   return ntohs(reinterpret_cast<const sockaddr_in&>(addr_).sin_port);
 }
 
 void endpoint::set_port(std::uint16_t p) noexcept {
+  if (is_unix()) return;
   if (is_v6()) {
     reinterpret_cast<sockaddr_in6&>(addr_).sin6_port = htons(p);
   } else {
@@ -147,10 +198,19 @@ void endpoint::set_port(std::uint16_t p) noexcept {
 }
 
 socklen_t endpoint::size() const noexcept {
+  if (is_unix()) return unix_size_;
   return is_v6() ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
 }
 
+std::string endpoint::path() const {
+  if (!is_unix()) return {};
+  const std::string_view bytes = unix_bytes();
+  if (!bytes.empty() && bytes.front() == '\0') return "@" + std::string(bytes.substr(1));
+  return std::string(bytes);
+}
+
 std::string endpoint::address() const {
+  if (is_unix()) return path();
   char buf[INET6_ADDRSTRLEN] = {};
   if (is_v6()) {
     inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(addr_).sin6_addr, buf, sizeof buf);
@@ -162,6 +222,7 @@ std::string endpoint::address() const {
 
 std::string endpoint::to_string() const {
   // reserve + append: operator+ trips g++ 12's -Wrestrict false positive at -O3 (GCC PR 105329).
+  if (is_unix()) return std::string(unix_prefix) + path();
   const std::string addr = address();
   std::string s;
   s.reserve(addr.size() + 8);
@@ -178,9 +239,11 @@ bool operator==(const endpoint& a, const endpoint& b) noexcept {
 }
 
 // By family, then address (in network order, so 127.0.0.1 < 127.0.0.2), then port, then (IPv6)
-// scope id: sorted endpoints group by host. IPv6 flow labels do not count.
+// scope id: sorted endpoints group by host. IPv6 flow labels do not count. Unix endpoints by
+// their bytes (abstract names, which start with NUL, first).
 std::strong_ordering operator<=>(const endpoint& a, const endpoint& b) noexcept {
   if (auto c = a.family() <=> b.family(); c != 0) return c;
+  if (a.is_unix()) return a.unix_bytes() <=> b.unix_bytes();
   const auto bytes = [](int c) {
     return c < 0 ? std::strong_ordering::less
                  : (c > 0 ? std::strong_ordering::greater : std::strong_ordering::equal);

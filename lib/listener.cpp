@@ -10,6 +10,7 @@
 #include "op_limits.hpp"
 #include "parked.hpp"
 #include "stream/state.hpp"
+#include "unix_socket.hpp"
 
 namespace evco {
 namespace detail {
@@ -44,11 +45,13 @@ struct listener_state {
   // accepted; a server that keeps up would otherwise pay a failing accept4 per connection.
   bool speculate = true;
   clock::time_point backoff_until{};
+  unix_socket_file file;  // a Unix listener's socket file
 
   ~listener_state() {
     readable.reset();
     limits.disarm();
     loop_access::disarm(*lp, backoff);
+    remove_socket_file(file);  // first: a client finding the path would connect to nothing
     ::close(fd);
   }
 };
@@ -202,32 +205,52 @@ listener& listener::operator=(listener&& o) noexcept {
   return *this;
 }
 
+namespace {
+
+// The options that apply to `ep`'s kind of socket (a Unix socket has no TCP_NODELAY, and
+// SO_REUSEADDR means nothing to it).
+std::error_code set_options(int fd, const endpoint& ep, const listen_options& o) {
+  struct option {
+    bool wanted;
+    int level, name, value;
+  };
+  const bool ip = !ep.is_unix();
+  const option options[] = {
+      {ip && o.reuse_address, SOL_SOCKET, SO_REUSEADDR, 1},
+      {o.reuse_port, SOL_SOCKET, SO_REUSEPORT, 1},
+      {ip && o.no_delay, IPPROTO_TCP, TCP_NODELAY, 1},
+      {ep.is_v6(), IPPROTO_IPV6, IPV6_V6ONLY, o.v6_only ? 1 : 0},
+  };
+  for (const option& opt : options) {
+    if (opt.wanted && setsockopt(fd, opt.level, opt.name, &opt.value, sizeof opt.value) != 0) {
+      return detail::system_error(errno);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
 result<listener> listener::bind(loop& lp, const endpoint& ep, listen_options o) {
   if (o.backlog < 0) return std::make_error_code(std::errc::invalid_argument);
   const int fd = ::socket(ep.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return detail::system_error(errno);
-  auto fail = [fd]() -> std::error_code {
-    const int e = errno;
+  detail::unix_socket_file file;
+  auto fail = [fd, &file](std::error_code ec) -> std::error_code {
+    detail::remove_socket_file(file);
     ::close(fd);
-    return detail::system_error(e);
+    return ec;
   };
-  const int one = 1;
-  if (o.reuse_address && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
-    return fail();
+  if (auto ec = set_options(fd, ep, o)) return fail(ec);
+  if (ep.is_unix()) {
+    if (auto ec = detail::bind_unix(fd, ep, o.remove_stale_socket, file)) return fail(ec);
+  } else if (::bind(fd, ep.data(), ep.size()) != 0) {
+    return fail(detail::system_error(errno));
   }
-  if (o.reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-    return fail();
-  }
-  if (o.no_delay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
-    return fail();
-  }
-  if (ep.is_v6()) {
-    const int v6only = o.v6_only ? 1 : 0;
-    if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) != 0) return fail();
-  }
-  if (::bind(fd, ep.data(), ep.size()) != 0 || ::listen(fd, o.backlog) != 0) return fail();
+  if (::listen(fd, o.backlog) != 0) return fail(detail::system_error(errno));
 
   auto* s = new detail::listener_state(lp, fd);
+  s->file = std::move(file);
   event_base* base = lp.native_handle();
   s->readable.reset(event_new(base, fd, EV_READ | EV_PERSIST, detail::on_readable, s));
   listener l;

@@ -149,7 +149,7 @@ TEST_SUITE("endpoint") {
     CHECK(one_byte.error() == std::errc::invalid_argument);
   }
 
-  TEST_CASE("from_sockaddr rejects a length too short for the family and non-IP families") {
+  TEST_CASE("from_sockaddr rejects a length too short for the family and other families") {
     const endpoint v4 = endpoint::v4_loopback(80);
     const endpoint v6 = endpoint::v6_loopback(443);
     auto short_v4 = endpoint::from_sockaddr(v4.data(), sizeof(sockaddr_in) - 1);
@@ -158,11 +158,17 @@ TEST_SUITE("endpoint") {
     auto short_v6 = endpoint::from_sockaddr(v6.data(), sizeof(sockaddr_in6) - 1);
     REQUIRE(!short_v6);
     CHECK(short_v6.error() == std::errc::invalid_argument);
-    sockaddr_un un{};
-    un.sun_family = AF_UNIX;
-    auto unix_sa = endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&un), sizeof un);
-    REQUIRE(!unix_sa);
-    CHECK(unix_sa.error() == std::errc::address_family_not_supported);
+    sockaddr_storage other{};
+    other.ss_family = AF_NETLINK;
+    auto netlink = endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&other), sizeof other);
+    REQUIRE(!netlink);
+    CHECK(netlink.error() == std::errc::address_family_not_supported);
+    // A Unix address may be as short as its family (unnamed), never longer than sockaddr_un.
+    other.ss_family = AF_UNIX;
+    auto too_long =
+        endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&other), sizeof(sockaddr_un) + 1);
+    REQUIRE(!too_long);
+    CHECK(too_long.error() == std::errc::invalid_argument);
     // Exactly long enough, and longer (a sockaddr_storage), both work.
     CHECK(endpoint::from_sockaddr(v4.data(), sizeof(sockaddr_in)).value() == v4);
     CHECK(endpoint::from_sockaddr(v6.data(), sizeof(sockaddr_storage)).value() == v6);
@@ -193,5 +199,95 @@ TEST_SUITE("endpoint") {
     auto e = endpoint::v4_loopback(5);
     e.set_port(6);
     CHECK(e.port() == 6);
+  }
+
+  TEST_CASE("Unix paths and abstract names print back as parse() takes them") {
+    for (const char* text : {"unix:/run/app.sock", "unix:relative.sock", "unix:@app"}) {
+      CAPTURE(text);
+      auto e = endpoint::parse(text);
+      REQUIRE_MESSAGE(e, evco::test::error_of(e));
+      CHECK(e.value().is_unix());
+      CHECK(!e.value().is_v4());
+      CHECK(e.value().family() == AF_UNIX);
+      CHECK(e.value().to_string() == text);
+      CHECK(e.value().path() == std::string_view(text).substr(5));
+      CHECK(e.value().address() == e.value().path());
+      CHECK(e.value().port() == 0);
+    }
+    // parse(address, port) takes them too, so that ADDRESS PORT programs serve either.
+    auto e = endpoint::parse("unix:/tmp/x", 80);
+    REQUIRE(e);
+    CHECK(e.value() == endpoint::unix_path("/tmp/x").value());
+    e.value().set_port(9);  // nothing to set
+    CHECK(e.value().port() == 0);
+    CHECK(e.value().to_string() == "unix:/tmp/x");
+    CHECK(endpoint::v4_loopback(80).path().empty());
+  }
+
+  TEST_CASE("a Unix path's size counts its terminator; an abstract name's does not") {
+    constexpr auto base = offsetof(sockaddr_un, sun_path);
+    const endpoint path = endpoint::unix_path("/a/b").value();
+    CHECK(path.size() == base + 5);
+    const auto& sun = reinterpret_cast<const sockaddr_un&>(*path.data());
+    CHECK(std::string_view(sun.sun_path) == "/a/b");
+    const endpoint abstract = endpoint::unix_path("@ab").value();
+    CHECK(abstract.size() == base + 3);
+    const auto& asun = reinterpret_cast<const sockaddr_un&>(*abstract.data());
+    CHECK(asun.sun_path[0] == '\0');
+    CHECK(std::string_view(asun.sun_path + 1, 2) == "ab");
+  }
+
+  TEST_CASE("Unix paths past sun_path, empty ones and NULs inside are rejected") {
+    const std::string longest(107, 'a');
+    CHECK(endpoint::unix_path(longest).value().path() == longest);
+    CHECK(endpoint::unix_path("@" + longest).value().path() == "@" + longest);
+    for (const std::string& bad : {longest + "a", "@" + longest + "a", std::string(4096, '/')}) {
+      auto e = endpoint::unix_path(bad);
+      REQUIRE(!e);
+      CHECK(e.error() == errc::endpoint_path_too_long);
+      CHECK(e.error() == std::errc::filename_too_long);
+    }
+    for (const std::string_view bad : {std::string_view(""), std::string_view("@"),
+                                       std::string_view("/a\0b", 4), std::string_view("unix:")}) {
+      CAPTURE(bad);
+      auto e = bad.starts_with("unix:") ? endpoint::parse(bad) : endpoint::unix_path(bad);
+      REQUIRE(!e);
+      CHECK(e.error() == std::errc::invalid_argument);
+    }
+  }
+
+  TEST_CASE("from_sockaddr reads Unix addresses: unnamed, paths with or without their NUL") {
+    constexpr auto base = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path));
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    const auto* sa = reinterpret_cast<const sockaddr*>(&un);
+    auto unnamed = endpoint::from_sockaddr(sa, base);
+    REQUIRE(unnamed);
+    CHECK(unnamed.value().is_unix());
+    CHECK(unnamed.value().path().empty());
+    CHECK(unnamed.value().to_string() == "unix:");
+    std::memcpy(un.sun_path, "/x/y", 4);
+    const endpoint with_nul = endpoint::from_sockaddr(sa, base + 5).value();
+    const endpoint without = endpoint::from_sockaddr(sa, base + 4).value();
+    const endpoint whole = endpoint::from_sockaddr(sa, sizeof un).value();
+    CHECK(with_nul.path() == "/x/y");
+    CHECK(without == with_nul);
+    CHECK(whole == with_nul);
+    CHECK(whole.size() == base + 5);
+    CHECK(with_nul == endpoint::unix_path("/x/y").value());
+  }
+
+  TEST_CASE("Unix endpoints compare by their bytes, apart from IP ones") {
+    const endpoint a = endpoint::unix_path("/a").value();
+    const endpoint b = endpoint::unix_path("/b").value();
+    const endpoint abstract_a = endpoint::unix_path("@a").value();
+    CHECK(a == endpoint::unix_path("/a").value());
+    CHECK(a != b);
+    CHECK(a < b);
+    CHECK(abstract_a != a);
+    CHECK(abstract_a < a);  // an abstract name starts with NUL
+    CHECK(endpoint::unix_path("/a").value() < endpoint::unix_path("/ab").value());
+    CHECK(a != endpoint::v4_loopback(0));
+    CHECK(a < endpoint::v4_loopback(0));  // by family first: AF_UNIX (1) before AF_INET (2)
   }
 }

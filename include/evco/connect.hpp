@@ -1,5 +1,6 @@
 #pragma once
-// connect: open a TCP stream to an endpoint, or to a host name (resolve + Happy Eyeballs).
+// connect: open a stream to an endpoint (TCP or Unix), or to a host name (resolve + Happy
+// Eyeballs).
 
 #include <chrono>
 #include <cstdint>
@@ -44,8 +45,11 @@ struct connect_options {
 // Keep it so: see op_options on g++ 12 and aggregate temporaries in co_await expressions.
 static_assert(std::is_trivially_destructible_v<connect_options>);
 
-/// Connects to `ep`. Errors: the connect errno (connection_refused, network_unreachable, ...),
-/// errc::connect_timed_out, errc::cancelled (when `stop` is requested first).
+/// Connects to `ep`: TCP, or a Unix domain socket (endpoint::unix_path), which connects at once
+/// or fails. Errors: the connect errno (connection_refused, network_unreachable; for a Unix
+/// path no_such_file_or_directory, permission_denied, and resource_unavailable_try_again
+/// when the listener's backlog is full), errc::connect_timed_out, errc::cancelled (when
+/// `stop` is requested first).
 task<result<stream>> connect(loop& lp, endpoint ep, connect_options o = {},
                              std::stop_token stop = {});
 

@@ -1,5 +1,5 @@
 #pragma once
-// listener: a bound, listening TCP socket whose accept() is awaitable.
+// listener: a bound, listening TCP or Unix domain socket whose accept() is awaitable.
 
 #include <optional>
 #include <stop_token>
@@ -21,6 +21,11 @@ struct listen_options {
   bool reuse_port = false;    ///< SO_REUSEPORT: one listener per loop/thread on the same port
   bool v6_only = false;       ///< IPV6_V6ONLY for an IPv6 endpoint
   bool no_delay = true;       ///< TCP_NODELAY on every accepted stream
+  /// Unix path only: when the path is taken by a socket file that nobody listens on (its
+  /// server died), remove it and bind. A live listener's socket, or a file that is not a
+  /// socket, is never removed: binding fails with address_in_use as without the option. (The
+  /// test is a connect: a live listener sees it as a connection that ends at once.)
+  bool remove_stale_socket = false;
 };
 static_assert(std::is_trivially_destructible_v<listen_options>);  // see op_options
 
@@ -59,6 +64,10 @@ class listener {
   ~listener() { close(); }
 
   /// Binds and listens; port 0 picks a free port (read it back with local_endpoint()).
+  /// A Unix endpoint (endpoint::unix_path) makes its socket file, which close() removes again
+  /// (if it is still the file this listener made). Errors are the OS's: address_in_use (the
+  /// path or port is taken; see remove_stale_socket), no_such_file_or_directory (a missing
+  /// directory), permission_denied.
   static result<listener> bind(loop& lp, const endpoint& ep, listen_options o = {});
 
   /// Completes with the next connection. When the process is out of file descriptors
@@ -66,7 +75,8 @@ class listener {
   /// back-off before trying again, so a server loop that retries does not spin.
   detail::accept_op accept(op_options o = {}) { return {s_, std::move(o)}; }
 
-  /// Resumes a pending accept with errc::closed and closes the socket.
+  /// Resumes a pending accept with errc::closed and closes the socket (removing the socket
+  /// file it made).
   void close() noexcept;
 
   bool is_open() const noexcept { return s_ != nullptr; }

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include <sys/types.h>
+
 #include "evco/detail/parked_op.hpp"
 #include "evco/detail/waiter.hpp"
 #include "evco/endpoint.hpp"
@@ -22,6 +24,14 @@ namespace evco {
 
 class loop;
 class stream;
+
+/// Who is at the other end of a Unix domain socket (SO_PEERCRED): the process that connected
+/// (or, on the connecting side, the one that called listen), as it was at that moment.
+struct credentials {
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+};
 
 namespace detail {
 
@@ -256,6 +266,10 @@ class stream {
   std::size_t buffered_output() const noexcept;
   result<endpoint> local_endpoint() const;
   result<endpoint> remote_endpoint() const;
+  /// The peer's process and user over a Unix domain socket. Fails with
+  /// address_family_not_supported over TCP, not_a_socket for a stream without a socket (a
+  /// pair), errc::closed for a closed stream.
+  result<credentials> peer_credentials() const;
   bufferevent* native_handle() const noexcept;
 
  private:

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include "../unix_socket.hpp"
 #include "internal.hpp"
 
 namespace evco {
@@ -93,6 +94,10 @@ result<endpoint> stream::local_endpoint() const {
 }
 result<endpoint> stream::remote_endpoint() const {
   return socket_name(s_, true);
+}
+result<credentials> stream::peer_credentials() const {
+  if (!s_) return errc::closed;
+  return detail::peer_credentials_of(bufferevent_getfd(s_->bev));
 }
 bufferevent* stream::native_handle() const noexcept {
   return s_ ? s_->bev : nullptr;
