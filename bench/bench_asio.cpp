@@ -5,6 +5,7 @@
 #include <array>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <utility>  // first: Boost 1.74's asio/awaitable.hpp uses std::exchange without it
 #include <vector>
 
@@ -18,6 +19,7 @@
 #endif
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -69,7 +71,8 @@ awaitable<void> wait_until(shared* sh, Pred done) {
   }
 }
 
-awaitable<void> echo_conn(tcp::socket s, shared* sh, bool count_start) {
+template <class Socket>
+awaitable<void> echo_conn(Socket s, shared* sh, bool count_start) {
   std::array<unsigned char, echo_buf_size> buf;
   error_code ec;
   if (count_start && ++sh->started == 2 * sh->expected) sh->poke();
@@ -84,8 +87,10 @@ awaitable<void> echo_conn(tcp::socket s, shared* sh, bool count_start) {
   }
 }
 
-// Connects a client and accepts its server end; false (with the error recorded) on failure.
-awaitable<bool> make_pair(tcp::acceptor& acc, tcp::socket& c, tcp::socket& srv, shared* sh) {
+// Connects a client and accepts its server end (TCP or Unix); false (with the error recorded)
+// on failure.
+template <class Acceptor, class Socket>
+awaitable<bool> make_pair(Acceptor& acc, Socket& c, Socket& srv, shared* sh) {
   error_code ec;
   co_await c.async_connect(acc.local_endpoint(), with(ec));
   if (ec) {
@@ -97,12 +102,15 @@ awaitable<bool> make_pair(tcp::acceptor& acc, tcp::socket& c, tcp::socket& srv, 
     sh->fail("accept", ec);
     co_return false;
   }
-  c.set_option(tcp::no_delay(true));
-  srv.set_option(tcp::no_delay(true));
+  if constexpr (std::is_same_v<Socket, tcp::socket>) {  // a Unix socket has no TCP_NODELAY
+    c.set_option(tcp::no_delay(true));
+    srv.set_option(tcp::no_delay(true));
+  }
   co_return true;
 }
 
-awaitable<void> pingpong_client(tcp::socket s, std::uint32_t conn, int warmup, int count,
+template <class Socket>
+awaitable<void> pingpong_client(Socket s, std::uint32_t conn, int warmup, int count,
                                 pingpong_params::style style, shared* sh) {
   unsigned char out[msg_size];
   unsigned char in[msg_size];
@@ -134,12 +142,14 @@ awaitable<void> pingpong_client(tcp::socket s, std::uint32_t conn, int warmup, i
   }
 }
 
-awaitable<void> pingpong_main(tcp::acceptor* acc, pingpong_params p, shared* sh) {
+template <class Acceptor>
+awaitable<void> pingpong_main(Acceptor* acc, pingpong_params p, shared* sh) {
+  using socket = typename Acceptor::protocol_type::socket;
   auto ex = co_await asio::this_coro::executor;
-  std::vector<tcp::socket> clients;
+  std::vector<socket> clients;
   clients.reserve(static_cast<std::size_t>(p.conns));
   for (int i = 0; i < p.conns; ++i) {
-    tcp::socket c(ex), srv(ex);
+    socket c(ex), srv(ex);
     if (!co_await make_pair(*acc, c, srv, sh)) co_return;
     asio::co_spawn(ex, echo_conn(std::move(srv), sh, false), asio::detached);
     clients.push_back(std::move(c));
@@ -304,13 +314,24 @@ awaitable<void> channel_main(channel_params p, channel* there, channel* back, sh
 
 #endif
 
-// Runs `main` to completion on a fresh single-threaded io_context.
-template <class Make>
-run_result drive(shared& sh, Make make) {
+// Where a run listens: 127.0.0.1 on a free port, or a fresh abstract Unix name.
+tcp::endpoint listen_at(tcp) {
+  return {asio::ip::address_v4::loopback(), 0};
+}
+asio::local::stream_protocol::endpoint listen_at(asio::local::stream_protocol) {
+  std::string name = unix_name();
+  name[0] = '\0';  // the '@': an abstract name
+  return {name};
+}
+
+// Runs `main` to completion on a fresh single-threaded io_context, with an acceptor of
+// `protocol` (TCP or a Unix socket).
+template <class Make, class Protocol = tcp>
+run_result drive(shared& sh, Make make, Protocol protocol = tcp::v4()) {
   run_result r;
   try {
     asio::io_context io(1);
-    tcp::acceptor acc(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    typename Protocol::acceptor acc(io, listen_at(protocol));
     asio::steady_timer wake(io, asio::steady_timer::time_point::max());
     sh.wake = &wake;
     asio::co_spawn(io, make(&acc), asio::detached);
@@ -334,7 +355,10 @@ run_result pingpong(const pingpong_params& p) {
   shared sh;
   sh.expected = p.conns;
   sh.steady = p.conns == 1;
-  auto r = drive(sh, [&](tcp::acceptor* acc) { return pingpong_main(acc, p, &sh); });
+  const auto make = [&](auto* acc) { return pingpong_main(acc, p, &sh); };
+  auto r = p.via == pingpong_params::transport::unix_socket
+               ? drive(sh, make, asio::local::stream_protocol())
+               : drive(sh, make);
   if (!r.ok) return r;
   if (sh.finished != p.conns) return bench::fail("asio: not every client finished");
   r.items = static_cast<std::uint64_t>(p.conns) * static_cast<std::uint64_t>(p.count);

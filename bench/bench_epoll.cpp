@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -61,19 +62,23 @@ bool watch(ep_ctx& ctx, conn* c, std::uint32_t events) {
   return true;
 }
 
-// A connected pair over the listener: blocking connect (loopback completes it at once), then
-// accept; both ends end up non-blocking with TCP_NODELAY.
-bool make_pair(ep_ctx& ctx, int lfd, std::uint16_t port, int& cfd, int& sfd) {
-  cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+// Where a listener is: 127.0.0.1:port, or a Unix socket.
+struct address {
+  sockaddr_storage sa{};
+  socklen_t len = 0;
+  sockaddr* get() { return reinterpret_cast<sockaddr*>(&sa); }
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&sa); }
+};
+
+// A connected pair over the listener at `to`: blocking connect (loopback TCP and Unix sockets
+// complete it at once), then accept; both ends end up non-blocking, TCP ones with TCP_NODELAY.
+bool make_pair(ep_ctx& ctx, int lfd, const address& to, int& cfd, int& sfd) {
+  cfd = socket(to.sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (cfd < 0) {
     ctx.fail(errno_text("socket"));
     return false;
   }
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  sa.sin_port = htons(port);
-  if (connect(cfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+  if (connect(cfd, to.get(), to.len) != 0) {
     ctx.fail(errno_text("connect"));
     return false;
   }
@@ -83,8 +88,10 @@ bool make_pair(ep_ctx& ctx, int lfd, std::uint16_t port, int& cfd, int& sfd) {
     return false;
   }
   set_nonblocking(cfd);
-  set_nodelay(cfd);
-  set_nodelay(sfd);
+  if (to.sa.ss_family != AF_UNIX) {  // a Unix socket has no TCP_NODELAY
+    set_nodelay(cfd);
+    set_nodelay(sfd);
+  }
   return true;
 }
 
@@ -134,14 +141,31 @@ bool run(ep_ctx& ctx, void (*dispatch)(ep_ctx&, conn*, std::uint32_t)) {
   return ctx.error.empty();
 }
 
+// A non-blocking listening socket on a fresh abstract Unix name.
+int listen_unix(int backlog = 4096) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_un sa;
+  const socklen_t len = unix_address(unix_name(), sa);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0 || listen(fd, backlog) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 struct scoped_ctx {
   ep_ctx ctx;
   int lfd = -1;
   std::uint16_t port = 0;
-  scoped_ctx() {
+  address at;  // the listener's
+  explicit scoped_ctx(pingpong_params::transport via = pingpong_params::transport::tcp) {
     ctx.epfd = epoll_create1(EPOLL_CLOEXEC);
-    lfd = listen_loopback(port);
-    if (ctx.epfd < 0 || lfd < 0) ctx.fail(errno_text("setup"));
+    lfd = via == pingpong_params::transport::unix_socket ? listen_unix() : listen_loopback(port);
+    at.len = sizeof at.sa;
+    if (ctx.epfd < 0 || lfd < 0 || getsockname(lfd, at.get(), &at.len) != 0) {
+      ctx.fail(errno_text("setup"));
+    }
   }
   ~scoped_ctx() {
     if (lfd >= 0) close(lfd);
@@ -355,7 +379,7 @@ void idle_dispatch(ep_ctx& ctx, conn* c, std::uint32_t) {
 }  // namespace
 
 run_result pingpong(const pingpong_params& p) {
-  scoped_ctx s;
+  scoped_ctx s(p.via);
   ep_ctx& ctx = s.ctx;
   pp = pp_state{p, p.conns == 1, 0, {}, {}};
   auto** clients = static_cast<client_conn**>(
@@ -363,7 +387,7 @@ run_result pingpong(const pingpong_params& p) {
   int made = 0;
   for (; made < p.conns && ctx.error.empty(); ++made) {
     int cfd = -1, sfd = -1;
-    if (!make_pair(ctx, s.lfd, s.port, cfd, sfd)) break;
+    if (!make_pair(ctx, s.lfd, s.at, cfd, sfd)) break;
     auto* cl = static_cast<client_conn*>(std::malloc(sizeof(client_conn)));
     *cl = client_conn{{k_client, cfd}, static_cast<std::uint32_t>(made), 0, 0, {}, {}};
     clients[made] = cl;
@@ -396,7 +420,7 @@ run_result throughput(std::uint64_t total_bytes) {
   ep_ctx& ctx = s.ctx;
   tp = tp_state{total_bytes, 0, 0, 0, 0, checksum{}, nullptr, false};
   int cfd = -1, sfd = -1;
-  if (ctx.error.empty() && make_pair(ctx, s.lfd, s.port, cfd, sfd)) {
+  if (ctx.error.empty() && make_pair(ctx, s.lfd, s.at, cfd, sfd)) {
     tp.buf = static_cast<unsigned char*>(std::malloc(chunk_size));
     auto* snd = static_cast<conn*>(std::malloc(sizeof(conn)));
     *snd = conn{k_sender, cfd};
@@ -441,7 +465,7 @@ run_result idle_memory(int conns) {
   int made = 0;
   for (; made < conns && ctx.error.empty(); ++made) {
     int cfd = -1, sfd = -1;
-    if (!make_pair(ctx, s.lfd, s.port, cfd, sfd)) break;
+    if (!make_pair(ctx, s.lfd, s.at, cfd, sfd)) break;
     auto* cl = static_cast<client_conn*>(std::malloc(sizeof(client_conn)));
     *cl = client_conn{{k_client, cfd}, static_cast<std::uint32_t>(made), 0, 0, {}, {}};
     clients[made] = cl;

@@ -124,8 +124,15 @@ task<result<void>> pingpong_client(evco::loop& s_loop, evco::stream s, std::uint
   co_return evco::success();
 }
 
+// Where a pingpong listens: 127.0.0.1 on a free port, or a fresh abstract Unix name.
+result<evco::endpoint> listen_at(pingpong_params::transport via) {
+  if (via == pingpong_params::transport::unix_socket) return evco::endpoint::unix_path(unix_name());
+  return evco::endpoint::v4_loopback(0);
+}
+
 task<result<void>> pingpong_main(evco::loop& lp, pingpong_params p, shared* sh) {
-  EVCO_TRY(auto l, evco::listener::bind(lp, evco::endpoint::v4_loopback(0)));
+  EVCO_TRY(const auto at, listen_at(p.via));
+  EVCO_TRY(auto l, evco::listener::bind(lp, at));
   EVCO_TRY(const auto ep, l.local_endpoint());
   std::vector<evco::stream> clients;
   clients.reserve(static_cast<std::size_t>(p.conns));

@@ -3,6 +3,7 @@
 // watermarks instead of polling, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS everywhere.
 
 #include <netinet/in.h>
+#include <sys/un.h>
 
 #include <cstring>
 #include <string>
@@ -33,7 +34,8 @@ sockaddr_in loopback(std::uint16_t port) {
 struct run_ctx {
   event_base* base = nullptr;
   evconnlistener* lst = nullptr;
-  sockaddr_in addr{};
+  sockaddr_storage addr{};  // where the listener is: 127.0.0.1:port, or a Unix socket
+  socklen_t addr_len = 0;
   std::string error;
   clock::time_point t0{}, t1{};
 
@@ -44,19 +46,38 @@ struct run_ctx {
   void close_listener() {
     if (lst) evconnlistener_free(std::exchange(lst, nullptr));
   }
+  // A Unix socket has no TCP_NODELAY.
+  void no_delay(int fd) const {
+    if (addr.ss_family != AF_UNIX) set_nodelay(fd);
+  }
 };
 
-// Creates the base and a listener on 127.0.0.1:0 that calls `cb` with `ctx`.
-bool open(run_ctx& ctx, evconnlistener_cb cb) {
+// 127.0.0.1:0, or a fresh abstract Unix name; returns the address's length.
+socklen_t listen_address(pingpong_params::transport via, sockaddr_storage& at) {
+  if (via == pingpong_params::transport::unix_socket) {
+    sockaddr_un un;
+    const socklen_t len = unix_address(unix_name(), un);
+    std::memcpy(&at, &un, sizeof un);
+    return len;
+  }
+  const sockaddr_in in = loopback(0);
+  std::memcpy(&at, &in, sizeof in);
+  return sizeof in;
+}
+
+// Creates the base and a listener on 127.0.0.1:0 (or a Unix socket) that calls `cb` with `ctx`.
+bool open(run_ctx& ctx, evconnlistener_cb cb,
+          pingpong_params::transport via = pingpong_params::transport::tcp) {
   ctx.base = event_base_new();
   if (!ctx.base) return false;
-  sockaddr_in sa = loopback(0);
+  sockaddr_storage sa{};
+  const socklen_t sa_len = listen_address(via, sa);
   ctx.lst = evconnlistener_new_bind(ctx.base, cb, &ctx, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-                                    4096, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+                                    4096, reinterpret_cast<sockaddr*>(&sa), sa_len);
   if (!ctx.lst) return false;
-  socklen_t len = sizeof ctx.addr;
+  ctx.addr_len = sizeof ctx.addr;
   return getsockname(evconnlistener_get_fd(ctx.lst), reinterpret_cast<sockaddr*>(&ctx.addr),
-                     &len) == 0;
+                     &ctx.addr_len) == 0;
 }
 
 void close(run_ctx& ctx) {
@@ -70,8 +91,7 @@ bufferevent* connect_to(run_ctx& ctx, bufferevent_data_cb rd, bufferevent_data_c
   if (!bev) return nullptr;
   bufferevent_setcb(bev, rd, wr, ev, arg);
   bufferevent_enable(bev, EV_READ | EV_WRITE);
-  if (bufferevent_socket_connect(bev, reinterpret_cast<sockaddr*>(&ctx.addr), sizeof ctx.addr) !=
-      0) {
+  if (bufferevent_socket_connect(bev, reinterpret_cast<sockaddr*>(&ctx.addr), ctx.addr_len) != 0) {
     bufferevent_free(bev);
     return nullptr;
   }
@@ -102,7 +122,7 @@ void echo_event(bufferevent* bev, short what, void* arg) {
 
 void echo_accept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
   auto& ctx = *static_cast<echo_ctx*>(static_cast<run_ctx*>(arg));
-  set_nodelay(fd);
+  ctx.no_delay(fd);
   bufferevent* bev = bufferevent_socket_new(ctx.base, fd, bev_flags);
   if (!bev) return ctx.fail("server: bufferevent_socket_new");
   bufferevent_setcb(bev, echo_read, nullptr, echo_event, &ctx);
@@ -175,7 +195,7 @@ void pp_read(bufferevent* bev, void* arg) {
 void pp_event(bufferevent* bev, short what, void* arg) {
   auto& c = *static_cast<pp_client*>(arg);
   if (what & BEV_EVENT_CONNECTED) {
-    set_nodelay(bufferevent_getfd(bev));
+    c.ctx->no_delay(bufferevent_getfd(bev));
     ++c.ctx->connected;
     c.ctx->maybe_start();
     return;
@@ -380,7 +400,7 @@ run_result pingpong(const pingpong_params& p) {
   pp_ctx ctx;
   ctx.p = p;
   ctx.steady = p.conns == 1;
-  if (!open(ctx, echo_accept)) return bench::fail("libevent: listener setup");
+  if (!open(ctx, echo_accept, p.via)) return bench::fail("libevent: listener setup");
   ctx.clients.resize(static_cast<std::size_t>(p.conns));
   for (int i = 0; i < p.conns; ++i) {
     auto& c = ctx.clients[static_cast<std::size_t>(i)];

@@ -2,6 +2,9 @@
 // Shared by the four implementations of each workload: the parameters, what a run reports,
 // the heap counters, the payload patterns and the streamed-bytes checksum.
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -56,6 +59,9 @@ struct pingpong_params {
   // How the client reads each echo: plainly; with a 10 s deadline of its own (evco: the op's
   // timeout); or racing a 10 s timer (evco: when_any(read, sleep_for); Asio: read || timer).
   enum style { plain, op_timeout, race } read = plain;
+  // What the connections run over: TCP on 127.0.0.1, or a Unix domain socket (unix_pingpong)
+  // under a fresh abstract name (unix_name()).
+  enum class transport { tcp, unix_socket } via = transport::tcp;
 };
 
 // Two coroutines on one loop, each receiving on a channel of its own: A sends n, B sends n + 1
@@ -151,6 +157,12 @@ int listen_loopback(std::uint16_t& port, int backlog = 4096);
 void set_nodelay(int fd);
 void set_nonblocking(int fd);
 std::string errno_text(const char* what);
+// A Linux abstract Unix socket name, a new one on every call: "@evco-bench-<pid>-<n>". It has
+// no socket file, so a run leaves nothing behind, and concurrent runs do not collide.
+std::string unix_name();
+// The socket address of such a name (the '@' becomes sun_path's leading NUL); returns its
+// length, which counts the name's bytes only, as the kernel takes abstract names.
+socklen_t unix_address(const std::string& name, sockaddr_un& sa);
 
 // --- the implementations ---------------------------------------------------------------------
 

@@ -29,6 +29,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "common.hpp"
 
@@ -137,6 +138,20 @@ void set_nodelay(int fd) {
 
 void set_nonblocking(int fd) {
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+std::string unix_name() {
+  static unsigned n = 0;
+  return "@evco-bench-" + std::to_string(getpid()) + "-" + std::to_string(n++);
+}
+
+socklen_t unix_address(const std::string& name, sockaddr_un& sa) {
+  sa = sockaddr_un{};
+  sa.sun_family = AF_UNIX;
+  const std::size_t n = std::min(name.size(), sizeof sa.sun_path);
+  std::memcpy(sa.sun_path, name.data(), n);
+  sa.sun_path[0] = '\0';  // the '@': an abstract name
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n);
 }
 
 int listen_loopback(std::uint16_t& port, int backlog) {
@@ -254,7 +269,7 @@ void usage() {
                "[--impl=NAME[,NAME...]]\n"
                "  scenarios: pingpong_1 pingpong_100 throughput connect_rate idle_memory\n"
                "             channel_pingpong channel_handover pingpong_timeout pingpong_race\n"
-               "             group_spawn\n"
+               "             group_spawn unix_pingpong\n"
                "  impls:     evco libevent asio epoll\n");
 }
 
@@ -330,22 +345,31 @@ int main(int argc, char** argv) {
   const unsigned run_cap_s = quick ? 20 : 60;
 
   auto rate = [](const run_result& r) { return static_cast<double>(r.items) / r.seconds; };
+  const auto news_per_op = [](const run_result& r) {
+    return static_cast<double>(r.steady_news) / (4.0 * static_cast<double>(r.steady_round_trips));
+  };
   std::vector<scenario> scenarios;
   scenarios.push_back({"pingpong_1",
                        "rt/s",
                        true,
                        [&](const impl& im) { return im.pingpong(pp1); },
                        rate,
-                       {{"allocs_per_op", "new/op",
-                         [](const run_result& r) {
-                           return static_cast<double>(r.steady_news) /
-                                  (4.0 * static_cast<double>(r.steady_round_trips));
-                         }},
+                       {{"allocs_per_op", "new/op", news_per_op},
                         {"heap_allocs_per_op", "allocs/op",
                          [](const run_result& r) {
                            return static_cast<double>(r.steady_news + r.steady_event_mallocs) /
                                   (4.0 * static_cast<double>(r.steady_round_trips));
                          }}},
+                       {}});
+  // pingpong_1 over a Unix domain socket (an abstract name: nothing to clean up after).
+  pingpong_params pp_unix = pp1;
+  pp_unix.via = pingpong_params::transport::unix_socket;
+  scenarios.push_back({"unix_pingpong",
+                       "rt/s",
+                       true,
+                       [pp_unix](const impl& im) { return im.pingpong(pp_unix); },
+                       rate,
+                       {{"unix_allocs_per_op", "new/op", news_per_op}},
                        {}});
   scenarios.push_back({"pingpong_100",
                        "rt/s",
