@@ -35,7 +35,25 @@ struct watchdog final : doctest::IReporter {
 
 DOCTEST_REGISTER_LISTENER("watchdog", 1, watchdog);
 
+#if defined(__SANITIZE_THREAD__)
+#define EVCO_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EVCO_TEST_TSAN 1
+#endif
+#endif
+#ifdef EVCO_TEST_TSAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 int main(int argc, char** argv) {
+#ifdef EVCO_TEST_TSAN
+  // clang's ThreadSanitizer symbolizes through a child process (llvm-symbolizer) with two
+  // pipes, started the first time it needs a stack's names: when it checks a race against
+  // tests/tsan.supp. Started now, its pipes are there before any test counts descriptors.
+  char name[64];
+  __sanitizer_symbolize_pc(__builtin_return_address(0), "%f", name, sizeof name);
+#endif
   std::signal(SIGALRM, [](int) {
     static const char msg[] = "watchdog: test case hung, aborting\n";
     (void)!write(2, msg, sizeof msg - 1);

@@ -9,6 +9,7 @@
 #include "evco/listener.hpp"
 #include "evco/log.hpp"
 #include "evco/loop.hpp"
+#include "evco/loop_pool.hpp"
 #include "evco/op_options.hpp"
 #include "evco/parked.hpp"
 #include "evco/signal.hpp"
