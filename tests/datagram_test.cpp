@@ -598,7 +598,7 @@ task<void> burst(loop& lp, bool batched) {
   std::uint32_t got = 0, largest_batch = 0;
   std::int64_t last = -1;
   std::vector<std::array<std::byte, 64>> bufs(16);
-  std::vector<evco::datagram_slot> slots(bufs.size());
+  std::vector<evco::datagram_slot> slots(bufs.begin(), bufs.end());
   for (;;) {
     const auto drops = kernel_drops(rx.value().native_handle());
     if (got + drops >= sent) {
@@ -608,15 +608,12 @@ task<void> burst(loop& lp, bool batched) {
     }
     std::size_t n = 0;
     if (batched) {
-      for (std::size_t i = 0; i < slots.size(); ++i)
-        slots[i].buffer = bufs[i];
       auto r = co_await rx.value().receive_batch(slots, 10s);
       REQUIRE_MESSAGE(r, error_of(r));
       n = r.value();
     } else {
       auto r = co_await rx.value().receive_from(bufs[0], 10s);
       REQUIRE_MESSAGE(r, error_of(r));
-      slots[0].buffer = bufs[0];
       slots[0].size = r.value().size;
       n = 1;
     }
@@ -653,18 +650,16 @@ task<void> batches(loop& lp) {
   payloads[7] = pattern(40, 7);  // larger than its slot
   std::vector<evco::outgoing_datagram> out;
   for (const auto& p : payloads)
-    out.push_back({std::as_bytes(std::span(p)), &to});
+    out.emplace_back(p, &to);
   auto sent = co_await a.send_batch(out);
   REQUIRE_MESSAGE(sent, error_of(sent));
   CHECK(sent.value() == out.size());  // sendmmsg took them all in one go
 
   std::vector<std::array<std::byte, 32>> bufs(16);
-  std::vector<evco::datagram_slot> slots(bufs.size());
+  std::vector<evco::datagram_slot> slots(bufs.begin(), bufs.end());
   std::size_t got = 0;
   std::size_t largest = 0;
   while (got < payloads.size()) {
-    for (std::size_t i = 0; i < slots.size(); ++i)
-      slots[i] = {bufs[i], 0, {}};
     auto r = co_await b.receive_batch(slots, 10s);
     REQUIRE_MESSAGE(r, error_of(r));
     REQUIRE(r.value() >= 1);
@@ -686,7 +681,7 @@ task<void> batches(loop& lp) {
   CHECK(error_of(co_await b.receive_batch(slots, 20ms)) == errc::timed_out);
   // Connected: a null destination is the peer.
   REQUIRE(a.connect(to));
-  const evco::outgoing_datagram to_peer[] = {{std::as_bytes(std::span("p", 1)), nullptr}};
+  const evco::outgoing_datagram to_peer[] = {{"p"}};
   CHECK((co_await a.send_batch(to_peer)).value() == 1);
   auto r = co_await b.receive_batch(slots, 10s);
   REQUIRE(r);

@@ -45,6 +45,9 @@ struct received {
 
 /// One datagram of receive_batch(): `buffer` goes in, `size` and `from` come out.
 struct datagram_slot {
+  datagram_slot() noexcept = default;
+  explicit datagram_slot(std::span<std::byte> b) noexcept : buffer(b) {}
+
   std::span<std::byte> buffer;
   /// The datagram's real size: larger than buffer.size() when it did not fit (only the
   /// first buffer.size() bytes are in `buffer` then).
@@ -58,6 +61,13 @@ struct datagram_slot {
 
 /// One datagram of send_batch().
 struct outgoing_datagram {
+  outgoing_datagram() noexcept = default;
+  /// To `to`, or with a null `to` to the connected peer.
+  outgoing_datagram(std::span<const std::byte> d, const endpoint* t = nullptr) noexcept
+      : data(d), to(t) {}
+  outgoing_datagram(std::string_view d, const endpoint* t = nullptr) noexcept
+      : data(std::as_bytes(std::span(d))), to(t) {}
+
   std::span<const std::byte> data;
   const endpoint* to = nullptr;  ///< null: the connected peer
 };

@@ -170,10 +170,12 @@ datagram_op::datagram_op(datagram_state* st, const void* p, std::size_t n, const
       size(n),
       timeout(o.timeout),
       stop(std::move(o.stop)) {
-  // A family other than IPv4 and IPv6 is left for sendmsg to refuse (addr_len 0: no address).
+  // A family other than IPv4 and IPv6 is left for sendto to refuse (addr_len 0: no address).
+  // Copied whole: sockaddr_in6 holds either, and an endpoint's storage is larger still.
+  static_assert(sizeof(sockaddr_in6) >= sizeof(sockaddr_in));
   if (to.is_v4() || to.is_v6()) {
-    addr_len = to.size();
-    std::memcpy(&addr, to.data(), addr_len);
+    addr_len = to.is_v6() ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    std::memcpy(&addr, to.data(), sizeof addr);
   }
 }
 
