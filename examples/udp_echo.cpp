@@ -40,15 +40,16 @@ evco::task<evco::result<int>> stop_signal(evco::loop& lp) {
   co_return co_await evco::wait_signal(lp, {SIGINT, SIGTERM});
 }
 
-// Echoes until SIGINT or SIGTERM.
+// Echoes until SIGINT or SIGTERM. The signal watch starts first (when_any starts its
+// arguments in order): a stop signal is caught from the first echo on.
 evco::task<int> run(evco::loop& lp, evco::datagram& d) {
-  auto first = co_await evco::when_any(echo(d), stop_signal(lp));
-  if (first.index() == 0) {
-    const auto& r = std::get<0>(first);
+  auto first = co_await evco::when_any(stop_signal(lp), echo(d));
+  if (first.index() == 1) {
+    const auto& r = std::get<1>(first);
     std::fprintf(stderr, "[ERR] receive: %s\n", r ? "ended" : r.error().message().c_str());
     co_return 1;
   }
-  const auto& sig = std::get<1>(first);
+  const auto& sig = std::get<0>(first);
   if (!sig) {
     std::fprintf(stderr, "[ERR] cannot watch signals: %s\n", sig.error().message().c_str());
     co_return 1;

@@ -71,8 +71,7 @@ def echoes(server, family):
 
 def stops(exe, sig):
     with Server([exe, "127.0.0.1", "0"]) as server:
-        # One echo first: then the loop runs, and the signal watch (started before the loop
-        # polled) is installed.
+        # One echo first: udp_echo watches the signals before it echoes.
         c = client(socket.AF_INET, server.host)
         c.sendto(b"up?", (server.host, server.port))
         if c.recvfrom(16)[0] != b"up?":
