@@ -20,6 +20,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ip/udp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -314,6 +315,43 @@ awaitable<void> channel_main(channel_params p, channel* there, channel* back, sh
 
 #endif
 
+// udp_pingpong's server: an unconnected socket that sends each datagram back to its sender.
+awaitable<void> udp_echo(asio::ip::udp::socket* s, int count, shared* sh) {
+  std::array<unsigned char, echo_buf_size> buf;
+  asio::ip::udp::endpoint from;
+  error_code ec;
+  for (int i = 0; i < count; ++i) {
+    const std::size_t n = co_await s->async_receive_from(asio::buffer(buf), from, with(ec));
+    if (ec) co_return sh->fail("server receive", ec);
+    co_await s->async_send_to(asio::buffer(buf.data(), n), from, with(ec));
+    if (ec) co_return sh->fail("server send", ec);
+  }
+}
+
+// The client: a connected socket, one datagram out and its echo back at a time.
+awaitable<void> udp_client(asio::ip::udp::socket* c, pingpong_params p, shared* sh) {
+  unsigned char out[msg_size];
+  unsigned char in[msg_size];
+  error_code ec;
+  for (int i = 0; i < p.warmup + p.count; ++i) {
+    if (i == p.warmup) {
+      sh->h0 = heap_now();
+      sh->t0 = clock::now();
+    }
+    fill_message(out, 0, static_cast<std::uint32_t>(i));
+    co_await c->async_send(asio::buffer(out), with(ec));
+    if (ec) co_return sh->fail("client send", ec);
+    const std::size_t n = co_await c->async_receive(asio::buffer(in), with(ec));
+    if (ec) co_return sh->fail("client receive", ec);
+    if (n != msg_size || std::memcmp(in, out, msg_size) != 0) {
+      co_return sh->fail("client: echo mismatch");
+    }
+  }
+  sh->t1 = clock::now();
+  sh->h1 = heap_now();
+  ++sh->finished;
+}
+
 // Where a run listens: 127.0.0.1 on a free port, or a fresh abstract Unix name.
 tcp::endpoint listen_at(tcp) {
   return {asio::ip::address_v4::loopback(), 0};
@@ -367,6 +405,32 @@ run_result pingpong(const pingpong_params& p) {
     r.steady_event_mallocs = sh.h1.event_mallocs - sh.h0.event_mallocs;
     r.steady_round_trips = static_cast<std::uint64_t>(p.count);
   }
+  return r;
+}
+
+run_result udp_pingpong(const pingpong_params& p) {
+  shared sh;
+  try {
+    using udp = asio::ip::udp;
+    asio::io_context io(1);
+    udp::socket server(io, udp::endpoint(asio::ip::address_v4::loopback(), 0));
+    udp::socket client(io, udp::endpoint(asio::ip::address_v4::loopback(), 0));
+    client.connect(server.local_endpoint());
+    asio::co_spawn(io, udp_echo(&server, p.warmup + p.count, &sh), asio::detached);
+    asio::co_spawn(io, udp_client(&client, p, &sh), asio::detached);
+    io.run();
+  } catch (const std::exception& e) {
+    sh.fail(std::string("exception: ") + e.what());
+  }
+  if (!sh.error.empty()) return bench::fail("asio: " + sh.error);
+  if (sh.finished != 1) return bench::fail("asio: the client did not finish");
+  run_result r;
+  r.ok = true;
+  r.seconds = seconds_between(sh.t0, sh.t1);
+  r.items = static_cast<std::uint64_t>(p.count);
+  r.steady_news = sh.h1.news - sh.h0.news;
+  r.steady_event_mallocs = sh.h1.event_mallocs - sh.h0.event_mallocs;
+  r.steady_round_trips = static_cast<std::uint64_t>(p.count);
   return r;
 }
 

@@ -226,6 +226,67 @@ void pp_dispatch(ep_ctx& ctx, conn* c, std::uint32_t) {
   send_message(ctx, cl);
 }
 
+// --- udp pingpong -----------------------------------------------------------------------------
+
+struct udp_state {
+  pingpong_params p;
+  int i;
+  heap_counters h0, h1;
+  unsigned char out[msg_size];
+  unsigned char buf[echo_buf_size];
+};
+udp_state udp;
+
+bool udp_send(ep_ctx& ctx, int fd) {
+  fill_message(udp.out, 0, static_cast<std::uint32_t>(udp.i));
+  if (send(fd, udp.out, msg_size, 0) != static_cast<ssize_t>(msg_size)) {
+    ctx.fail(errno_text("client send"));
+    return false;
+  }
+  return true;
+}
+
+// The server (k_server) sends each datagram back to its sender; the client (k_client, a
+// connected socket) checks the echo and sends the next. One datagram per readiness event.
+void udp_dispatch(ep_ctx& ctx, conn* c, std::uint32_t) {
+  if (c->kind == k_server) {
+    sockaddr_storage from{};
+    socklen_t len = sizeof from;
+    const ssize_t n =
+        recvfrom(c->fd, udp.buf, sizeof udp.buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+    if (n < 0) {
+      if (errno == EAGAIN) return;
+      return ctx.fail(errno_text("server recvfrom"));
+    }
+    if (sendto(c->fd, udp.buf, static_cast<std::size_t>(n), 0, reinterpret_cast<sockaddr*>(&from),
+               len) != n) {
+      ctx.fail(errno_text("server sendto"));
+    }
+    return;
+  }
+  unsigned char in[msg_size];
+  const ssize_t n = recv(c->fd, in, sizeof in, 0);
+  if (n < 0) {
+    if (errno == EAGAIN) return;
+    return ctx.fail(errno_text("client recv"));
+  }
+  if (n != static_cast<ssize_t>(msg_size) || std::memcmp(in, udp.out, msg_size) != 0) {
+    return ctx.fail("client: echo mismatch");
+  }
+  ++udp.i;
+  if (udp.i == udp.p.warmup) {
+    udp.h0 = heap_now();
+    ctx.t0 = clock::now();
+  }
+  if (udp.i == udp.p.warmup + udp.p.count) {
+    ctx.t1 = clock::now();
+    udp.h1 = heap_now();
+    ctx.open_conns = 0;  // ends run()
+    return;
+  }
+  udp_send(ctx, c->fd);
+}
+
 // --- throughput -------------------------------------------------------------------------------
 
 struct tp_state {
@@ -412,6 +473,34 @@ run_result pingpong(const pingpong_params& p) {
     r.steady_event_mallocs = pp.h1.event_mallocs - pp.h0.event_mallocs;
     r.steady_round_trips = static_cast<std::uint64_t>(p.count);
   }
+  return r;
+}
+
+run_result udp_pingpong(const pingpong_params& p) {
+  ep_ctx ctx;
+  udp = udp_state{p, 0, {}, {}, {}, {}};
+  std::uint16_t server_port = 0, client_port = 0;
+  ctx.epfd = epoll_create1(EPOLL_CLOEXEC);
+  conn server{k_server, udp_loopback(server_port)};
+  conn client{k_client, server.fd >= 0 ? udp_loopback(client_port, server_port) : -1};
+  if (ctx.epfd < 0 || server.fd < 0 || client.fd < 0) ctx.fail(errno_text("setup"));
+  if (ctx.error.empty() && watch(ctx, &server, EPOLLIN) && watch(ctx, &client, EPOLLIN)) {
+    ctx.open_conns = 2;
+    if (p.warmup == 0) {
+      udp.h0 = heap_now();
+      ctx.t0 = clock::now();
+    }
+    if (udp_send(ctx, client.fd)) run(ctx, udp_dispatch);
+  }
+  for (int fd : {server.fd, client.fd, ctx.epfd})
+    if (fd >= 0) close(fd);
+  auto r = finish(ctx);
+  if (!r.ok) return r;
+  if (udp.i != p.warmup + p.count) return bench::fail("epoll: the client did not finish");
+  r.items = static_cast<std::uint64_t>(p.count);
+  r.steady_news = udp.h1.news - udp.h0.news;
+  r.steady_event_mallocs = udp.h1.event_mallocs - udp.h0.event_mallocs;
+  r.steady_round_trips = static_cast<std::uint64_t>(p.count);
   return r;
 }
 

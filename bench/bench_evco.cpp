@@ -298,6 +298,43 @@ task<result<void>> channel_main(evco::loop& lp, channel_params p, shared* sh) {
   co_return evco::success();
 }
 
+// udp_pingpong's server: an unconnected socket that sends each datagram back to its sender.
+task<result<void>> udp_echo(evco::datagram* d, int count) {
+  std::array<std::byte, echo_buf_size> buf;
+  for (int i = 0; i < count; ++i) {
+    EVCO_TRY(const evco::received r, co_await d->receive_from(buf));
+    EVCO_TRYV(co_await d->send_to(std::span(buf).first(r.size), r.from));
+  }
+  co_return evco::success();
+}
+
+// The client: a connected socket, one datagram out and its echo back at a time.
+task<result<void>> udp_main(evco::loop& lp, pingpong_params p, shared* sh) {
+  EVCO_TRY(auto server, evco::datagram::bind(lp, evco::endpoint::v4_loopback(0)));
+  EVCO_TRY(auto client, evco::datagram::bind(lp, evco::endpoint::v4_loopback(0)));
+  EVCO_TRY(const auto to, server.local_endpoint());
+  EVCO_TRYV(client.connect(to));
+  lp.spawn(udp_echo(&server, p.warmup + p.count), sh->server_sink());
+  unsigned char out[msg_size];
+  unsigned char in[msg_size];
+  for (int i = 0; i < p.warmup + p.count; ++i) {
+    if (i == p.warmup) {
+      sh->h0 = heap_now();
+      sh->t0 = clock::now();
+    }
+    fill_message(out, 0, static_cast<std::uint32_t>(i));
+    EVCO_TRYV(co_await client.send(std::as_bytes(std::span(out))));
+    EVCO_TRY(const std::size_t n, co_await client.receive(std::as_writable_bytes(std::span(in))));
+    if (n != msg_size || std::memcmp(in, out, msg_size) != 0) {
+      co_return mismatch(sh, "client: echo mismatch");
+    }
+  }
+  sh->t1 = clock::now();
+  sh->h1 = heap_now();
+  ++sh->finished;
+  co_return evco::success();
+}
+
 run_result finish(result<void> r, shared& sh) {
   if (!r) return bench::fail("evco: " + r.error().message());
   if (!sh.error.empty()) return bench::fail("evco: " + sh.error);
@@ -349,6 +386,19 @@ run_result pingpong(const pingpong_params& p) {
     r.steady_event_mallocs = sh.h1.event_mallocs - sh.h0.event_mallocs;
     r.steady_round_trips = static_cast<std::uint64_t>(p.count);
   }
+  return r;
+}
+
+run_result udp_pingpong(const pingpong_params& p) {
+  evco::loop lp;
+  shared sh(lp, 1);
+  auto r = finish(lp.run(udp_main(lp, p, &sh)), sh);
+  if (!r.ok) return r;
+  if (sh.finished != 1) return bench::fail("evco: the client did not finish");
+  r.items = static_cast<std::uint64_t>(p.count);
+  r.steady_news = sh.h1.news - sh.h0.news;
+  r.steady_event_mallocs = sh.h1.event_mallocs - sh.h0.event_mallocs;
+  r.steady_round_trips = static_cast<std::uint64_t>(p.count);
   return r;
 }
 

@@ -3,7 +3,11 @@
 // watermarks instead of polling, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS everywhere.
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <cstring>
 #include <string>
@@ -203,6 +207,73 @@ void pp_event(bufferevent* bev, short what, void* arg) {
   c.ctx->fail("client: connection ended early");
 }
 
+// --- udp pingpong -----------------------------------------------------------------------------
+
+// Raw event callbacks on the two sockets: the server sends each datagram back to its sender,
+// the client (connected) checks the echo and sends the next.
+struct udp_ctx {
+  event_base* base = nullptr;
+  pingpong_params p{};
+  int i = 0;
+  std::string error;
+  clock::time_point t0{}, t1{};
+  heap_counters h0{}, h1{};
+  unsigned char out[msg_size] = {};
+  unsigned char buf[echo_buf_size] = {};
+
+  void fail(std::string why) {
+    if (error.empty()) error = std::move(why);
+    event_base_loopbreak(base);
+  }
+  bool send(int fd) {
+    fill_message(out, 0, static_cast<std::uint32_t>(i));
+    if (::send(fd, out, msg_size, 0) == static_cast<ssize_t>(msg_size)) return true;
+    fail(errno_text("client send"));
+    return false;
+  }
+};
+
+void udp_server_read(evutil_socket_t fd, short, void* arg) {
+  auto& ctx = *static_cast<udp_ctx*>(arg);
+  sockaddr_storage from{};
+  socklen_t len = sizeof from;
+  const ssize_t n =
+      recvfrom(fd, ctx.buf, sizeof ctx.buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+  if (n < 0) {
+    if (errno != EAGAIN) ctx.fail(errno_text("server recvfrom"));
+    return;
+  }
+  if (sendto(fd, ctx.buf, static_cast<std::size_t>(n), 0, reinterpret_cast<sockaddr*>(&from),
+             len) != n) {
+    ctx.fail(errno_text("server sendto"));
+  }
+}
+
+void udp_client_read(evutil_socket_t fd, short, void* arg) {
+  auto& ctx = *static_cast<udp_ctx*>(arg);
+  unsigned char in[msg_size];
+  const ssize_t n = recv(fd, in, sizeof in, 0);
+  if (n < 0) {
+    if (errno != EAGAIN) ctx.fail(errno_text("client recv"));
+    return;
+  }
+  if (n != static_cast<ssize_t>(msg_size) || std::memcmp(in, ctx.out, msg_size) != 0) {
+    return ctx.fail("client: echo mismatch");
+  }
+  ++ctx.i;
+  if (ctx.i == ctx.p.warmup) {
+    ctx.h0 = heap_now();
+    ctx.t0 = clock::now();
+  }
+  if (ctx.i == ctx.p.warmup + ctx.p.count) {
+    ctx.t1 = clock::now();
+    ctx.h1 = heap_now();
+    event_base_loopbreak(ctx.base);
+    return;
+  }
+  ctx.send(fd);
+}
+
 // --- stream throughput ------------------------------------------------------------------------
 
 struct tp_ctx final : run_ctx {
@@ -395,6 +466,46 @@ run_result finish(run_ctx& ctx, int rc) {
 }
 
 }  // namespace
+
+run_result udp_pingpong(const pingpong_params& p) {
+  udp_ctx ctx;
+  ctx.p = p;
+  std::uint16_t server_port = 0, client_port = 0;
+  const int server = udp_loopback(server_port);
+  const int client = server >= 0 ? udp_loopback(client_port, server_port) : -1;
+  ctx.base = event_base_new();
+  event* server_ev = nullptr;
+  event* client_ev = nullptr;
+  if (ctx.base && server >= 0 && client >= 0) {
+    server_ev = event_new(ctx.base, server, EV_READ | EV_PERSIST, udp_server_read, &ctx);
+    client_ev = event_new(ctx.base, client, EV_READ | EV_PERSIST, udp_client_read, &ctx);
+  }
+  if (!server_ev || !client_ev || event_add(server_ev, nullptr) != 0 ||
+      event_add(client_ev, nullptr) != 0) {
+    ctx.error = "setup failed";
+  } else {
+    if (p.warmup == 0) {
+      ctx.h0 = heap_now();
+      ctx.t0 = clock::now();
+    }
+    if (ctx.send(client)) event_base_dispatch(ctx.base);
+  }
+  if (server_ev) event_free(server_ev);
+  if (client_ev) event_free(client_ev);
+  if (ctx.base) event_base_free(ctx.base);
+  for (int fd : {server, client})
+    if (fd >= 0) ::close(fd);
+  if (!ctx.error.empty()) return bench::fail("libevent: " + ctx.error);
+  if (ctx.i != p.warmup + p.count) return bench::fail("libevent: the client did not finish");
+  run_result r;
+  r.ok = true;
+  r.seconds = seconds_between(ctx.t0, ctx.t1);
+  r.items = static_cast<std::uint64_t>(p.count);
+  r.steady_news = ctx.h1.news - ctx.h0.news;
+  r.steady_event_mallocs = ctx.h1.event_mallocs - ctx.h0.event_mallocs;
+  r.steady_round_trips = static_cast<std::uint64_t>(p.count);
+  return r;
+}
 
 run_result pingpong(const pingpong_params& p) {
   pp_ctx ctx;

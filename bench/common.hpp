@@ -154,6 +154,9 @@ std::uint64_t expected_checksum(std::uint64_t total);
 
 // A non-blocking listening socket on 127.0.0.1:0; returns the fd and sets `port`.
 int listen_loopback(std::uint16_t& port, int backlog = 4096);
+// A non-blocking UDP socket bound to 127.0.0.1:0 (connected to 127.0.0.1:`peer` unless that is
+// 0); returns the fd and sets `port`, or -1.
+int udp_loopback(std::uint16_t& port, std::uint16_t peer = 0);
 void set_nodelay(int fd);
 void set_nonblocking(int fd);
 std::string errno_text(const char* what);
@@ -166,12 +169,13 @@ socklen_t unix_address(const std::string& name, sockaddr_un& sa);
 
 // --- the implementations ---------------------------------------------------------------------
 
-#define BENCH_DECLARE_IMPL(ns)                      \
-  namespace ns {                                    \
-  run_result pingpong(const pingpong_params& p);    \
-  run_result throughput(std::uint64_t total_bytes); \
-  run_result connect_rate(int count);               \
-  run_result idle_memory(int conns);                \
+#define BENCH_DECLARE_IMPL(ns)                       \
+  namespace ns {                                     \
+  run_result pingpong(const pingpong_params& p);     \
+  run_result throughput(std::uint64_t total_bytes);  \
+  run_result connect_rate(int count);                \
+  run_result idle_memory(int conns);                 \
+  run_result udp_pingpong(const pingpong_params& p); \
   }
 
 BENCH_DECLARE_IMPL(evco_impl)

@@ -172,6 +172,27 @@ int listen_loopback(std::uint16_t& port, int backlog) {
   return fd;
 }
 
+int udp_loopback(std::uint16_t& port, std::uint16_t peer) {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+            getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) == 0;
+  port = ntohs(sa.sin_port);
+  if (ok && peer != 0) {
+    sa.sin_port = htons(peer);
+    ok = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  }
+  if (!ok) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 }  // namespace bench
 
 // --- the harness ------------------------------------------------------------------------------
@@ -187,23 +208,24 @@ struct impl {
   run_result (*connect_rate)(int);
   run_result (*idle_memory)(int);
   run_result (*channel_pingpong)(const channel_params&);  // null: no channel to measure
+  run_result (*udp_pingpong)(const pingpong_params&);
 };
 
 const impl all_impls[] = {
     {"evco", evco_impl::pingpong, evco_impl::throughput, evco_impl::connect_rate,
-     evco_impl::idle_memory, evco_impl::channel_pingpong},
+     evco_impl::idle_memory, evco_impl::channel_pingpong, evco_impl::udp_pingpong},
     {"libevent", libevent_impl::pingpong, libevent_impl::throughput, libevent_impl::connect_rate,
-     libevent_impl::idle_memory, nullptr},
+     libevent_impl::idle_memory, nullptr, libevent_impl::udp_pingpong},
     {"asio", asio_impl::pingpong, asio_impl::throughput, asio_impl::connect_rate,
      asio_impl::idle_memory,
 #if BOOST_VERSION >= 107800  // experimental::channel is new in 1.78
-     asio_impl::channel_pingpong
+     asio_impl::channel_pingpong,
 #else
-     nullptr
+     nullptr,
 #endif
-    },
+     asio_impl::udp_pingpong},
     {"epoll", epoll_impl::pingpong, epoll_impl::throughput, epoll_impl::connect_rate,
-     epoll_impl::idle_memory, nullptr},
+     epoll_impl::idle_memory, nullptr, epoll_impl::udp_pingpong},
 };
 
 struct scenario {
@@ -267,7 +289,8 @@ void usage() {
   std::fprintf(stderr,
                "usage: evco-bench [--quick] [--reps=N] [--scenario=NAME[,NAME...]] "
                "[--impl=NAME[,NAME...]]\n"
-               "  scenarios: pingpong_1 pingpong_100 throughput connect_rate idle_memory\n"
+               "  scenarios: pingpong_1 udp_pingpong pingpong_100 throughput connect_rate\n"
+               "             idle_memory\n"
                "             channel_pingpong channel_handover pingpong_timeout pingpong_race\n"
                "             group_spawn unix_pingpong\n"
                "  impls:     evco libevent asio epoll\n");
@@ -371,6 +394,13 @@ int main(int argc, char** argv) {
                        rate,
                        {{"unix_allocs_per_op", "new/op", news_per_op}},
                        {}});
+  scenarios.push_back({"udp_pingpong",
+                       "rt/s",
+                       true,
+                       [&](const impl& im) { return im.udp_pingpong(pp1); },
+                       rate,
+                       {{"udp_allocs_per_op", "new/op", news_per_op}},
+                       {}});
   scenarios.push_back({"pingpong_100",
                        "rt/s",
                        true,
@@ -464,7 +494,8 @@ int main(int argc, char** argv) {
 
   std::fprintf(stderr,
                "evco-bench: %s mode, %d repetitions, buildtype=%s, libevent %s%s\n"
-               "  pingpong_1: %d+%d round trips of %zu bytes; pingpong_100: 100 x %d; "
+               "  pingpong_1 and udp_pingpong: %d+%d round trips of %zu bytes; "
+               "pingpong_100: 100 x %d; "
                "throughput: %llu MiB in %zu KiB writes;\n"
                "  connect_rate: %d connections; idle_memory: %d connections;\n"
                "  channel_pingpong (capacity 1) and channel_handover (capacity 0): %d+%d round "

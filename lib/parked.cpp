@@ -64,7 +64,7 @@ std::string_view base_name(std::string_view path) {
 
 // Data flows towards the local end of a read: "local <- remote".
 std::string_view arrow(std::string_view what) {
-  if (what.starts_with("read")) return " <- ";
+  if (what.starts_with("read") || what.starts_with("receive")) return " <- ";
   if (what == "handshake") return " <-> ";
   return " -> ";
 }

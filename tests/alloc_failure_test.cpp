@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <openssl/crypto.h>
 
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -158,6 +159,68 @@ TEST_CASE("a libevent allocation failing anywhere in a connect/accept/echo cycle
   MESSAGE("failed one by one the " << k - 1 << " allocations of a cycle; " << failed
                                    << " cycles ended in an error");
   CHECK(k < 400);
+  CHECK(failed > 0);
+}
+
+// ---- a datagram cycle -----------------------------------------------------------------------
+
+// Two sockets; a receive that waits and times out, one that waits for a datagram, a batch.
+task<void> datagram_cycle(loop& lp, outcome* out) {
+  auto fail = [out](std::error_code ec) { out->error = ec; };
+  auto a = evco::datagram::bind(lp, evco::endpoint::v4_loopback());
+  if (!a) co_return fail(a.error());
+  auto b = evco::datagram::bind(lp, evco::endpoint::v4_loopback());
+  if (!b) co_return fail(b.error());
+  auto to = b.value().local_endpoint();
+  if (!to) co_return fail(to.error());
+  std::array<std::byte, 8> buf;
+  // Parks (nothing is there), and its deadline is the expected end.
+  if (auto r = co_await b.value().receive_from(buf, 10ms);
+      r || r.error() != evco::errc::timed_out) {
+    co_return fail(r ? std::make_error_code(std::errc::protocol_error) : r.error());
+  }
+  if (auto s = co_await a.value().send_to("ping", to.value()); !s) co_return fail(s.error());
+  // After a wait, a receive waits for readiness first: the datagram is there by then.
+  auto r = co_await b.value().receive_from(buf, 2s);
+  if (!r) co_return fail(r.error());
+  if (r.value().size != 4) co_return fail(std::make_error_code(std::errc::protocol_error));
+  if (auto s = co_await a.value().send_to("pong", to.value()); !s) co_return fail(s.error());
+  evco::datagram_slot slot(buf);
+  auto n = co_await b.value().receive_batch(std::span(&slot, 1), 2s);
+  if (!n) co_return fail(n.error());
+  out->completed = n.value() == 1 && slot.size == 4;
+}
+
+TEST_CASE("a libevent allocation failing anywhere in a datagram cycle is a value") {
+  REQUIRE(installed);
+  int failed = 0;
+  long k = 1;
+  for (; k < 200; ++k) {
+    CAPTURE(k);
+    loop lp;
+    outcome out;
+    bool unused = false;
+    {
+      injection inject(k);
+      try {
+        lp.run(datagram_cycle(lp, &out));
+      } catch (const std::bad_alloc&) {
+        out.error = std::make_error_code(std::errc::not_enough_memory);
+      }
+      unused = inject.unused();
+    }
+    if (unused) {
+      CHECK(out.completed);
+      break;
+    }
+    if (!out.completed) {
+      ++failed;
+      CHECK_MESSAGE(out.error == std::errc::not_enough_memory, out.error);
+    }
+  }
+  MESSAGE("failed one by one the " << k - 1 << " allocations of a cycle; " << failed
+                                   << " cycles ended in an error");
+  CHECK(k < 200);
   CHECK(failed > 0);
 }
 

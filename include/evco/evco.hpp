@@ -3,6 +3,7 @@
 
 #include "evco/channel.hpp"
 #include "evco/connect.hpp"
+#include "evco/datagram.hpp"
 #include "evco/dns.hpp"
 #include "evco/endpoint.hpp"
 #include "evco/error.hpp"

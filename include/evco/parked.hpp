@@ -27,11 +27,13 @@ struct parked_op_info {
   using origin = detail::task_origin;
 
   /// "read_some", "read_exactly", "read_until", "write", "drain", "shutdown", "accept",
-  /// "connect", "handshake", "sleep", "resolve", "send", "receive" (a channel's ends) or
-  /// "wait_signal" (static storage).
+  /// "connect", "handshake", "sleep", "resolve", "send", "receive" (a channel's ends or a
+  /// connected datagram socket's), "receive_from", "send_to", "receive_batch", "send_batch"
+  /// or "wait_signal" (static storage).
   std::string_view what;
   /// The socket's endpoints where it has them: for accept the listening one (local); for
-  /// connect the local one and the target (remote).
+  /// connect the local one and the target (remote); for a datagram op the bound one (local)
+  /// and the connected peer or a send_to's destination (remote).
   std::optional<endpoint> local;
   std::optional<endpoint> remote;
   /// resolve and a connect to a host name: what is looked up, "example.com:443".
