@@ -11,7 +11,8 @@
 
 namespace examples {
 
-/// ADDRESS PORT as typed by the user: a numeric IPv4 or IPv6 address and a port 0..65535.
+/// ADDRESS PORT as typed by the user: a numeric IPv4 or IPv6 address and a port 0..65535, or a
+/// Unix socket "unix:/path" or "unix:@name" (the port is then not used).
 /// Prints what is wrong and returns nothing when either is malformed.
 inline std::optional<evco::endpoint> parse_endpoint(std::string_view address,
                                                     std::string_view port_text) {
@@ -27,7 +28,7 @@ inline std::optional<evco::endpoint> parse_endpoint(std::string_view address,
   if (!ep) {
     // evco::connect takes an endpoint; resolving names would need evdns, which this
     // example keeps out of the way.
-    std::fprintf(stderr, "[ERR] bad address '%.*s': expected a numeric IPv4 or IPv6 address\n",
+    std::fprintf(stderr, "[ERR] bad address '%.*s': expected a numeric IPv4 or IPv6 address, or unix:PATH\n",
                  static_cast<int>(address.size()), address.data());
     return std::nullopt;
   }

@@ -2,7 +2,8 @@
 // many clients at once. Port 0 picks a free port and prints it. SIGINT or SIGTERM stops it
 // gracefully: it stops accepting, gives open connections GRACE_MS (default 5000) to end, then
 // cancels those left and exits with status 0. SIGUSR1 prints every parked operation (what each
-// coroutine waits for) to stderr.
+// coroutine waits for) to stderr. ADDRESS may be a Unix socket, `unix:/run/echo.sock` (its file
+// is removed at the exit) or `unix:@name`.
 //
 // THREADS (default 1; 0: one per core) loops run on threads of their own (evco::loop_pool),
 // each accepting on its own SO_REUSEPORT listener bound to the same port: the kernel spreads

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 WAIT = 10.0
@@ -21,8 +22,8 @@ def fail(msg):
 
 
 class Server:
-    def __init__(self, exe, grace_ms, threads=None):
-        args = [exe, "127.0.0.1", "0", str(grace_ms)]
+    def __init__(self, exe, grace_ms, threads=None, address="127.0.0.1"):
+        args = [exe, address, "0", str(grace_ms)]
         if threads is not None:
             args.append(str(threads))
         self.p = subprocess.Popen(args,
@@ -31,7 +32,11 @@ class Server:
         line = self._readline(self.p.stdout)
         if not line.startswith("listening on "):
             fail("no 'listening on' line: %r" % line)
-        self.port = int(line.rsplit(":", 1)[1])
+        self.endpoint = line[len("listening on "):].strip()
+        if self.endpoint.startswith("unix:"):
+            self.path = self.endpoint[len("unix:"):]
+        else:
+            self.port = int(line.rsplit(":", 1)[1])
 
     def _readline(self, pipe):
         deadline = time.monotonic() + WAIT
@@ -59,8 +64,12 @@ class Server:
             self.err += chunk
 
     def connect(self):
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
-        return s
+        if self.endpoint.startswith("unix:"):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(WAIT)
+            s.connect(self.path)
+            return s
+        return socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
 
     def exit_status(self, within):
         try:
@@ -182,10 +191,29 @@ def test_two_threads_share_the_port_and_stop_together(exe):
         fail("unexpected shutdown log: %r" % srv.err)
 
 
+def test_unix_socket(exe):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "echo.sock")
+        srv = Server(exe, 300, address="unix:" + path)
+        if srv.endpoint != "unix:" + path:
+            fail("listening on %r, not the path asked for" % srv.endpoint)
+        a = srv.connect()
+        echo(a, b"over a Unix socket")
+        echo(a, os.urandom(200000))
+        srv.p.send_signal(signal.SIGTERM)
+        srv.wait_stderr("SIGTERM received, 1 connection(s) open")
+        expect_eof(a)
+        if srv.exit_status(WAIT) != 0:
+            fail("exit status not 0; stderr: %r" % srv.err)
+        if os.path.exists(path):
+            fail("the server left its socket file behind")
+
+
 def main():
     exe = sys.argv[1]
     for t in (test_echo_and_stop_with_deadline, test_stop_ends_early_when_clients_leave,
-              test_sigusr1_dumps_parked_ops, test_two_threads_share_the_port_and_stop_together):
+              test_sigusr1_dumps_parked_ops, test_two_threads_share_the_port_and_stop_together,
+              test_unix_socket):
         t(exe)
         print("ok", t.__name__)
 
