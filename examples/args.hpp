@@ -28,8 +28,9 @@ inline std::optional<evco::endpoint> parse_endpoint(std::string_view address,
   if (!ep) {
     // evco::connect takes an endpoint; resolving names would need evdns, which this
     // example keeps out of the way.
-    std::fprintf(stderr, "[ERR] bad address '%.*s': expected a numeric IPv4 or IPv6 address, or unix:PATH\n",
-                 static_cast<int>(address.size()), address.data());
+    std::fprintf(
+        stderr, "[ERR] bad address '%.*s': expected a numeric IPv4 or IPv6 address, or unix:PATH\n",
+        static_cast<int>(address.size()), address.data());
     return std::nullopt;
   }
   return ep.value();
