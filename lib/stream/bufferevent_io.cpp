@@ -7,11 +7,24 @@ namespace evco::detail {
 
 namespace {
 
+void pause_reading(stream_state& s) noexcept {
+  if (s.read_paused) return;
+  bufferevent_disable(s.bev, EV_READ);
+  s.read_paused = true;
+}
+
+// With nobody reading, the input stops at the read limit: reading is paused there, and resumed
+// once a reader parks. libevent's own suspension at the high watermark is not enough: since
+// 2.1.11 (bufferevent_inbuf_wm_check, libevent issue #891) a read callback that leaves the
+// input at the high watermark is run again at once, for as long as EV_READ stays enabled: a
+// busy loop.
 void on_read(bufferevent*, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
-  if (stream_op* op = s.side[reading].op; op && type_of(op->kind).perform(s, *op)) {
-    finish_now(s, *op);
+  if (stream_op* op = s.side[reading].op) {
+    if (type_of(op->kind).perform(s, *op)) finish_now(s, *op);
+    return;
   }
+  if (s.read_high != 0 && evbuffer_get_length(input(s)) >= s.read_high) pause_reading(s);
 }
 
 void on_write(bufferevent*, void* arg) {
@@ -44,15 +57,21 @@ void on_event(bufferevent* bev, short what, void* arg) {
   }
 }
 
-void reader_parked(stream_state&) noexcept {}  // the bufferevent reads all along
+// Reading resumes (a reader parked, or the read limit rose) unless the stream has ended.
+void resume_reading(stream_state& s) noexcept {
+  if (!s.read_paused || s.side[reading].error) return;
+  bufferevent_enable(s.bev, EV_READ);
+  s.read_paused = false;
+}
 
 void limit_input(stream_state& s, std::size_t high) noexcept {
   bufferevent_setwatermark(s.bev, EV_READ, 0, high);
+  if (high == 0 || evbuffer_get_length(input(s)) < high) resume_reading(s);
 }
 
 }  // namespace
 
-const transport bufferevent_transport{false, reader_parked, limit_input};
+const transport bufferevent_transport{false, resume_reading, limit_input};
 
 stream attach(loop& lp, bufferevent* bev, const transport& io, const tls_hooks* tls) {
   stream st;

@@ -98,7 +98,9 @@ struct stream_state {
   bool more_pending = false;
   // Inside the socket's read callback: it said there are bytes (or an end) to read.
   bool readable = false;
-  bool read_paused = false;   // socket_read removed: at the read limit, or at the end
+  // Not reading ahead (plain sockets: socket_read removed; otherwise EV_READ disabled): at the
+  // read limit with no reader parked, or (plain sockets) at the end.
+  bool read_paused = false;
   bool write_direct = false;  // the parked writer waits on socket_write
   bool write_shut = false;
   bool peer_eof = false;
