@@ -57,21 +57,21 @@ void on_event(bufferevent* bev, short what, void* arg) {
   }
 }
 
-// Reading resumes (a reader parked, or the read limit rose) unless the stream has ended.
-void resume_reading(stream_state& s) noexcept {
+}  // namespace
+
+void bufferevent_resume_reading(stream_state& s) noexcept {
   if (!s.read_paused || s.side[reading].error) return;
   bufferevent_enable(s.bev, EV_READ);
   s.read_paused = false;
 }
 
-void limit_input(stream_state& s, std::size_t high) noexcept {
+void bufferevent_limit_input(stream_state& s, std::size_t high) noexcept {
   bufferevent_setwatermark(s.bev, EV_READ, 0, high);
-  if (high == 0 || evbuffer_get_length(input(s)) < high) resume_reading(s);
+  if (high == 0 || evbuffer_get_length(input(s)) < high) bufferevent_resume_reading(s);
 }
 
-}  // namespace
-
-const transport bufferevent_transport{false, resume_reading, limit_input};
+const transport bufferevent_transport{false, bufferevent_resume_reading, bufferevent_limit_input,
+                                      shut_socket, linger_close};
 
 stream attach(loop& lp, bufferevent* bev, const transport& io, const tls_hooks* tls) {
   stream st;

@@ -19,7 +19,7 @@ struct tls_hooks;
 // A stream's two directions, each with at most one parked op.
 enum direction : unsigned char { reading, writing };
 
-// How a stream's bytes reach its socket, chosen once when the stream is made (see
+// How a stream's bytes reach its peer, chosen once when the stream is made (see
 // socket_io.cpp and bufferevent_io.cpp).
 struct transport {
   // Plain sockets: reads and writes may recv()/send() straight between the socket and the
@@ -30,10 +30,15 @@ struct transport {
   void (*reader_parked)(stream_state& s) noexcept;
   // Read ahead into the input buffer up to `high` bytes (zero: no limit).
   void (*limit_input)(stream_state& s, std::size_t high) noexcept;
+  // Ends the write direction, the output being empty: a socket's FIN, a pair partner's eof.
+  std::error_code (*shut_writing)(stream_state& s) noexcept;
+  // Ends a closed stream whose ops are already interrupted, and frees `s`: at once, or after
+  // lingering in the background until the peer has what was queued (close.cpp).
+  void (*close)(stream_state* s) noexcept;
 };
 
 extern const transport socket_transport;       // socket_io.cpp
-extern const transport bufferevent_transport;  // bufferevent_io.cpp
+extern const transport bufferevent_transport;  // bufferevent_io.cpp: TLS, user bufferevents
 
 // One direction's limits: the idle timeout, and its parked op's deadline and stop request
 // (made on first use: by a limited op, or by set_timeouts). One timer on the loop's queue, due
