@@ -10,6 +10,7 @@
 #include "evco/log.hpp"
 #include "evco/loop.hpp"
 #include "evco/op_options.hpp"
+#include "evco/pair.hpp"
 #include "evco/parked.hpp"
 #include "evco/signal.hpp"
 #include "evco/stream.hpp"

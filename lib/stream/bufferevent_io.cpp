@@ -41,6 +41,11 @@ void on_event(bufferevent* bev, short what, void* arg) {
   std::error_code& read_error = s.side[reading].error;
   std::error_code& write_error = s.side[writing].error;
   if ((what & BEV_EVENT_EOF) && !read_error) read_error = errc::eof;
+  // The end of the writing direction: the peer takes no more bytes (a pair's partner that was
+  // closed, see pair.cpp), as writing to a closed socket is EPIPE.
+  if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_WRITING) && !write_error) {
+    write_error = system_error(EPIPE);
+  }
   if (what & BEV_EVENT_ERROR) {
     const std::error_code ec =
         s.tls ? s.tls->map_error(bev, err) : system_error(err != 0 ? err : EIO);

@@ -20,7 +20,7 @@ struct tls_hooks;
 enum direction : unsigned char { reading, writing };
 
 // How a stream's bytes reach its peer, chosen once when the stream is made (see
-// socket_io.cpp and bufferevent_io.cpp).
+// socket_io.cpp, bufferevent_io.cpp and pair.cpp).
 struct transport {
   // Plain sockets: reads and writes may recv()/send() straight between the socket and the
   // caller's buffer. Otherwise (TLS, pairs, a user's bufferevent) every byte goes through the
@@ -39,6 +39,7 @@ struct transport {
 
 extern const transport socket_transport;       // socket_io.cpp
 extern const transport bufferevent_transport;  // bufferevent_io.cpp: TLS, user bufferevents
+extern const transport pair_transport;         // pair.cpp: bufferevent_pair
 
 // One direction's limits: the idle timeout, and its parked op's deadline and stop request
 // (made on first use: by a limited op, or by set_timeouts). One timer on the loop's queue, due
