@@ -69,7 +69,7 @@ inline task<result<tcp_pair>> make_pair(loop& lp) {
 
 /// A connected pair, or a failed test.
 inline task<tcp_pair> connected_pair(loop& lp) {
-  auto r = co_await make_pair(lp);
+  auto r = co_await test::make_pair(lp);
   REQUIRE_MESSAGE(r.has_value(), error_of(r));
   co_return std::move(r).value();
 }
