@@ -522,13 +522,15 @@ task<void> count_until(stream* s, std::size_t total, std::size_t* got, evco::tes
 }
 
 // Every write completes at once, yet the reader on the same loop reads before the writer is
-// through: the fairness budget lets the loop poll in between.
+// through: the fairness budget lets the loop poll in between. (Spawned from a coroutine the
+// loop resumed, the reader starts only once the loop has polled.)
 task<void> busy_writer_lets_receiver_run(loop& lp, const transport& t) {
   auto [a, b] = co_await connected(lp, t);
   constexpr std::size_t chunk = 64 << 10, total = 1 << 20;
   const std::string data = pattern(chunk, 14);
   std::size_t got = 0;
   evco::test::signal done;
+  co_await lp.yield();
   lp.spawn(count_until(&b, total, &got, &done), fail_task);
   for (std::size_t sent = 0; sent < total; sent += chunk)
     REQUIRE(co_await a.write(data));

@@ -13,6 +13,15 @@ void pause_reading(stream_state& s) noexcept {
   s.read_paused = true;
 }
 
+// The op parked on `d` that a data callback may complete. One parked over the fairness budget
+// waits for its retry after the next poll: deferred callbacks run in the same pass as what
+// queued them (a pair's write triggers its own write callback), and completing the op there
+// would skip the poll the budget is for.
+stream_op* waiting_op(stream_state& s, direction d) noexcept {
+  stream_op* op = s.side[d].op;
+  return op && op->state != op_state::yielding ? op : nullptr;
+}
+
 // With nobody reading, the input stops at the read limit: reading is paused there, and resumed
 // once a reader parks. libevent's own suspension at the high watermark is not enough: since
 // 2.1.11 (bufferevent_inbuf_wm_check, libevent issue #891) a read callback that leaves the
@@ -20,7 +29,7 @@ void pause_reading(stream_state& s) noexcept {
 // busy loop.
 void on_read(bufferevent*, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
-  if (stream_op* op = s.side[reading].op) {
+  if (stream_op* op = waiting_op(s, reading)) {
     if (type_of(op->kind).perform(s, *op)) finish_now(s, *op);
     return;
   }
@@ -29,7 +38,7 @@ void on_read(bufferevent*, void* arg) {
 
 void on_write(bufferevent*, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
-  if (stream_op* op = s.side[writing].op; op && type_of(op->kind).perform(s, *op)) {
+  if (stream_op* op = waiting_op(s, writing); op && type_of(op->kind).perform(s, *op)) {
     finish_now(s, *op);
   }
 }
