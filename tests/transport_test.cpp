@@ -641,6 +641,26 @@ TEST_CASE("a pair has no endpoints, and no TLS") {
   lp.run(probe::run(&a, &b, &ctx.value()));
 }
 
+// Each write queues the peer's read callback and the writer's own write callback, to run from
+// the loop; closing the ends before they run must leave them nothing freed to reach (ASan).
+task<void> close_with_callbacks_queued(loop& lp) {
+  for (int order = 0; order < 2; ++order) {
+    auto p = evco::make_pair(lp);
+    REQUIRE(p);
+    auto& [a, b] = p.value();
+    REQUIRE(co_await a.write("to b"));
+    REQUIRE(co_await b.write("to a"));
+    (order == 0 ? a : b).close();  // the other end's callbacks are queued now, and this one's
+    (order == 0 ? b : a).close();
+    for (int i = 0; i < 3; ++i)
+      co_await lp.yield();
+  }
+}
+
+TEST_CASE("closing a pair's ends with their callbacks still queued reaches no freed memory") {
+  evco::test::run_on_loop(close_with_callbacks_queued);
+}
+
 // A bufferevent_pair the user made keeps to the pair's rules: a closed end gives its peer eof.
 task<void> user_pair(loop& lp) {
   bufferevent* raw[2];
