@@ -295,6 +295,10 @@ task<result<stream>> handshake(stream tcp, ssl_ptr ssl, bufferevent_ssl_state st
   if (!tcp.is_open()) co_return errc::closed;
   // Plaintext still queued would have to go out before the handshake; drain() it first.
   if (tcp.buffered_output() > 0) co_return errc::busy;
+  // A stream with no socket (a pair) stays whole, to be closed the way its transport closes.
+  if (bufferevent_getfd(tcp.native_handle()) < 0) {
+    co_return std::make_error_code(std::errc::not_a_socket);
+  }
   loop* lp = nullptr;
   detail::stream_settings kept;
   bufferevent* plain = detail::release_bufferevent(tcp, lp, kept);

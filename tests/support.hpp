@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -68,7 +69,7 @@ inline task<result<tcp_pair>> make_pair(loop& lp) {
 
 /// A connected pair, or a failed test.
 inline task<tcp_pair> connected_pair(loop& lp) {
-  auto r = co_await make_pair(lp);
+  auto r = co_await test::make_pair(lp);
   REQUIRE_MESSAGE(r.has_value(), error_of(r));
   co_return std::move(r).value();
 }
@@ -163,6 +164,13 @@ inline void busy_for(duration d) {
   const auto until = clock::now() + d;
   while (clock::now() < until) {
   }
+}
+
+/// The calling thread's CPU time: a wait that costs next to none of it is no busy loop.
+inline duration thread_cpu() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
 }
 
 /// Fills the fd table up to a lowered soft limit; restores both on destruction.

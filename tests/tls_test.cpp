@@ -513,6 +513,36 @@ TEST_CASE("a TLS stream keeps the idle timeouts set on its TCP stream") {
   evco::test::run_on_loop(settings_survive_the_handshake);
 }
 
+// A TLS stream whose input holds its read limit, with nobody reading, stops reading there and
+// waits without costing CPU; the bytes are all read later. (libevent 2.1.11+ runs such a
+// bufferevent's read callback again and again for as long as it stays at the limit: see
+// on_read in lib/stream/bufferevent_io.cpp.)
+task<void> read_limit_without_reader(loop& lp) {
+  const auto server = server_ctx("good");
+  const auto client = client_ctx();
+  auto p = co_await connected(lp, &server, &client);
+  p.server.set_read_limit(16 << 10);
+  const std::string sent = pattern(256 << 10, 21);
+  REQUIRE(co_await p.client.write(sent));
+  REQUIRE(co_await p.client.shutdown());
+  for (int i = 0; i < 1000 && p.server.buffered_input() < (16u << 10); ++i)
+    co_await lp.yield();
+  REQUIRE(p.server.buffered_input() >= (16u << 10));
+  const auto start = evco::clock::now();
+  const auto cpu = evco::test::thread_cpu();
+  REQUIRE(co_await evco::sleep_for(lp, 100ms));
+  // Waiting costs next to nothing; a busy loop gets a good share of a core even on a loaded
+  // machine.
+  CHECK(evco::test::thread_cpu() - cpu < (evco::clock::now() - start) / 10);
+  auto got = co_await read_to_eof(&p.server);
+  REQUIRE_MESSAGE(got, error_of(got));
+  CHECK((got.value() == sent));
+}
+
+TEST_CASE("a TLS stream at its read limit with nobody reading waits without a busy loop") {
+  evco::test::run_on_loop(read_limit_without_reader);
+}
+
 // The accepted stream already read the ClientHello before it was handed to tls_server.
 task<void> client_hello_already_buffered(loop& lp) {
   const auto server = server_ctx("good");

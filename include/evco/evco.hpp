@@ -12,6 +12,7 @@
 #include "evco/loop.hpp"
 #include "evco/loop_pool.hpp"
 #include "evco/op_options.hpp"
+#include "evco/pair.hpp"
 #include "evco/parked.hpp"
 #include "evco/signal.hpp"
 #include "evco/stream.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-// stream: a byte stream over one libevent bufferevent (TCP now; TLS and pairs use the same type).
+// stream: a byte stream over one libevent bufferevent (TCP, TLS, or a pair: see pair.hpp).
 
 #include <chrono>
 #include <cstddef>
@@ -264,6 +264,8 @@ class stream {
 
   std::size_t buffered_input() const noexcept;
   std::size_t buffered_output() const noexcept;
+  /// The socket's address and its peer's; std::errc::not_a_socket for a stream without a
+  /// socket (a pair: see make_pair), errc::closed for a closed one.
   result<endpoint> local_endpoint() const;
   result<endpoint> remote_endpoint() const;
   /// The peer's process and user over a Unix domain socket. Fails with

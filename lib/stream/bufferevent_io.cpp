@@ -7,16 +7,38 @@ namespace evco::detail {
 
 namespace {
 
+void pause_reading(stream_state& s) noexcept {
+  if (s.read_paused) return;
+  bufferevent_disable(s.bev, EV_READ);
+  s.read_paused = true;
+}
+
+// The op parked on `d` that a data callback may complete. One parked over the fairness budget
+// waits for its retry after the next poll: deferred callbacks run in the same pass as what
+// queued them (a pair's write triggers its own write callback), and completing the op there
+// would skip the poll the budget is for.
+stream_op* waiting_op(stream_state& s, direction d) noexcept {
+  stream_op* op = s.side[d].op;
+  return op && op->state != op_state::yielding ? op : nullptr;
+}
+
+// With nobody reading, the input stops at the read limit: reading is paused there, and resumed
+// once a reader parks. libevent's own suspension at the high watermark is not enough: since
+// 2.1.11 (bufferevent_inbuf_wm_check, libevent issue #891) a read callback that leaves the
+// input at the high watermark is run again at once, for as long as EV_READ stays enabled: a
+// busy loop.
 void on_read(bufferevent*, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
-  if (stream_op* op = s.side[reading].op; op && type_of(op->kind).perform(s, *op)) {
-    finish_now(s, *op);
+  if (stream_op* op = waiting_op(s, reading)) {
+    if (type_of(op->kind).perform(s, *op)) finish_now(s, *op);
+    return;
   }
+  if (s.read_high != 0 && evbuffer_get_length(input(s)) >= s.read_high) pause_reading(s);
 }
 
 void on_write(bufferevent*, void* arg) {
   auto& s = *static_cast<stream_state*>(arg);
-  if (stream_op* op = s.side[writing].op; op && type_of(op->kind).perform(s, *op)) {
+  if (stream_op* op = waiting_op(s, writing); op && type_of(op->kind).perform(s, *op)) {
     finish_now(s, *op);
   }
 }
@@ -28,6 +50,11 @@ void on_event(bufferevent* bev, short what, void* arg) {
   std::error_code& read_error = s.side[reading].error;
   std::error_code& write_error = s.side[writing].error;
   if ((what & BEV_EVENT_EOF) && !read_error) read_error = errc::eof;
+  // The end of the writing direction: the peer takes no more bytes (a pair's partner that was
+  // closed, see pair.cpp), as writing to a closed socket is EPIPE.
+  if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_WRITING) && !write_error) {
+    write_error = system_error(EPIPE);
+  }
   if (what & BEV_EVENT_ERROR) {
     const std::error_code ec =
         s.tls ? s.tls->map_error(bev, err) : system_error(err != 0 ? err : EIO);
@@ -44,15 +71,21 @@ void on_event(bufferevent* bev, short what, void* arg) {
   }
 }
 
-void reader_parked(stream_state&) noexcept {}  // the bufferevent reads all along
-
-void limit_input(stream_state& s, std::size_t high) noexcept {
-  bufferevent_setwatermark(s.bev, EV_READ, 0, high);
-}
-
 }  // namespace
 
-const transport bufferevent_transport{false, reader_parked, limit_input};
+void bufferevent_resume_reading(stream_state& s) noexcept {
+  if (!s.read_paused || s.side[reading].error) return;
+  bufferevent_enable(s.bev, EV_READ);
+  s.read_paused = false;
+}
+
+void bufferevent_limit_input(stream_state& s, std::size_t high) noexcept {
+  bufferevent_setwatermark(s.bev, EV_READ, 0, high);
+  if (high == 0 || evbuffer_get_length(input(s)) < high) bufferevent_resume_reading(s);
+}
+
+const transport bufferevent_transport{false, bufferevent_resume_reading, bufferevent_limit_input,
+                                      shut_socket, linger_close};
 
 stream attach(loop& lp, bufferevent* bev, const transport& io, const tls_hooks* tls) {
   stream st;

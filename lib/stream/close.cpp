@@ -44,7 +44,7 @@ void linger_shut(stream_state* s) noexcept {
     }
     if (s->socket_write && event_add(s->socket_write.get(), nullptr) == 0) return;
   }
-  ::shutdown(bufferevent_getfd(s->bev), SHUT_WR);
+  (void)shut_socket(*s);
   s->write_shut = true;
 }
 
@@ -78,11 +78,20 @@ void close_state(stream_state* s) noexcept {
     side.limits.reset();
   s->socket_write.reset();
   s->retry.reset();
-  s->socket_read.reset();  // the linger below reads through the bufferevent again
+  s->socket_read.reset();  // a linger reads through the bufferevent again
   if (!s->bev) {
     delete s;
     return;
   }
+  s->io->close(s);
+}
+
+std::error_code shut_socket(stream_state& s) noexcept {
+  if (::shutdown(bufferevent_getfd(s.bev), SHUT_WR) != 0) return system_error(errno);
+  return {};
+}
+
+void linger_close(stream_state* s) noexcept {
   const int fd = bufferevent_getfd(s->bev);
   int unread = 0;
   // After the peer's end every byte before it was read already: no need to ask the kernel.

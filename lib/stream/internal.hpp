@@ -87,8 +87,17 @@ std::size_t fill_input(stream_state& s) noexcept;
 // of memory.
 bool wait_writable(stream_state& s) noexcept;
 
+// bufferevent_io.cpp: reading for the transports over a bufferevent's own reads (TLS, pairs)
+// Reading resumes (a reader parked, or the read limit rose) unless the stream has ended.
+void bufferevent_resume_reading(stream_state& s) noexcept;
+void bufferevent_limit_input(stream_state& s, std::size_t high) noexcept;
+
 // close.cpp: close, and the graceful close that lingers in the background
 void close_state(stream_state* s) noexcept;
+// The socket transports' shut_writing (shutdown(SHUT_WR): the FIN) and close (drains unread
+// input and sends the queued output, then FIN, before the socket closes: no RST).
+std::error_code shut_socket(stream_state& s) noexcept;
+void linger_close(stream_state* s) noexcept;
 
 // parked.cpp: what loop::parked() shows of a parked stream op
 void describe_stream_op(const parked_op& op, parked_op_info& out);

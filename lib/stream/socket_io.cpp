@@ -56,7 +56,7 @@ void on_socket_writable(evutil_socket_t, short, void* arg) {
 
 }  // namespace
 
-const transport socket_transport{true, resume_reading, limit_input};
+const transport socket_transport{true, resume_reading, limit_input, shut_socket, linger_close};
 
 std::size_t fill_input(stream_state& s) noexcept {
   constexpr std::size_t chunk = 64 << 10;

@@ -19,8 +19,8 @@ struct tls_hooks;
 // A stream's two directions, each with at most one parked op.
 enum direction : unsigned char { reading, writing };
 
-// How a stream's bytes reach its socket, chosen once when the stream is made (see
-// socket_io.cpp and bufferevent_io.cpp).
+// How a stream's bytes reach its peer, chosen once when the stream is made (see
+// socket_io.cpp, bufferevent_io.cpp and pair.cpp).
 struct transport {
   // Plain sockets: reads and writes may recv()/send() straight between the socket and the
   // caller's buffer. Otherwise (TLS, pairs, a user's bufferevent) every byte goes through the
@@ -30,10 +30,16 @@ struct transport {
   void (*reader_parked)(stream_state& s) noexcept;
   // Read ahead into the input buffer up to `high` bytes (zero: no limit).
   void (*limit_input)(stream_state& s, std::size_t high) noexcept;
+  // Ends the write direction, the output being empty: a socket's FIN, a pair partner's eof.
+  std::error_code (*shut_writing)(stream_state& s) noexcept;
+  // Ends a closed stream whose ops are already interrupted, and frees `s`: at once, or after
+  // lingering in the background until the peer has what was queued (close.cpp).
+  void (*close)(stream_state* s) noexcept;
 };
 
 extern const transport socket_transport;       // socket_io.cpp
-extern const transport bufferevent_transport;  // bufferevent_io.cpp
+extern const transport bufferevent_transport;  // bufferevent_io.cpp: TLS, user bufferevents
+extern const transport pair_transport;         // pair.cpp: bufferevent_pair
 
 // One direction's limits: the idle timeout, and its parked op's deadline and stop request
 // (made on first use: by a limited op, or by set_timeouts). One timer on the loop's queue, due
@@ -98,7 +104,9 @@ struct stream_state {
   bool more_pending = false;
   // Inside the socket's read callback: it said there are bytes (or an end) to read.
   bool readable = false;
-  bool read_paused = false;   // socket_read removed: at the read limit, or at the end
+  // Not reading ahead (plain sockets: socket_read removed; otherwise EV_READ disabled): at the
+  // read limit with no reader parked, or (plain sockets) at the end.
+  bool read_paused = false;
   bool write_direct = false;  // the parked writer waits on socket_write
   bool write_shut = false;
   bool peer_eof = false;

@@ -19,7 +19,8 @@ stream stream::from_bufferevent(loop& lp, bufferevent* bev) {
   if (!bev) throw std::invalid_argument("evco::stream::from_bufferevent: null bufferevent");
   // The time limits are evco's own: libevent's would disable a direction nobody re-enables.
   bufferevent_set_timeouts(bev, nullptr, nullptr);
-  return detail::attach(lp, bev, detail::bufferevent_transport);
+  const bool pair = bufferevent_pair_get_partner(bev) != nullptr;
+  return detail::attach(lp, bev, pair ? detail::pair_transport : detail::bufferevent_transport);
 }
 
 result<stream> stream::from_socket(loop& lp, int fd) {
@@ -81,6 +82,7 @@ result<endpoint> socket_name(detail::stream_state* s, bool peer) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   const int fd = bufferevent_getfd(s->bev);
+  if (fd < 0) return std::make_error_code(std::errc::not_a_socket);  // a pair, say
   auto* sa = reinterpret_cast<sockaddr*>(&ss);
   if ((peer ? getpeername(fd, sa, &len) : getsockname(fd, sa, &len)) != 0) {
     return std::error_code(errno, std::system_category());

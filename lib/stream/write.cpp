@@ -103,14 +103,16 @@ bool perform_shutdown(stream_state& s, stream_op& op) noexcept {
     }
     return false;
   }
-  if (::shutdown(bufferevent_getfd(s.bev), SHUT_WR) != 0) op.ec = system_error(errno);
+  op.ec = s.io->shut_writing(s);
   s.write_shut = true;
   return true;
 }
 
 void shutdown_parked(stream_state& s, stream_op& op) {
   if (evbuffer_get_length(output(s)) > 0) return wait_for_empty(s, op);
-  if (!wait_writable(s)) throw std::bad_alloc();  // a close_notify the socket could not take
+  // A close_notify the socket could not take (otherwise the shutdown parked only for the
+  // fairness budget, and the retry tries it again).
+  if (s.tls && !wait_writable(s)) throw std::bad_alloc();
 }
 
 }  // namespace
