@@ -205,8 +205,13 @@ socklen_t endpoint::size() const noexcept {
 std::string endpoint::path() const {
   if (!is_unix()) return {};
   const std::string_view bytes = unix_bytes();
-  if (!bytes.empty() && bytes.front() == '\0') return "@" + std::string(bytes.substr(1));
-  return std::string(bytes);
+  if (bytes.empty() || bytes.front() != '\0') return std::string(bytes);
+  // reserve + append: operator+ trips g++ 12's -Wrestrict false positive at -O3 (GCC PR 105329).
+  std::string s;
+  s.reserve(bytes.size());
+  s += '@';
+  s += bytes.substr(1);
+  return s;
 }
 
 std::string endpoint::address() const {
@@ -222,7 +227,11 @@ std::string endpoint::address() const {
 
 std::string endpoint::to_string() const {
   // reserve + append: operator+ trips g++ 12's -Wrestrict false positive at -O3 (GCC PR 105329).
-  if (is_unix()) return std::string(unix_prefix) + path();
+  if (is_unix()) {
+    std::string s(unix_prefix);
+    s += path();
+    return s;
+  }
   const std::string addr = address();
   std::string s;
   s.reserve(addr.size() + 8);
