@@ -37,11 +37,17 @@ struct op_type {
 extern const op_type read_some_type, read_some_string_type, read_exactly_type, read_until_type;
 // write.cpp
 extern const op_type write_type, drain_type, shutdown_type;
+// line.cpp, frame.cpp, peek.cpp: framing and input without copies
+extern const op_type read_line_type, read_frame_type, write_frame_type, peek_type, skip_type;
 
 inline const op_type& type_of(op_kind k) noexcept {
   static constexpr const op_type* types[] = {
-      &read_some_type, &read_some_string_type, &read_exactly_type, &read_until_type, &write_type,
-      &drain_type,     &shutdown_type,
+      &read_some_type,    &read_some_string_type,
+      &read_exactly_type, &read_until_type,
+      &write_type,        &drain_type,
+      &shutdown_type,     &read_line_type,
+      &read_frame_type,   &write_frame_type,
+      &peek_type,         &skip_type,
   };
   return *types[static_cast<unsigned char>(k)];
 }
@@ -49,6 +55,16 @@ inline const op_type& type_of(op_kind k) noexcept {
 inline string_op& as_string(stream_op& op) noexcept {
   return static_cast<string_op&>(op);
 }
+
+// write.cpp: the write ops' bytes in the order they go: a frame's header, then the data. `done`
+// counts both.
+struct unsent {
+  const std::byte* head;
+  std::size_t head_size;
+  const std::byte* body;
+  std::size_t body_size;
+};
+unsent unsent_of(const stream_op& op) noexcept;
 
 inline evbuffer* input(stream_state& s) noexcept {
   return bufferevent_get_input(s.bev);
@@ -71,6 +87,17 @@ void fail(stream_state& s, stream_op& op, std::error_code ec) noexcept;
 // read.cpp: reading from the input buffer or straight from the socket
 void note_read_end(stream_state& s, int err) noexcept;
 std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept;
+// Whether a read should recv() now rather than wait (`buffered`: the input buffer's length).
+bool socket_may_hold_more(const stream_state& s, std::size_t buffered) noexcept;
+// Moves up to `n` bytes into `p`: what the input buffer holds, then what the socket may hold.
+std::size_t take(stream_state& s, std::byte* p, std::size_t n, std::size_t buffered) noexcept;
+// Nothing (more) to read now: true, with the op interrupted by the error, once the stream has
+// ended or failed.
+bool read_ended(stream_state& s, stream_op& op) noexcept;
+// An op that needs `need` bytes buffered at once (a line, a peek) lets the input grow past the
+// read limit while it waits, and puts the limit back when it stops waiting.
+void grow_input_for(stream_state& s, std::size_t need) noexcept;
+void restore_input_limit(stream_state& s, std::size_t need) noexcept;
 
 // protocol.cpp: the awaiter protocol (try now, park, deadline, stop, fairness, finish)
 void unpark(stream_state& s, stream_op& op) noexcept;
@@ -90,6 +117,7 @@ bool wait_writable(stream_state& s) noexcept;
 // bufferevent_io.cpp: reading for the transports over a bufferevent's own reads (TLS, pairs)
 // Reading resumes (a reader parked, or the read limit rose) unless the stream has ended.
 void bufferevent_resume_reading(stream_state& s) noexcept;
+void bufferevent_pause_reading(stream_state& s) noexcept;
 void bufferevent_limit_input(stream_state& s, std::size_t high) noexcept;
 
 // close.cpp: close, and the graceful close that lingers in the background

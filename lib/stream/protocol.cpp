@@ -173,6 +173,7 @@ bool stream_op::await_ready() {
     ec = errc::busy;
     return true;
   }
+  if (type.dir == reading) s->input_viewed = false;  // a peek's view ends here
   // Fairness: a direction that keeps completing at once (a writer the kernel keeps taking
   // from, a reader the socket keeps feeding) lets the loop poll after every inline_budget
   // bytes, so the other end of the data, and every other connection, runs in between.

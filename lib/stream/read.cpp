@@ -37,8 +37,6 @@ std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
   return 0;
 }
 
-namespace {
-
 // Whether a read should recv() now rather than wait: on a plain socket that has not ended,
 // when the socket just said it is readable, when the last direct read filled its buffer, or
 // when the input buffer held as much as one of libevent's capped reads brings.
@@ -65,6 +63,15 @@ bool read_ended(stream_state& s, stream_op& op) noexcept {
   type_of(op.kind).interrupt(s, op, s.side[reading].error);
   return true;
 }
+
+void grow_input_for(stream_state& s, std::size_t need) noexcept {
+  if (s.read_high != 0 && need > s.read_high) s.io->limit_input(s, need);
+}
+void restore_input_limit(stream_state& s, std::size_t need) noexcept {
+  if (s.read_high != 0 && need > s.read_high) s.io->limit_input(s, s.read_high);
+}
+
+namespace {
 
 bool perform_read_some(stream_state& s, stream_op& op) noexcept {
   if (op.size == 0) return true;  // only a zero-size read returns 0
@@ -164,14 +171,11 @@ bool perform_read_until(stream_state& s, stream_op& op) noexcept {
 
 // A frame may need more than the read limit holds: while the op waits, the input may grow to
 // the op's own maximum.
-bool raises_read_limit(const stream_state& s, stream_op& op) noexcept {
-  return s.read_high != 0 && as_string(op).max > s.read_high;
-}
 void read_until_parked(stream_state& s, stream_op& op) {
-  if (raises_read_limit(s, op)) s.io->limit_input(s, as_string(op).max);
+  grow_input_for(s, as_string(op).max);
 }
 void read_until_unparked(stream_state& s, stream_op& op) noexcept {
-  if (raises_read_limit(s, op)) s.io->limit_input(s, s.read_high);
+  restore_input_limit(s, as_string(op).max);
 }
 
 }  // namespace
