@@ -56,16 +56,6 @@ inline string_op& as_string(stream_op& op) noexcept {
   return static_cast<string_op&>(op);
 }
 
-// write.cpp: the write ops' bytes in the order they go: a frame's header, then the data. `done`
-// counts both.
-struct unsent {
-  const std::byte* head;
-  std::size_t head_size;
-  const std::byte* body;
-  std::size_t body_size;
-};
-unsent unsent_of(const stream_op& op) noexcept;
-
 inline evbuffer* input(stream_state& s) noexcept {
   return bufferevent_get_input(s.bev);
 }
@@ -87,10 +77,27 @@ void fail(stream_state& s, stream_op& op, std::error_code ec) noexcept;
 // read.cpp: reading from the input buffer or straight from the socket
 void note_read_end(stream_state& s, int err) noexcept;
 std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept;
-// Whether a read should recv() now rather than wait (`buffered`: the input buffer's length).
-bool socket_may_hold_more(const stream_state& s, std::size_t buffered) noexcept;
-// Moves up to `n` bytes into `p`: what the input buffer holds, then what the socket may hold.
-std::size_t take(stream_state& s, std::byte* p, std::size_t n, std::size_t buffered) noexcept;
+// Whether a read should recv() now rather than wait: on a plain socket that has not ended,
+// when the socket just said it is readable, when the last direct read filled its buffer, or
+// when the input buffer held as much as one of libevent's capped reads brings.
+inline bool socket_may_hold_more(const stream_state& s, std::size_t buffered) noexcept {
+  return s.io->direct && !s.side[reading].error &&
+         (s.readable || s.more_pending || buffered >= libevent_read_cap);
+}
+
+// Moves up to `n` bytes into `p`: what the input buffer holds, then what the socket may
+// hold. `buffered` is the input buffer's length.
+inline std::size_t take(stream_state& s, std::byte* p, std::size_t n,
+                        std::size_t buffered) noexcept {
+  std::size_t got = 0;
+  if (buffered > 0 && n > 0) {
+    const int r = evbuffer_remove(input(s), p, std::min(buffered, n));
+    got = r > 0 ? static_cast<std::size_t>(r) : 0;
+  }
+  if (got < n && socket_may_hold_more(s, buffered)) got += read_direct(s, p + got, n - got);
+  return got;
+}
+
 // Nothing (more) to read now: true, with the op interrupted by the error, once the stream has
 // ended or failed.
 bool read_ended(stream_state& s, stream_op& op) noexcept;

@@ -38,7 +38,8 @@ std::size_t leading_terminator(evbuffer* in) noexcept {
     const ev_ssize_t got = evbuffer_copyout_from(in, &pos, next, sizeof next);
     if (got <= 0) break;
     std::size_t i = 0;
-    while (i < static_cast<std::size_t>(got) && is_cr_or_lf(next[i])) ++i;
+    while (i < static_cast<std::size_t>(got) && is_cr_or_lf(next[i]))
+      ++i;
     n += i;
     if (i < static_cast<std::size_t>(got)) break;
   }

@@ -114,7 +114,10 @@ void park(stream_state& s, stream_op& op) {
       (side.limits && side.limits->idle > duration::zero())) {
     arm_limits(s, type.dir, deadline_after(op.timeout));
   }
-  if (type.dir == reading) s.io->reader_parked(s);
+  if (type.dir == reading) {
+    s.input_viewed = false;  // a peek's view ends with the next read (see peek.cpp)
+    s.io->reader_parked(s);
+  }
   if (type.parked) type.parked(s, op);
 }
 
@@ -173,7 +176,6 @@ bool stream_op::await_ready() {
     ec = errc::busy;
     return true;
   }
-  if (type.dir == reading) s->input_viewed = false;  // a peek's view ends here
   // Fairness: a direction that keeps completing at once (a writer the kernel keeps taking
   // from, a reader the socket keeps feeding) lets the loop poll after every inline_budget
   // bytes, so the other end of the data, and every other connection, runs in between.

@@ -37,26 +37,6 @@ std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
   return 0;
 }
 
-// Whether a read should recv() now rather than wait: on a plain socket that has not ended,
-// when the socket just said it is readable, when the last direct read filled its buffer, or
-// when the input buffer held as much as one of libevent's capped reads brings.
-bool socket_may_hold_more(const stream_state& s, std::size_t buffered) noexcept {
-  return s.io->direct && !s.side[reading].error &&
-         (s.readable || s.more_pending || buffered >= libevent_read_cap);
-}
-
-// Moves up to `n` bytes into `p`: what the input buffer holds, then what the socket may
-// hold. `buffered` is the input buffer's length.
-std::size_t take(stream_state& s, std::byte* p, std::size_t n, std::size_t buffered) noexcept {
-  std::size_t got = 0;
-  if (buffered > 0 && n > 0) {
-    const int r = evbuffer_remove(input(s), p, std::min(buffered, n));
-    got = r > 0 ? static_cast<std::size_t>(r) : 0;
-  }
-  if (got < n && socket_may_hold_more(s, buffered)) got += read_direct(s, p + got, n - got);
-  return got;
-}
-
 // Nothing (more) to read now: the op is done only if the stream has ended or failed.
 bool read_ended(stream_state& s, stream_op& op) noexcept {
   if (!s.side[reading].error) return false;

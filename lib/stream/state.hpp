@@ -110,8 +110,8 @@ struct stream_state {
   // Not reading ahead (plain sockets: socket_read removed; otherwise EV_READ disabled): at the
   // read limit with no reader parked, or (plain sockets) at the end.
   bool read_paused = false;
-  // A peek's view of the input buffer is out: reading ahead stays paused until the next read
-  // op or consume().
+  // A peek's view of the input buffer is out: reading ahead stays paused until consume() or
+  // a read op that waits (one that completes at once reads nothing ahead either).
   bool input_viewed = false;
   bool write_direct = false;  // the parked writer waits on socket_write
   bool write_shut = false;

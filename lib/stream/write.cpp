@@ -5,41 +5,49 @@
 
 namespace evco::detail {
 
-unsent unsent_of(const stream_op& op) noexcept {
-  const frame_prefix* prefix =
-      op.kind == op_kind::write_frame ? &static_cast<const write_frame_op&>(op).header : nullptr;
-  const std::size_t head = prefix ? prefix->size : 0;
-  const std::size_t head_done = std::min(op.done, head);
-  const std::size_t body_done = op.done - head_done;
-  return {prefix ? prefix->bytes.data() + head_done : nullptr, head - head_done,
-          op.data + body_done, op.size - body_done};
-}
-
 namespace {
 
-bool all_sent(const unsent& u) noexcept {
-  return u.head_size == 0 && u.body_size == 0;
+// A frame's header goes before its payload (write_frame); `done` counts both.
+std::size_t header_size(const stream_op& op) noexcept {
+  return op.kind == op_kind::write_frame ? static_cast<const write_frame_op&>(op).header.size : 0;
+}
+
+bool all_sent(const stream_op& op) noexcept {
+  return op.done == op.size + header_size(op);
+}
+
+// What is left to send of the header, and of the data.
+std::span<const std::byte> header_rest(const stream_op& op) noexcept {
+  const std::size_t n = header_size(op);
+  if (op.done >= n) return {};
+  return std::span(static_cast<const write_frame_op&>(op).header.bytes)
+      .subspan(op.done, n - op.done);
+}
+std::span<const std::byte> data_rest(const stream_op& op) noexcept {
+  const std::size_t sent = op.done - std::min(op.done, header_size(op));
+  return {op.data + sent, op.size - sent};
 }
 
 // Copies what the op has not sent yet into the output buffer, all or nothing; false when out
 // of memory.
-bool queue_rest(stream_state& s, stream_op& op, const unsent& u) noexcept {
+bool queue_rest(stream_state& s, stream_op& op) noexcept {
   evbuffer* out = output(s);
-  if (u.head_size > 0 && (evbuffer_expand(out, u.head_size + u.body_size) != 0 ||
-                          evbuffer_add(out, u.head, u.head_size) != 0)) {
+  const auto head = header_rest(op);
+  const auto data = data_rest(op);
+  if (!head.empty() && (evbuffer_expand(out, head.size() + data.size()) != 0 ||
+                        evbuffer_add(out, head.data(), head.size()) != 0)) {
     return false;
   }
-  if (evbuffer_add(out, u.body, u.body_size) != 0) return false;
-  op.done += u.head_size + u.body_size;
+  if (evbuffer_add(out, data.data(), data.size()) != 0) return false;
+  op.done += head.size() + data.size();
   return true;
 }
 
 // A deadline, stop request or close ends a parked write. One the kernel took part of is never
 // torn: the rest is queued, as if it had not had to wait, and the write succeeds.
 void interrupt_write(stream_state& s, stream_op& op, std::error_code ec) noexcept {
-  const unsent u = unsent_of(op);
-  if (op.done > 0 && !all_sent(u) && !s.side[writing].error) {
-    if (queue_rest(s, op, u)) return;
+  if (op.done > 0 && !all_sent(op) && !s.side[writing].error) {
+    if (queue_rest(s, op)) return;
     ec = std::make_error_code(std::errc::not_enough_memory);
   }
   op.ec = ec;
@@ -59,11 +67,13 @@ bool write_ended(stream_state& s, stream_op& op) noexcept {
 }
 
 // One syscall for what is left: send() of the data, or a frame's header and payload together.
-ssize_t send_rest(int fd, const unsent& u) noexcept {
+ssize_t send_rest(int fd, const stream_op& op) noexcept {
   constexpr int flags = MSG_NOSIGNAL | MSG_DONTWAIT;
-  if (u.head_size == 0) return ::send(fd, u.body, u.body_size, flags);
-  iovec iov[2] = {{const_cast<std::byte*>(u.head), u.head_size},
-                  {const_cast<std::byte*>(u.body), u.body_size}};
+  const auto data = data_rest(op);
+  const auto head = header_rest(op);
+  if (head.empty()) return ::send(fd, data.data(), data.size(), flags);
+  iovec iov[2] = {{const_cast<std::byte*>(head.data()), head.size()},
+                  {const_cast<std::byte*>(data.data()), data.size()}};
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = 2;
@@ -74,8 +84,8 @@ ssize_t send_rest(int fd, const unsent& u) noexcept {
 // buffer. bufferevent would copy them, enable EPOLLOUT, wait a loop turn and disable it
 // again. What the kernel does not take yet is sent from here as well once the socket is
 // writable (the parked write waits on socket_write). MSG_NOSIGNAL: a closed peer is EPIPE.
-bool write_direct(stream_state& s, stream_op& op, const unsent& u) noexcept {
-  const ssize_t n = send_rest(s.fd, u);
+bool write_direct(stream_state& s, stream_op& op) noexcept {
+  const ssize_t n = send_rest(s.fd, op);
   if (n >= 0) {
     op.done += static_cast<std::size_t>(n);
   } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -83,7 +93,7 @@ bool write_direct(stream_state& s, stream_op& op, const unsent& u) noexcept {
     op.ec = s.side[writing].error;
     return true;
   }
-  if (all_sent(unsent_of(op))) return true;
+  if (all_sent(op)) return true;
   // A parked write (one that waited at the watermark until the queued output drained) now
   // waits on the socket itself.
   if (op.state != op_state::idle && !wait_writable(s)) {
@@ -95,14 +105,12 @@ bool write_direct(stream_state& s, stream_op& op, const unsent& u) noexcept {
 
 bool perform_write(stream_state& s, stream_op& op) noexcept {
   if (write_ended(s, op)) return true;
-  const unsent u = unsent_of(op);
   const std::size_t queued = evbuffer_get_length(output(s));
-  if (queued == 0 && s.io->direct) return all_sent(u) || write_direct(s, op, u);
+  if (queued == 0 && s.io->direct) return all_sent(op) || write_direct(s, op);
   if (s.write_high != 0 && queued > s.write_high) return false;
-  if (!queue_rest(s, op, u)) op.ec = std::make_error_code(std::errc::not_enough_memory);
+  if (!queue_rest(s, op)) op.ec = std::make_error_code(std::errc::not_enough_memory);
   return true;
 }
-
 // A frame too large for its header or its maximum fails before a byte leaves.
 bool perform_write_frame(stream_state& s, stream_op& op) noexcept {
   if (static_cast<write_frame_op&>(op).too_large) {
