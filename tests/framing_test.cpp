@@ -6,10 +6,13 @@
 #include <doctest/doctest.h>
 
 #include <array>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "evco/tls.hpp"
+#include "pki.hpp"
 #include "support.hpp"
 #include "transports.hpp"
 
@@ -22,6 +25,7 @@ using evco::result;
 using evco::stream;
 using evco::success;
 using evco::task;
+using evco::test::certs;
 using evco::test::error_of;
 using evco::test::pattern;
 
@@ -31,6 +35,47 @@ namespace {
 
 using namespace evco::test;  // the transports and their helpers (transports.hpp)
 using namespace std::literals;
+
+// TLS as a fourth transport: its bytes go through OpenSSL's records and the bufferevent's
+// buffers, which a peek's view must survive too.
+task<result<void>> tls_accept(evco::listener* l, const evco::tls_context* ctx,
+                              std::optional<result<stream>>* out, evco::test::signal* done) {
+  auto tcp = co_await l->accept();
+  if (tcp) {
+    out->emplace(co_await evco::tls_server(std::move(tcp).value(), *ctx, 10s));
+  } else {
+    out->emplace(tcp.error());
+  }
+  done->set();
+  co_return success();
+}
+
+task<result<ends>> tls(loop& lp) {
+  static const auto server = evco::tls_context::server(certs().cert("good"), certs().key("good"));
+  static const auto client = [] {
+    evco::tls_client_options o;
+    o.ca_file = certs().ca;
+    return evco::tls_context::client(o);
+  }();
+  REQUIRE(server);
+  REQUIRE(client);
+  EVCO_TRY(auto l, evco::listener::bind(lp, evco::endpoint::v4_loopback()));
+  EVCO_TRY(const auto ep, l.local_endpoint());
+  std::optional<result<stream>> accepted;
+  evco::test::signal done;
+  lp.spawn(tls_accept(&l, &server.value(), &accepted, &done), fail_result);
+  EVCO_TRY(auto tcp, co_await evco::connect(lp, ep));
+  EVCO_TRY(auto c, co_await evco::tls_client(std::move(tcp), client.value(), "localhost", 10s));
+  co_await done;
+  EVCO_TRY(auto s, std::move(*accepted));
+  co_return ends{std::move(c), std::move(s)};
+}
+
+constexpr std::array with_tls{transports[0], transports[1], transports[2], transport{"tls", tls}};
+
+void over_each(body_fn body) {
+  over_each_transport(body, with_tls);
+}
 
 // Chunk sizes the input is written in, 0 meaning all of it at once. Each write is followed
 // by a turn of the loop, so that the reader mostly sees the chunks one by one.
@@ -125,7 +170,7 @@ task<void> lines_in_every_style(loop& lp, const transport& t) {
 }
 
 TEST_CASE("read_line splits the same lines in every style, however the bytes arrive") {
-  over_each_transport(lines_in_every_style);
+  over_each(lines_in_every_style);
 }
 
 // A line longer than `max` fails once more than `max` bytes of it are there, and nothing is
@@ -155,7 +200,7 @@ task<void> line_limits(loop& lp, const transport& t) {
 }
 
 TEST_CASE("read_line: limit_exceeded keeps the bytes; a line of exactly max is read") {
-  over_each_transport(line_limits);
+  over_each(line_limits);
 }
 
 task<void> line_cut_by_eof(loop& lp, const transport& t) {
@@ -174,7 +219,7 @@ task<void> line_cut_by_eof(loop& lp, const transport& t) {
 }
 
 TEST_CASE("read_line: the stream ending inside a line is eof, and the line stays readable") {
-  over_each_transport(line_cut_by_eof);
+  over_each(line_cut_by_eof);
 }
 
 // Many lines in one write: each read takes one, and the rest stays for the next.
@@ -194,7 +239,7 @@ task<void> many_lines_in_one_packet(loop& lp, const transport& t) {
 }
 
 TEST_CASE("read_line: a thousand lines in one write come out one by one") {
-  over_each_transport(many_lines_in_one_packet);
+  over_each(many_lines_in_one_packet);
 }
 
 // A line may be longer than the read limit: the input grows to the line's maximum while the
@@ -212,11 +257,11 @@ task<void> line_past_read_limit(loop& lp, const transport& t) {
 }
 
 TEST_CASE("read_line: a line longer than the read limit is read") {
-  over_each_transport(line_past_read_limit);
+  over_each(line_past_read_limit);
 }
 
 TEST_CASE("read_line of eol::any drops a run of CRs and LFs longer than the read limit") {
-  over_each_transport([](loop& lp, const transport& t) -> task<void> {
+  over_each([](loop& lp, const transport& t) -> task<void> {
     auto [a, b] = co_await connected(lp, t);
     b.set_read_limit(1024);
     sender snd(lp, a, "first" + std::string(100000, '\n') + "second\r", 8192);
@@ -309,7 +354,7 @@ task<void> frames_in_every_header(loop& lp, const transport& t) {
 }
 
 TEST_CASE("read_frame reads what write_frame wrote, in each header, however it arrives") {
-  over_each_transport(frames_in_every_header);
+  over_each(frames_in_every_header);
 }
 
 // Small frames byte by byte: a header split anywhere.
@@ -341,7 +386,7 @@ task<void> frames_byte_by_byte(loop& lp, const transport& t) {
 }
 
 TEST_CASE("read_frame: frames and headers arriving a byte at a time") {
-  over_each_transport(frames_byte_by_byte);
+  over_each(frames_byte_by_byte);
 }
 
 // A header announcing more than the maximum consumes nothing: the header is still there to
@@ -363,7 +408,7 @@ task<void> frame_too_large(loop& lp, const transport& t) {
 }
 
 TEST_CASE("read_frame: a header announcing more than max is limit_exceeded, nothing consumed") {
-  over_each_transport(frame_too_large);
+  over_each(frame_too_large);
 }
 
 TEST_CASE("read_frame: a varint of more than 64 bits is limit_exceeded") {
@@ -406,7 +451,7 @@ task<void> frame_cut_short(loop& lp, const transport& t) {
 }
 
 TEST_CASE("read_frame: eof, a timeout or a cancellation inside a frame loses nothing") {
-  over_each_transport(frame_cut_short);
+  over_each(frame_cut_short);
 }
 
 task<void> frame_write_limits(loop& lp, const transport& t) {
@@ -424,7 +469,7 @@ task<void> frame_write_limits(loop& lp, const transport& t) {
 }
 
 TEST_CASE("write_frame: a payload too large for the header or max is sent not at all") {
-  over_each_transport(frame_write_limits);
+  over_each(frame_write_limits);
 }
 
 // A frame larger than the socket takes at once: the write waits, and a timeout once the kernel
@@ -441,7 +486,7 @@ task<void> large_frame_interrupted(loop& lp, const transport& t) {
 }
 
 TEST_CASE("write_frame: interrupted after the kernel took part, the frame still arrives whole") {
-  over_each_transport(large_frame_interrupted);
+  over_each(large_frame_interrupted);
 }
 
 // ---- peek, consume, skip ----------------------------------------------------------------------
@@ -478,7 +523,7 @@ task<void> peek_and_consume(loop& lp, const transport& t) {
 }
 
 TEST_CASE("peek shows buffered bytes without taking them; consume drops them") {
-  over_each_transport(peek_and_consume);
+  over_each(peek_and_consume);
 }
 
 // The first n bytes are contiguous however they arrived, and past the read limit.
@@ -499,7 +544,7 @@ task<void> peek_across_chunks(loop& lp, const transport& t) {
 }
 
 TEST_CASE("peek(n) gives n contiguous bytes however they arrived, past the read limit") {
-  over_each_transport(peek_across_chunks);
+  over_each(peek_across_chunks);
 }
 
 // While the caller holds a view, bytes arriving are not read ahead into the buffer it shows
@@ -523,7 +568,7 @@ task<void> view_stays_valid(loop& lp, const transport& t) {
 }
 
 TEST_CASE("a peek's view stays valid while more bytes arrive, until consume") {
-  over_each_transport(view_stays_valid);
+  over_each(view_stays_valid);
 }
 
 task<void> skip_bytes(loop& lp, const transport& t) {
@@ -545,7 +590,7 @@ task<void> skip_bytes(loop& lp, const transport& t) {
 }
 
 TEST_CASE("skip discards exactly n bytes as they arrive") {
-  over_each_transport(skip_bytes);
+  over_each(skip_bytes);
 }
 
 task<void> skip_cut_short(loop& lp, const transport& t) {
@@ -557,7 +602,7 @@ task<void> skip_cut_short(loop& lp, const transport& t) {
 }
 
 TEST_CASE("skip: the stream ending first is eof") {
-  over_each_transport(skip_cut_short);
+  over_each(skip_cut_short);
 }
 
 // Each reading op is a read like any other: one at a time, and none after close.

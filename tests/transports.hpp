@@ -11,6 +11,7 @@
 
 #include <array>
 #include <atomic>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -65,10 +66,11 @@ inline task<ends> connected(loop& lp, const transport& t) {
 
 using body_fn = task<void> (*)(loop&, const transport&);
 
-// Runs `body` over each transport, each in a subcase of its own on a loop of its own. Once the
-// loop is gone (with every frame, stream and linger it still had), so are their fds.
-inline void over_each_transport(body_fn body) {
-  for (const transport& t : transports) {
+// Runs `body` over each transport (of `list`: all of them unless a suite adds its own), each in
+// a subcase of its own on a loop of its own. Once the loop is gone (with every frame, stream
+// and linger it still had), so are their fds.
+inline void over_each_transport(body_fn body, std::span<const transport> list = transports) {
+  for (const transport& t : list) {
     SUBCASE(t.name) {
       const std::size_t fds = evco::test::open_fds();
       {
