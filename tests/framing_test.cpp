@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <array>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,6 +31,10 @@ using evco::test::error_of;
 using evco::test::pattern;
 
 TEST_SUITE_BEGIN("framing");
+
+// Counted by the operator new in counting_new.cpp, linked into this suite.
+extern std::atomic<std::size_t> allocations;
+extern const bool counting_new_active;
 
 namespace {
 
@@ -630,6 +635,39 @@ TEST_CASE("framing ops are busy while another read is pending, closed once close
     CHECK(error_of(co_await b.read_line(other)) == errc::closed);
     CHECK(error_of(co_await b.write_frame("x")) == errc::closed);
   });
+}
+
+// Framed round trips into reused strings, and peeks, allocate nothing once warm (TLS's
+// records are OpenSSL's business, so the socket transports and the pair only).
+task<void> steady_state_allocations(loop& lp, const transport& t) {
+  if (!counting_new_active) co_return;  // ThreadSanitizer: see counting_new.cpp
+  auto [a, b] = co_await connected(lp, t);
+  const std::string msg = letters(100, 1);
+  std::string line, frame;
+  line.reserve(200);
+  frame.reserve(200);
+  const std::string msg_line = msg + "\r\n";
+  std::size_t before = 0;
+  for (int i = 0; i < 1010; ++i) {
+    if (i == 10) before = allocations.load();  // after a warm-up
+    REQUIRE(co_await a.write_frame(msg, {frame_header::varint}));
+    frame.clear();
+    REQUIRE(co_await b.read_frame(frame, {frame_header::varint}));
+    REQUIRE(co_await b.write(msg_line));
+    line.clear();
+    REQUIRE(co_await a.read_line(line));
+    REQUIRE(co_await a.write(msg));
+    auto v = co_await b.peek(msg.size());
+    REQUIRE(v);
+    b.consume(msg.size());
+  }
+  CHECK(allocations.load() - before == 0);
+  CHECK(line == msg);
+  CHECK(frame == msg);
+}
+
+TEST_CASE("steady-state framed reads and writes and peeks allocate nothing") {
+  over_each_transport(steady_state_allocations);
 }
 
 }  // namespace

@@ -340,7 +340,8 @@ class stream {
   }
 
   /// Drops the first `n` buffered input bytes (all of them when fewer are buffered): after a
-  /// peek(), the bytes the caller has dealt with. Never waits.
+  /// peek(), the bytes the caller has dealt with. Never waits; does nothing while a read op is
+  /// pending (there is one reader at a time).
   void consume(std::size_t n) noexcept;
 
   /// Discards the next `n` bytes of the stream as they arrive, without a buffer of the
