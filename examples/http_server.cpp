@@ -245,7 +245,11 @@ class connection {
     make_room();
     const std::span<char> room(buf_.data() + end_, buf_.size() - end_);
     const bool idle = begin_ == end_;
-    auto n = co_await s_.read_some(room, idle ? evco::op_options(stop_) : evco::op_options());
+    // A named local: g++ 12 destroys a temporary holding a stop_token twice when it is built
+    // in the co_await's full-expression (see op_options.hpp).
+    evco::op_options limits;
+    if (idle) limits.stop = stop_;
+    auto n = co_await s_.read_some(room, std::move(limits));
     if (!n) co_return false;  // eof, reset, idle timeout, stop: nothing to answer
     end_ += n.value();
     co_return true;
