@@ -54,6 +54,9 @@ constexpr std::size_t min_room = 4096;
 
 constexpr std::string_view hello = "Hello, world!";
 
+// A deadline already past: the op completes only if it can at once.
+constexpr auto poll = std::chrono::milliseconds(-1);
+
 // The Date header's value (RFC 9110 section 5.6.7), formatted once a second per thread.
 std::string_view http_date() {
   thread_local std::time_t formatted_at = -1;
@@ -172,7 +175,7 @@ class connection {
       const next n = answer_buffered();
       if (n == next::body && co_await stream_body()) continue;
       if (n != next::read) break;
-      if (!co_await flush() || !co_await fill()) co_return;
+      if (!co_await flush() || !co_await fill(begin_ == end_)) co_return;
     }
     (void)co_await flush();
   }
@@ -224,10 +227,10 @@ class connection {
       begin_ += take;
       left -= take;
       if (left == 0) break;
-      if (!co_await flush() || !co_await fill()) co_return false;
+      if (!co_await flush() || !co_await fill(false)) co_return false;
     }
     if (to != route::echo) append_response(out_, to, head_only, keep);
-    co_return keep;
+    co_return keep && !stop_.stop_requested();
   }
 
   // Sends the responses gathered so far, in one write.
@@ -238,18 +241,21 @@ class connection {
     co_return sent;
   }
 
-  // Reads what is there into the free end of the buffer. Waiting for a new request, the read
-  // ends at the server's stop; in the middle of one, only at its idle timeout (or the end of
-  // the grace period, when the task group cancels it).
-  evco::task<bool> fill() {
+  // Reads what is there into the free end of the buffer. Waiting for a new request (`idle`),
+  // the read ends at the server's stop; in the middle of one, only at its idle timeout (or the
+  // end of the grace period, when the task group cancels it).
+  evco::task<bool> fill(bool idle) {
     make_room();
     const std::span<char> room(buf_.data() + end_, buf_.size() - end_);
-    const bool idle = begin_ == end_;
     // A named local: g++ 12 destroys a temporary holding a stop_token twice when it is built
     // in the co_await's full-expression (see op_options.hpp).
     evco::op_options limits;
     if (idle) limits.stop = stop_;
     auto n = co_await s_.read_some(room, std::move(limits));
+    if (!n && idle && n.error() == evco::errc::cancelled) {
+      // Stopping: a request that reached us before the stop is still answered.
+      n = co_await s_.read_some(room, poll);
+    }
     if (!n) co_return false;  // eof, reset, idle timeout, stop: nothing to answer
     end_ += n.value();
     co_return true;
