@@ -22,6 +22,7 @@
 // Environment: HTTP_SERVER_IDLE_MS (default 60000): a connection on which no byte moves for
 // that long is closed; HTTP_SERVER_GRACE_MS (default 5000): the grace period of the stop.
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -98,19 +99,18 @@ std::string_view reason(int status) {
 // Appends a response head to `out`; the body (content_length bytes) is the caller's to add.
 void append_head(std::string& out, int status, std::uint64_t content_length, bool keep_alive,
                  std::string_view content_type = "text/plain") {
-  char status_line[32];
-  const int n = std::snprintf(status_line, sizeof status_line, "HTTP/1.1 %d ", status);
-  out.append(status_line, static_cast<std::size_t>(n));
+  char number[24];
+  out.append("HTTP/1.1 ");
+  out.append(number, std::to_chars(number, number + sizeof number, status).ptr);
+  out.append(" ");
   out.append(reason(status));
   out.append("\r\nServer: evco\r\nDate: ");
   out.append(http_date());
   out.append("\r\nContent-Type: ");
   out.append(content_type);
-  char length[48];
-  const int m = std::snprintf(length, sizeof length, "\r\nContent-Length: %llu\r\n",
-                              static_cast<unsigned long long>(content_length));
-  out.append(length, static_cast<std::size_t>(m));
-  out.append(keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
+  out.append("\r\nContent-Length: ");
+  out.append(number, std::to_chars(number, number + sizeof number, content_length).ptr);
+  out.append(keep_alive ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
 }
 
 // Where a request goes, decided from its head alone (its views die when the buffer is reused).
