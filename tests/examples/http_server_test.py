@@ -246,15 +246,15 @@ def test_http10(server):
 
 
 def test_idle_timeout(exe):
-    with harness.Server([exe, "127.0.0.1", "0"], env={"HTTP_SERVER_IDLE_MS": "200"}) as server:
+    with harness.Server([exe, "127.0.0.1", "0"], env={"HTTP_SERVER_IDLE_MS": "500"}) as server:
         c = Client(server)
         c.send(get())
         expect_hello(c.response(), "request before idling")
-        c.expect_eof("idle keep-alive connection with a 200 ms idle timeout")
+        c.expect_eof("idle keep-alive connection with a 500 ms idle timeout")
         c.close()
         c = Client(server)
         c.send(b"GET / HTTP/1.1\r\nHost: te")  # stalls in the middle of a head
-        c.expect_eof("connection stalled mid-head with a 200 ms idle timeout")
+        c.expect_eof("connection stalled mid-head with a 500 ms idle timeout")
         c.close()
         server.check_running()
 
