@@ -16,8 +16,9 @@
 // each accepting on its own SO_REUSEPORT listener bound to the same port.
 //
 // SIGINT or SIGTERM stops it gracefully: no new connection is accepted, idle keep-alive
-// connections close, a request in flight gets its response (with "Connection: close"), and
-// whatever is still open after the grace period is cancelled; the exit status is then 0.
+// connections close, a request in flight gets its response (saying "Connection: close" unless
+// its head went out before the stop) and then the connection closes, and whatever is still
+// open after the grace period is cancelled; the exit status is then 0.
 //
 // Environment: HTTP_SERVER_IDLE_MS (default 60000): a connection on which no byte moves for
 // that long is closed; HTTP_SERVER_GRACE_MS (default 5000): the grace period of the stop.
