@@ -1,3 +1,484 @@
+// Fuzz target: two connected streams (an in-process pair, or a loopback TCP connection: the
+// first input byte chooses) driven by random operations decoded from the input, in both
+// directions at once: writes, the reads, shutdown, close, cancellation, tiny timeouts, when_any
+// of a read and a timer, frames destroyed in the middle of their op, read limits and write
+// watermarks. It checks the stream contracts (include/evco/stream.hpp) on the bytes:
+// - every write that succeeded arrives exactly once, whole and in order, unless the reading
+//   end was closed; a write that failed (cancelled, timed out, closed, busy) sent nothing;
+// - a read never returns a byte that was not written, and one that failed delivered nothing
+//   and lost nothing (the next read goes on with the sequence);
+// - eof comes only after the writing end shut down or closed, and after every accepted byte;
+// - nothing hangs: each input ends by shutting down, draining both directions and running the
+//   loop until every op finished, under a watchdog that dumps the parked ops and aborts.
+// A violation prints what was expected and aborts (libFuzzer then saves the input).
+
+#include <array>
+#include <chrono>
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t*, std::size_t) { return 0; }
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "evco/evco.hpp"
+#include "evco/pair.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using evco::errc;
+
+[[noreturn]] void violation(const char* what, unsigned dir = 0, std::size_t a = 0,
+                            std::size_t b = 0) {
+  std::fprintf(stderr, "stream_sequence fuzz: invariant violated (direction %u): %s [%zu %zu]\n",
+               dir, what, a, b);
+  std::abort();
+}
+
+// ---- The jobs: eager coroutines the driver owns, so that it can destroy one mid-op. ----
+
+struct job {
+  struct promise_type {
+    job get_return_object() {
+      return job(std::coroutine_handle<promise_type>::from_promise(*this));
+    }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_always final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { violation("exception escaped a job"); }
+  };
+  job() = default;
+  explicit job(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+  job(job&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  job& operator=(job&& o) noexcept {
+    reset();
+    h_ = std::exchange(o.h_, {});
+    return *this;
+  }
+  ~job() { reset(); }
+  bool running() const noexcept { return h_ && !h_.done(); }
+  // Destroys the frame, finished or not (and with it the op it awaits).
+  void reset() noexcept {
+    if (h_) std::exchange(h_, {}).destroy();
+  }
+
+ private:
+  std::coroutine_handle<promise_type> h_;
+};
+
+// ---- The model of one direction: what was written, what the reader has seen. ----
+
+// Byte `i` of the `w`th write of a direction. The first bytes of writes up to 251 apart differ,
+// so a reader that finds a write missing (one whose fate is unknown) sees which came instead.
+std::byte pattern(std::size_t w, std::size_t i) {
+  return static_cast<std::byte>((w * 7 + i * 31 + i / 251) % 251);
+}
+
+enum class fate : unsigned char {
+  pending,   // in flight: may or may not arrive (its frame destroyed: stays so)
+  accepted,  // the write succeeded: it must arrive
+  failed,    // the write failed with an error that says it sent nothing
+  broken,    // failed on a broken connection (EPIPE, reset): unknown, as pending
+  skipped,   // the reader went past it: it must never be accepted
+};
+
+struct write_rec {
+  std::size_t len;
+  fate f = fate::pending;
+  bool seen = false;  // some of its bytes arrived
+};
+
+struct direction {
+  explicit direction(unsigned i) noexcept : id(i) {}
+  unsigned id;
+  std::vector<write_rec> writes;
+  // The reader's position: in writes[cur], `off` bytes in (off == 0: between writes).
+  std::size_t cur = 0;
+  std::size_t off = 0;
+  bool writer_ended = false;  // shutdown started, or the writing end closed
+  bool reader_closed = false;
+  bool got_eof = false;
+  std::size_t bytes_in = 0;
+
+  std::size_t start_write(std::size_t len) {
+    writes.push_back({len});
+    return writes.size() - 1;
+  }
+
+  // The first write that may come next, from `from`, whose first byte is `b`.
+  std::size_t match(std::size_t from, std::byte b) {
+    for (std::size_t j = from; j < writes.size(); ++j) {
+      const write_rec& w = writes[j];
+      if (w.f == fate::failed || w.f == fate::skipped) continue;
+      if (pattern(j, 0) == b) return j;
+      if (w.f == fate::accepted) violation("an accepted write is missing", id, j, bytes_in);
+    }
+    violation("a byte that was never written", id, std::to_integer<std::size_t>(b), bytes_in);
+  }
+
+  void received(std::span<const std::byte> bytes) {
+    if (got_eof) violation("bytes after eof", id);
+    for (std::byte b : bytes) {
+      if (off == 0) {
+        const std::size_t j = match(cur, b);
+        for (std::size_t k = cur; k < j; ++k) {
+          if (writes[k].f == fate::pending || writes[k].f == fate::broken) {
+            writes[k].f = fate::skipped;
+          }
+        }
+        cur = j;
+        writes[cur].seen = true;
+      } else if (pattern(cur, off) != b) {
+        violation("a byte out of order, lost or repeated", id, cur, off);
+      }
+      ++bytes_in;
+      if (++off == writes[cur].len) {
+        ++cur;
+        off = 0;
+      }
+    }
+  }
+
+  // A write reported how it ended.
+  void write_done(std::size_t w, const evco::result<void>& r) {
+    write_rec& rec = writes[w];
+    if (r) {
+      if (rec.f == fate::skipped && !reader_closed) {
+        violation("a write succeeded after the reader went past it", id, w, bytes_in);
+      }
+      if (rec.f == fate::pending) rec.f = fate::accepted;
+      return;
+    }
+    const std::error_code ec = r.error();
+    const bool sent_nothing = ec == errc::cancelled || ec == errc::timed_out ||
+                              ec == errc::closed || ec == errc::busy ||
+                              ec == std::errc::not_enough_memory;
+    if (sent_nothing && rec.seen && !reader_closed) {
+      violation("a write that failed had sent bytes", id, w, ec.value());
+    }
+    if (rec.f == fate::pending) rec.f = sent_nothing ? fate::failed : fate::broken;
+  }
+
+  // A read ended with eof: the writer ended, and every accepted byte came before it.
+  void eof() {
+    if (reader_closed) return;
+    if (!writer_ended) violation("eof before the writer ended", id, bytes_in);
+    if (off != 0) violation("eof in the middle of a write", id, cur, off);
+    for (std::size_t j = cur; j < writes.size(); ++j) {
+      if (writes[j].f == fate::accepted) violation("eof before an accepted write", id, j);
+      if (writes[j].f == fate::pending || writes[j].f == fate::broken) {
+        writes[j].f = fate::skipped;
+      }
+    }
+    got_eof = true;
+  }
+
+  // A read failed: eof is checked, an error of the read alone delivered nothing.
+  void read_failed(std::error_code ec) {
+    if (ec == errc::eof) eof();
+  }
+};
+
+// ---- The ops, decoded from the input. ----
+
+struct bytes_in {
+  const std::uint8_t* p;
+  std::size_t n;
+  std::uint8_t u8() {
+    if (n == 0) return 0;
+    --n;
+    return *p++;
+  }
+  std::size_t size() {
+    const std::uint8_t b = u8();
+    // Mostly small, some large: the large ones reach the watermarks and the kernel's limits.
+    if (b < 192) return b;
+    return (static_cast<std::size_t>(b - 192) << 12) + u8() * 16u;
+  }
+};
+
+constexpr std::size_t max_ops = 48;
+constexpr int max_sleeps = 6;  // sleeps of 1 ms: the timers' time is real
+
+struct end_state {
+  evco::stream s;
+  job reader;
+  // Every write-side op started (write, drain, shutdown), the latest last: a second one may
+  // well not be busy (the first completed, but its frame is not resumed yet), and the bytes
+  // of writes go out in the order they started, which is the model's order.
+  std::vector<job> writers;
+  std::optional<std::stop_source> read_stop, write_stop;
+};
+
+struct context {
+  evco::loop& lp;
+  std::array<end_state, 2> ends;
+  // dirs[i]: the bytes end i writes and end 1-i reads.
+  std::array<direction, 2> dirs{direction(0), direction(1)};
+};
+
+// How an op limits itself: none, an expired deadline (a poll), 100 us, 1 ms or 2 ms, each with
+// or without a stop token.
+evco::op_options options(std::uint8_t b, std::optional<std::stop_source>& src) {
+  src.emplace();
+  static constexpr evco::duration timeouts[] = {evco::duration::zero(), evco::duration(-1),
+                                                std::chrono::microseconds(100), 1ms, 2ms};
+  const evco::duration t = timeouts[b % 5];
+  if (b & 0x80) return evco::op_options(t, src->get_token());
+  if (t == evco::duration::zero()) return {};
+  return evco::op_options(t);
+}
+
+job do_write(context& c, int e, std::size_t len, evco::op_options o) {
+  direction& d = c.dirs[e];
+  if (len == 0) {
+    // A write of nothing moves nothing; whatever it reports, it must not disturb the model.
+    (void)co_await c.ends[e].s.write(std::span<const std::byte>{}, std::move(o));
+    co_return;
+  }
+  const std::size_t w = d.start_write(len);
+  std::vector<std::byte> data(len);
+  for (std::size_t i = 0; i < len; ++i)
+    data[i] = pattern(w, i);
+  auto r = co_await c.ends[e].s.write(std::span<const std::byte>(data), std::move(o));
+  d.write_done(w, r);
+}
+
+// read_some into a span, read_some into a string, read_exactly, read_until: the bytes read
+// go to the reading direction's model, an error to its eof check.
+job do_read(context& c, int e, int kind, std::size_t n, std::byte delim, evco::op_options o) {
+  direction& d = c.dirs[1 - e];
+  evco::stream& s = c.ends[e].s;
+  switch (kind) {
+    case 0: {
+      std::vector<std::byte> buf(n);
+      auto r = co_await s.read_some(std::span<std::byte>(buf), std::move(o));
+      if (!r) co_return d.read_failed(r.error());
+      if (r.value() > n || (r.value() == 0 && n != 0)) violation("read_some's count", d.id);
+      d.received(std::span<const std::byte>(buf).first(r.value()));
+      co_return;
+    }
+    case 1: {
+      // Appends to what the string holds: that must stay as it was.
+      std::string str = "prefix";
+      auto r = co_await s.read_some(str, n, std::move(o));
+      if (str.compare(0, 6, "prefix") != 0) violation("read_some(string) changed its prefix");
+      if (!r) {
+        if (str.size() != 6) violation("a failed read_some(string) appended bytes", d.id);
+        co_return d.read_failed(r.error());
+      }
+      if (r.value() != str.size() - 6 || r.value() > n) violation("read_some(string)'s count");
+      d.received(std::as_bytes(std::span<const char>(str)).subspan(6));
+      co_return;
+    }
+    case 2: {
+      std::vector<std::byte> buf(n);
+      auto r = co_await s.read_exactly(std::span<std::byte>(buf), std::move(o));
+      if (!r) co_return d.read_failed(r.error());
+      d.received(buf);
+      co_return;
+    }
+    default: {
+      std::string line;
+      const char dc = static_cast<char>(delim);
+      auto r = co_await s.read_until(line, std::string_view(&dc, 1), n, std::move(o));
+      if (!r) {
+        if (!line.empty()) violation("a failed read_until appended bytes", d.id);
+        co_return d.read_failed(r.error());
+      }
+      if (r.value() != line.size() || line.empty() || line.back() != dc || line.size() > n) {
+        violation("read_until's frame", d.id);
+      }
+      d.received(std::as_bytes(std::span<const char>(line)));
+      co_return;
+    }
+  }
+}
+
+// A read racing a timer: when the timer wins, the read was cancelled and delivered nothing.
+job do_read_or_timer(context& c, int e, std::size_t n, evco::duration t) {
+  direction& d = c.dirs[1 - e];
+  std::vector<std::byte> buf(n);
+  auto r = co_await evco::when_any(c.ends[e].s.read_some(std::span<std::byte>(buf)),
+                                   evco::sleep_for(c.lp, t));
+  if (r.index() == 1) co_return;
+  auto& got = std::get<0>(r);
+  if (!got) co_return d.read_failed(got.error());
+  d.received(std::span<const std::byte>(buf).first(got.value()));
+}
+
+job do_shutdown(context& c, int e, evco::op_options o) {
+  c.dirs[e].writer_ended = true;  // before: the peer may read eof before this resumes
+  (void)co_await c.ends[e].s.shutdown(std::move(o));
+}
+
+job do_drain(context& c, int e, evco::op_options o) {
+  (void)co_await c.ends[e].s.drain(std::move(o));
+}
+
+void close_end(context& c, int e) {
+  c.dirs[e].writer_ended = true;
+  c.dirs[1 - e].reader_closed = true;
+  c.ends[e].s.close();
+}
+
+evco::task<void> wait_for(evco::loop& lp, const job& j) {
+  while (j.running())
+    co_await lp.yield();
+}
+
+// The end of every input: each writer finishes its write and shuts down; each reader reads to
+// eof, which must come after every accepted byte.
+job finish_writer(context& c, int e) {
+  for (const job& j : c.ends[e].writers)
+    co_await wait_for(c.lp, j);
+  if (!c.ends[e].s.is_open()) co_return;
+  c.dirs[e].writer_ended = true;
+  (void)co_await c.ends[e].s.shutdown();
+}
+
+job drain_reader(context& c, int e) {
+  co_await wait_for(c.lp, c.ends[e].reader);
+  direction& d = c.dirs[1 - e];
+  if (!c.ends[e].s.is_open() || d.got_eof) co_return;
+  std::array<std::byte, 4096> buf;
+  for (;;) {
+    auto r = co_await c.ends[e].s.read_some(std::span<std::byte>(buf));
+    if (!r) {
+      if (r.error() != errc::eof) {
+        std::fprintf(stderr, "final read: %s\n", r.error().message().c_str());
+        violation("the final read failed, not with eof", d.id);
+      }
+      d.eof();
+      co_return;
+    }
+    d.received(std::span<const std::byte>(buf).first(r.value()));
+  }
+}
+
+evco::task<void> drive(context& c, bytes_in in) {
+  int sleeps = 0;
+  for (std::size_t i = 0; i < max_ops && in.n > 0; ++i) {
+    const std::uint8_t op = in.u8();
+    const int e = op & 1;
+    end_state& end = c.ends[e];
+    switch ((op >> 1) % 14) {
+      case 0:
+      case 1: {
+        const std::size_t len = in.size();
+        end.writers.push_back(do_write(c, e, len, options(in.u8(), end.write_stop)));
+        break;
+      }
+      case 2:
+      case 3: {
+        const int kind = in.u8() % 4;
+        const std::size_t n = in.size();
+        const auto delim = static_cast<std::byte>(in.u8());
+        const std::uint8_t limits = in.u8();
+        // One read at a time: a second one need not be busy (the first completed, its frame
+        // not resumed yet), and then the model could not tell which read got which bytes.
+        if (!end.reader.running()) {
+          end.reader = do_read(c, e, kind, n, delim, options(limits, end.read_stop));
+        }
+        break;
+      }
+      case 4:
+        end.writers.push_back(do_shutdown(c, e, options(in.u8(), end.write_stop)));
+        break;
+      case 5:
+        close_end(c, e);
+        break;
+      case 6:  // cancel the end's pending read or write
+        if (auto& src = in.u8() & 1 ? end.read_stop : end.write_stop; src) src->request_stop();
+        break;
+      case 7:  // destroy the frame of the end's pending read or latest write
+        if (in.u8() & 1) {
+          end.reader.reset();
+        } else if (!end.writers.empty()) {
+          end.writers.back().reset();
+        }
+        break;
+      case 8:
+        end.s.set_read_limit(in.size());
+        break;
+      case 9: {
+        const std::size_t low = in.size();
+        end.s.set_write_watermarks(low, in.size());
+        break;
+      }
+      case 10: {
+        const std::size_t n = in.size();
+        const evco::duration t = std::chrono::microseconds(in.u8() * 8);
+        if (!end.reader.running()) end.reader = do_read_or_timer(c, e, n, t);
+        break;
+      }
+      case 11:
+        end.writers.push_back(do_drain(c, e, options(in.u8(), end.write_stop)));
+        break;
+      case 12:
+        if (sleeps < max_sleeps) {
+          ++sleeps;
+          (void)co_await evco::sleep_for(c.lp, 1ms);
+        }
+        break;
+      default:
+        break;
+    }
+    // Lets the loop move bytes between ops, a few turns at most.
+    for (int k = in.u8() % 3; k > 0; --k)
+      co_await c.lp.yield();
+  }
+  std::array<job, 4> last{finish_writer(c, 0), finish_writer(c, 1), drain_reader(c, 0),
+                          drain_reader(c, 1)};
+  for (const job& j : last)
+    co_await wait_for(c.lp, j);
+  // Both directions ended: eof was read wherever the reading end is open.
+  for (const direction& d : c.dirs) {
+    if (!d.reader_closed && !d.got_eof) violation("no eof at the end", d.id);
+  }
+}
+
+evco::task<evco::result<std::pair<evco::stream, evco::stream>>> tcp_pair(evco::loop& lp) {
+  EVCO_TRY(auto l, evco::listener::bind(lp, evco::endpoint::v4_loopback()));
+  EVCO_TRY(auto ep, l.local_endpoint());
+  EVCO_TRY(auto a, co_await evco::connect(lp, ep));
+  EVCO_TRY(auto b, co_await l.accept());
+  co_return std::pair{std::move(a), std::move(b)};
+}
+
+evco::task<void> body(evco::loop& lp, bytes_in in) {
+  const bool tcp = in.u8() & 1;
+  auto ends = tcp ? co_await tcp_pair(lp) : evco::make_pair(lp);
+  if (!ends) {
+    std::fprintf(stderr, "stream_sequence fuzz: no %s pair: %s\n", tcp ? "TCP" : "in-process",
+                 ends.error().message().c_str());
+    std::abort();
+  }
+  context c{lp, {}};
+  c.ends[0].s = std::move(ends.value().first);
+  c.ends[1].s = std::move(ends.value().second);
+  co_await drive(c, in);
+}
+
+evco::task<void> run_bounded(evco::loop& lp, bytes_in in) {
+  auto r = co_await evco::when_any(body(lp, in), evco::sleep_for(lp, 5s));
+  if (r.index() == 1) {
+    lp.dump(stderr);
+    violation("hang: not done after 5 s");
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  evco::loop lp;
+  lp.run(run_bounded(lp, bytes_in{data, size}));
+  return 0;
+}
