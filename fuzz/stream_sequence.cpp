@@ -35,6 +35,17 @@ namespace {
 using namespace std::chrono_literals;
 using evco::errc;
 
+// STREAM_SEQUENCE_TRACE=1 in the environment prints each op and each result: for reading a
+// crash (see README.md).
+const bool tracing = std::getenv("STREAM_SEQUENCE_TRACE") != nullptr;
+#define TRACE(...)                       \
+  do {                                   \
+    if (tracing) {                       \
+      std::fprintf(stderr, __VA_ARGS__); \
+      std::fputc('\n', stderr);          \
+    }                                    \
+  } while (0)
+
 [[noreturn]] void violation(const char* what, unsigned dir = 0, std::size_t a = 0,
                             std::size_t b = 0) {
   std::fprintf(stderr, "stream_sequence fuzz: invariant violated (direction %u): %s [%zu %zu]\n",
@@ -108,6 +119,7 @@ struct direction {
   std::size_t bytes_in = 0;
 
   std::size_t start_write(std::size_t len) {
+    TRACE("  dir %u: write %zu of %zu bytes starts", id, writes.size(), len);
     writes.push_back({len});
     return writes.size() - 1;
   }
@@ -124,6 +136,7 @@ struct direction {
   }
 
   void received(std::span<const std::byte> bytes) {
+    TRACE("  dir %u: read %zu bytes", id, bytes.size());
     if (got_eof) violation("bytes after eof", id);
     for (std::byte b : bytes) {
       if (off == 0) {
@@ -148,6 +161,7 @@ struct direction {
 
   // A write reported how it ended.
   void write_done(std::size_t w, const evco::result<void>& r) {
+    TRACE("  dir %u: write %zu: %s", id, w, r ? "ok" : r.error().message().c_str());
     write_rec& rec = writes[w];
     if (r) {
       if (rec.f == fate::skipped && !reader_closed) {
@@ -166,7 +180,7 @@ struct direction {
     if (rec.f == fate::pending) rec.f = sent_nothing ? fate::failed : fate::broken;
   }
 
-  // A read ended with eof: the writer ended, and every accepted byte came before it.
+  // read_some ended with eof: the writer ended, and every accepted byte came before it.
   void eof() {
     if (reader_closed) return;
     if (!writer_ended) violation("eof before the writer ended", id, bytes_in);
@@ -180,9 +194,14 @@ struct direction {
     got_eof = true;
   }
 
-  // A read failed: eof is checked, an error of the read alone delivered nothing.
-  void read_failed(std::error_code ec) {
-    if (ec == errc::eof) eof();
+  // A read failed, having delivered nothing. Its eof means the writer ended; read_some's means
+  // also that every byte before the end was read, while read_exactly and read_until leave
+  // the bytes they could not complete with buffered for the next read.
+  void read_failed(std::error_code ec, bool read_some) {
+    TRACE("  dir %u: read failed: %s", id, ec.message().c_str());
+    if (ec != errc::eof || reader_closed) return;
+    if (read_some) return eof();
+    if (!writer_ended) violation("eof before the writer ended", id, bytes_in);
   }
 };
 
@@ -256,11 +275,13 @@ job do_write(context& c, int e, std::size_t len, evco::op_options o) {
 job do_read(context& c, int e, int kind, std::size_t n, std::byte delim, evco::op_options o) {
   direction& d = c.dirs[1 - e];
   evco::stream& s = c.ends[e].s;
+  TRACE("  end %d: read kind %d of %zu, timeout %lld ns, stop %d", e, kind, n,
+        static_cast<long long>(o.timeout.count()), o.stop.stop_possible());
   switch (kind) {
     case 0: {
       std::vector<std::byte> buf(n);
       auto r = co_await s.read_some(std::span<std::byte>(buf), std::move(o));
-      if (!r) co_return d.read_failed(r.error());
+      if (!r) co_return d.read_failed(r.error(), true);
       if (r.value() > n || (r.value() == 0 && n != 0)) violation("read_some's count", d.id);
       d.received(std::span<const std::byte>(buf).first(r.value()));
       co_return;
@@ -272,7 +293,7 @@ job do_read(context& c, int e, int kind, std::size_t n, std::byte delim, evco::o
       if (str.compare(0, 6, "prefix") != 0) violation("read_some(string) changed its prefix");
       if (!r) {
         if (str.size() != 6) violation("a failed read_some(string) appended bytes", d.id);
-        co_return d.read_failed(r.error());
+        co_return d.read_failed(r.error(), true);
       }
       if (r.value() != str.size() - 6 || r.value() > n) violation("read_some(string)'s count");
       d.received(std::as_bytes(std::span<const char>(str)).subspan(6));
@@ -281,7 +302,7 @@ job do_read(context& c, int e, int kind, std::size_t n, std::byte delim, evco::o
     case 2: {
       std::vector<std::byte> buf(n);
       auto r = co_await s.read_exactly(std::span<std::byte>(buf), std::move(o));
-      if (!r) co_return d.read_failed(r.error());
+      if (!r) co_return d.read_failed(r.error(), false);
       d.received(buf);
       co_return;
     }
@@ -291,7 +312,7 @@ job do_read(context& c, int e, int kind, std::size_t n, std::byte delim, evco::o
       auto r = co_await s.read_until(line, std::string_view(&dc, 1), n, std::move(o));
       if (!r) {
         if (!line.empty()) violation("a failed read_until appended bytes", d.id);
-        co_return d.read_failed(r.error());
+        co_return d.read_failed(r.error(), false);
       }
       if (r.value() != line.size() || line.empty() || line.back() != dc || line.size() > n) {
         violation("read_until's frame", d.id);
@@ -310,7 +331,7 @@ job do_read_or_timer(context& c, int e, std::size_t n, evco::duration t) {
                                    evco::sleep_for(c.lp, t));
   if (r.index() == 1) co_return;
   auto& got = std::get<0>(r);
-  if (!got) co_return d.read_failed(got.error());
+  if (!got) co_return d.read_failed(got.error(), true);
   d.received(std::span<const std::byte>(buf).first(got.value()));
 }
 
@@ -368,6 +389,7 @@ evco::task<void> drive(context& c, bytes_in in) {
   for (std::size_t i = 0; i < max_ops && in.n > 0; ++i) {
     const std::uint8_t op = in.u8();
     const int e = op & 1;
+    TRACE("op %zu: end %d kind %d", i, e, (op >> 1) % 14);
     end_state& end = c.ends[e];
     switch ((op >> 1) % 14) {
       case 0:
