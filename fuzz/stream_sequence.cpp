@@ -137,6 +137,7 @@ struct direction {
 
   void received(std::span<const std::byte> bytes) {
     TRACE("  dir %u: read %zu bytes", id, bytes.size());
+    if (bytes.empty()) return;  // a zero-size read completes with 0 whatever the state
     if (got_eof) violation("bytes after eof", id);
     for (std::byte b : bytes) {
       if (off == 0) {
@@ -234,6 +235,11 @@ struct end_state {
   // of writes go out in the order they started, which is the model's order.
   std::vector<job> writers;
   std::optional<std::stop_source> read_stop, write_stop;
+  // The read op the reader job awaits. Only a parked one may have its frame destroyed: one
+  // that completed and waits on the loop's ready list to resume its frame holds bytes it
+  // took from the stream, which the frame's end throws away with it (what the application
+  // does to bytes it read and drops), and the model could not know how many.
+  const evco::detail::stream_op* read_op = nullptr;
 };
 
 struct context {
@@ -280,7 +286,10 @@ job do_read(context& c, int e, int kind, std::size_t n, std::byte delim, evco::o
   switch (kind) {
     case 0: {
       std::vector<std::byte> buf(n);
-      auto r = co_await s.read_some(std::span<std::byte>(buf), std::move(o));
+      auto op = s.read_some(std::span<std::byte>(buf), std::move(o));
+      c.ends[e].read_op = &op;
+      auto r = co_await op;
+      c.ends[e].read_op = nullptr;
       if (!r) co_return d.read_failed(r.error(), true);
       if (r.value() > n || (r.value() == 0 && n != 0)) violation("read_some's count", d.id);
       d.received(std::span<const std::byte>(buf).first(r.value()));
@@ -289,7 +298,10 @@ job do_read(context& c, int e, int kind, std::size_t n, std::byte delim, evco::o
     case 1: {
       // Appends to what the string holds: that must stay as it was.
       std::string str = "prefix";
-      auto r = co_await s.read_some(str, n, std::move(o));
+      auto op = s.read_some(str, n, std::move(o));
+      c.ends[e].read_op = &op;
+      auto r = co_await op;
+      c.ends[e].read_op = nullptr;
       if (str.compare(0, 6, "prefix") != 0) violation("read_some(string) changed its prefix");
       if (!r) {
         if (str.size() != 6) violation("a failed read_some(string) appended bytes", d.id);
@@ -301,7 +313,10 @@ job do_read(context& c, int e, int kind, std::size_t n, std::byte delim, evco::o
     }
     case 2: {
       std::vector<std::byte> buf(n);
-      auto r = co_await s.read_exactly(std::span<std::byte>(buf), std::move(o));
+      auto op = s.read_exactly(std::span<std::byte>(buf), std::move(o));
+      c.ends[e].read_op = &op;
+      auto r = co_await op;
+      c.ends[e].read_op = nullptr;
       if (!r) co_return d.read_failed(r.error(), false);
       d.received(buf);
       co_return;
@@ -309,7 +324,10 @@ job do_read(context& c, int e, int kind, std::size_t n, std::byte delim, evco::o
     default: {
       std::string line;
       const char dc = static_cast<char>(delim);
-      auto r = co_await s.read_until(line, std::string_view(&dc, 1), n, std::move(o));
+      auto op = s.read_until(line, std::string_view(&dc, 1), n, std::move(o));
+      c.ends[e].read_op = &op;
+      auto r = co_await op;
+      c.ends[e].read_op = nullptr;
       if (!r) {
         if (!line.empty()) violation("a failed read_until appended bytes", d.id);
         co_return d.read_failed(r.error(), false);
@@ -323,16 +341,25 @@ job do_read(context& c, int e, int kind, std::size_t n, std::byte delim, evco::o
   }
 }
 
+// The read of do_read_or_timer, which hands its bytes to the model the moment it has them:
+// when_any resumes its awaiter only once the timer, asked to stop, has ended too, and the
+// frame may be destroyed in between.
+evco::task<void> read_and_record(direction& d, end_state& end, std::span<std::byte> buf) {
+  auto op = end.s.read_some(buf);
+  end.read_op = &op;
+  auto r = co_await op;
+  end.read_op = nullptr;
+  if (!r) co_return d.read_failed(r.error(), true);
+  d.received(buf.first(r.value()));
+}
+
 // A read racing a timer: when the timer wins, the read was cancelled and delivered nothing.
 job do_read_or_timer(context& c, int e, std::size_t n, evco::duration t) {
-  direction& d = c.dirs[1 - e];
+  TRACE("  end %d: read_some of %zu or a timer of %lld ns", e, n,
+        static_cast<long long>(t.count()));
   std::vector<std::byte> buf(n);
-  auto r = co_await evco::when_any(c.ends[e].s.read_some(std::span<std::byte>(buf)),
-                                   evco::sleep_for(c.lp, t));
-  if (r.index() == 1) co_return;
-  auto& got = std::get<0>(r);
-  if (!got) co_return d.read_failed(got.error(), true);
-  d.received(std::span<const std::byte>(buf).first(got.value()));
+  (void)co_await evco::when_any(read_and_record(c.dirs[1 - e], c.ends[e], buf),
+                                evco::sleep_for(c.lp, t));
 }
 
 job do_shutdown(context& c, int e, evco::op_options o) {
@@ -422,7 +449,10 @@ evco::task<void> drive(context& c, bytes_in in) {
         break;
       case 7:  // destroy the frame of the end's pending read or latest write
         if (in.u8() & 1) {
-          end.reader.reset();
+          if (!end.read_op || end.read_op->state != evco::detail::op_state::idle) {
+            end.reader.reset();
+            end.read_op = nullptr;
+          }
         } else if (!end.writers.empty()) {
           end.writers.back().reset();
         }
