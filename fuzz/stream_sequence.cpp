@@ -27,6 +27,9 @@
 #include <utility>
 #include <vector>
 
+#include <event2/bufferevent.h>
+#include <sys/socket.h>
+
 #include "evco/evco.hpp"
 #include "evco/pair.hpp"
 
@@ -218,9 +221,10 @@ struct bytes_in {
   }
   std::size_t size() {
     const std::uint8_t b = u8();
-    // Mostly small, some large: the large ones reach the watermarks and the kernel's limits.
+    // Mostly small, some up to 64 KiB: those reach the watermarks, and the kernel's limits
+    // with the small socket buffers (see body()).
     if (b < 192) return b;
-    return (static_cast<std::size_t>(b - 192) << 12) + u8() * 16u;
+    return (static_cast<std::size_t>(b - 192) << 10) + u8() * 4u;
   }
 };
 
@@ -396,7 +400,8 @@ job drain_reader(context& c, int e) {
   co_await wait_for(c.lp, c.ends[e].reader);
   direction& d = c.dirs[1 - e];
   if (!c.ends[e].s.is_open() || d.got_eof) co_return;
-  std::array<std::byte, 4096> buf;
+  c.ends[e].s.set_read_limit(0);  // a read limit of a few bytes would take a turn per few bytes
+  std::vector<std::byte> buf(64 << 10);
   for (;;) {
     auto r = co_await c.ends[e].s.read_some(std::span<std::byte>(buf));
     if (!r) {
@@ -457,9 +462,14 @@ evco::task<void> drive(context& c, bytes_in in) {
           end.writers.back().reset();
         }
         break;
-      case 8:
-        end.s.set_read_limit(in.size());
+      case 8: {
+        // None, or at least 256 bytes: a pair moves at most the limit per loop turn, and a
+        // 256 KiB read_exactly at a limit of 2 bytes takes seconds. (The read_until target
+        // has the tiny limits.)
+        const std::size_t limit = in.size();
+        end.s.set_read_limit(limit == 0 ? 0 : 256 + limit);
         break;
+      }
       case 9: {
         const std::size_t low = in.size();
         end.s.set_write_watermarks(low, in.size());
@@ -505,8 +515,20 @@ evco::task<evco::result<std::pair<evco::stream, evco::stream>>> tcp_pair(evco::l
   co_return std::pair{std::move(a), std::move(b)};
 }
 
+// Small kernel buffers, so that direct writes are taken in part and then wait after a
+// couple of large writes. (A receive buffer below loopback's 64 KiB MSS stalls the sender
+// on TCP's persist timer, 200 ms a time.)
+void shrink_socket_buffers(const evco::stream& s) {
+  const int fd = bufferevent_getfd(s.native_handle());
+  const int send = 4096, receive = 65536;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send, sizeof send);
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive, sizeof receive);
+}
+
+// The first byte: bit 0 a TCP connection rather than a pair, bit 1 with small socket buffers.
 evco::task<void> body(evco::loop& lp, bytes_in in) {
-  const bool tcp = in.u8() & 1;
+  const std::uint8_t mode = in.u8();
+  const bool tcp = mode & 1;
   auto ends = tcp ? co_await tcp_pair(lp) : evco::make_pair(lp);
   if (!ends) {
     std::fprintf(stderr, "stream_sequence fuzz: no %s pair: %s\n", tcp ? "TCP" : "in-process",
@@ -516,6 +538,10 @@ evco::task<void> body(evco::loop& lp, bytes_in in) {
   context c{lp, {}};
   c.ends[0].s = std::move(ends.value().first);
   c.ends[1].s = std::move(ends.value().second);
+  if (tcp && (mode & 2)) {
+    for (const end_state& e : c.ends)
+      shrink_socket_buffers(e.s);
+  }
   co_await drive(c, in);
 }
 
