@@ -677,6 +677,30 @@ TEST_CASE("closing a pair's ends with their callbacks still queued reaches no fr
   evco::test::run_on_loop(close_with_callbacks_queued);
 }
 
+// Found by fuzz/stream_sequence: a closed end hands its peer everything it still had queued,
+// however little room the peer's read limit has left. (libevent's flush moves only what fits
+// under the limit while the peer's input is below it; the rest went with the closed end.)
+task<void> close_with_more_queued_than_the_peer_has_room_for(loop& lp) {
+  auto p = evco::make_pair(lp);
+  REQUIRE(p);
+  auto& [a, b] = p.value();
+  b.set_read_limit(300);
+  const std::string sent = pattern(64 << 10, 9);
+  REQUIRE(co_await a.write(sent));  // queued: b's input takes 300 bytes of it
+  co_await lp.yield();              // b, with no reader, stops reading at its limit
+  std::string first(16, '\0');
+  REQUIRE(co_await b.read_exactly(span_of(first)));  // b's input is below its limit again
+  a.close();
+  auto rest = co_await read_to_eof(&b);
+  REQUIRE_MESSAGE(rest, error_of(rest));
+  CHECK(rest.value().size() == sent.size() - first.size());
+  CHECK((first + rest.value() == sent));
+}
+
+TEST_CASE("a closed pair end hands its peer all it queued, whatever room the peer's input has") {
+  evco::test::run_on_loop(close_with_more_queued_than_the_peer_has_room_for);
+}
+
 // A bufferevent_pair the user made keeps to the pair's rules: a closed end gives its peer eof.
 task<void> user_pair(loop& lp) {
   bufferevent* raw[2];
