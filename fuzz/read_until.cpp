@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -166,13 +167,20 @@ evco::task<void> body(evco::loop& lp, const input& in) {
   co_await evco::when_all(write_chunks(lp, writer, in), read_frames(reader, in));
 }
 
-// A hang is a bug: the watchdog shows what is parked, then aborts.
-evco::task<void> run_bounded(evco::loop& lp, const input& in) {
-  auto r = co_await evco::when_any(body(lp, in), evco::sleep_for(lp, 5s));
-  if (r.index() == 1) {
+// A hang is a bug: a watchdog of its own (when_any would wait for a hung body to end) dumps
+// what is parked, then aborts.
+evco::task<void> watchdog(evco::loop& lp, std::stop_token done) {
+  if (co_await evco::sleep_for(lp, 5s, std::move(done))) {
     lp.dump(stderr);
     violation("hang: not done after 5 s");
   }
+}
+
+void run_bounded(evco::loop& lp, evco::task<void> t) {
+  std::stop_source done;
+  lp.spawn(watchdog(lp, done.get_token()), [](std::exception_ptr) { std::abort(); });
+  lp.run(std::move(t));
+  done.request_stop();
 }
 
 }  // namespace
@@ -180,6 +188,6 @@ evco::task<void> run_bounded(evco::loop& lp, const input& in) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const input in = decode(data, size);
   evco::loop lp;
-  lp.run(run_bounded(lp, in));
+  run_bounded(lp, body(lp, in));
   return 0;
 }
