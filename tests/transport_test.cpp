@@ -395,6 +395,28 @@ TEST_CASE("read_until may need more than the read limit when its max allows it")
   over_each_transport(read_until_above_read_limit);
 }
 
+// Found by fuzz/stream_sequence: a read limit set while a read_until waits keeps to the op's own
+// max as well, or the frame could never come in (a hang: the writer waits on a full buffer too).
+task<result<void>> lower_limit_then_write(stream* reader, stream* writer, std::string data) {
+  reader->set_read_limit(1024);  // spawned: runs once the read_until below has parked
+  co_return co_await write_all(writer, std::move(data), 65536);
+}
+
+task<void> read_limit_lowered_under_read_until(loop& lp, const transport& t) {
+  auto [a, b] = co_await connected(lp, t);
+  std::string line_in(200000, 'a');
+  line_in += '\n';
+  lp.spawn(lower_limit_then_write(&b, &a, line_in), fail_result);
+  std::string line;
+  auto r = co_await b.read_until(line, "\n", 300000, 5s);
+  REQUIRE_MESSAGE(r, error_of(r));
+  CHECK(line == line_in);
+}
+
+TEST_CASE("a read limit set while read_until waits still lets its frame in") {
+  over_each_transport(read_limit_lowered_under_read_until);
+}
+
 // ---- backpressure and bulk --------------------------------------------------------------------
 
 task<void> read_n(stream* s, std::string* out, std::size_t n, evco::test::signal* done) {
