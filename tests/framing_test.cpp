@@ -114,6 +114,10 @@ struct sender {
   }
 };
 
+std::string_view as_text(std::span<const std::byte> v) {
+  return {reinterpret_cast<const char*>(v.data()), v.size()};
+}
+
 // Letters only: no byte of it ends a line.
 std::string letters(std::size_t n, unsigned seed) {
   std::string s(n, 'a');
@@ -278,6 +282,36 @@ TEST_CASE("read_line of eol::any drops a run of CRs and LFs longer than the read
     CHECK(line == "second");
     CHECK(co_await snd.finished());
   });
+}
+
+// A read limit lowered while a line or a peek waits keeps the room the op needs (as for
+// read_until: transport_test.cpp), or its bytes could never all come in.
+task<void> limit_lowered_while_waiting(loop& lp, const transport& t) {
+  auto [a, b] = co_await connected(lp, t);
+  const std::string long_line = letters(200000, 6);
+  lp.spawn(
+      [](stream* reader, stream* writer, std::string data) -> task<result<void>> {
+        reader->set_read_limit(1024);  // spawned: runs once the read below has parked
+        co_return co_await write_all(writer, std::move(data), 65536);
+      }(&b, &a, long_line + "\n" + long_line),
+      fail_result);
+  std::string line;
+  auto r = co_await b.read_line(line, eol::lf, 300000, 10s);
+  REQUIRE_MESSAGE(r, error_of(r));
+  CHECK((line == long_line));
+  lp.spawn(
+      [](stream* reader) -> task<result<void>> {
+        reader->set_read_limit(512);
+        co_return success();
+      }(&b),
+      fail_result);
+  auto v = co_await b.peek(long_line.size(), 10s);
+  REQUIRE_MESSAGE(v, error_of(v));
+  CHECK((as_text(v.value()).substr(0, long_line.size()) == long_line));
+}
+
+TEST_CASE("a read limit lowered while read_line or peek waits still lets their bytes in") {
+  over_each(limit_lowered_while_waiting);
 }
 
 // ---- frames -----------------------------------------------------------------------------------
@@ -495,10 +529,6 @@ TEST_CASE("write_frame: interrupted after the kernel took part, the frame still 
 }
 
 // ---- peek, consume, skip ----------------------------------------------------------------------
-
-std::string_view as_text(std::span<const std::byte> v) {
-  return {reinterpret_cast<const char*>(v.data()), v.size()};
-}
 
 task<void> peek_and_consume(loop& lp, const transport& t) {
   auto [a, b] = co_await connected(lp, t);

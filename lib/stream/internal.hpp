@@ -101,10 +101,14 @@ inline std::size_t take(stream_state& s, std::byte* p, std::size_t n,
 // Nothing (more) to read now: true, with the op interrupted by the error, once the stream has
 // ended or failed.
 bool read_ended(stream_state& s, stream_op& op) noexcept;
-// An op that needs `need` bytes buffered at once (a line, a peek) lets the input grow past the
-// read limit while it waits, and puts the limit back when it stops waiting.
-void grow_input_for(stream_state& s, std::size_t need) noexcept;
-void restore_input_limit(stream_state& s, std::size_t need) noexcept;
+// The most input an op may need buffered at once (read_until's and read_line's maximum, a
+// peek's n); 0 for the ops that take bytes as they come.
+std::size_t input_needed(const stream_op& op) noexcept;
+// The parked and unparked hooks of those ops: while one waits, the input may grow past the
+// read limit to what it needs (set_read_limit keeps that room too), and the limit is put back
+// when it stops waiting.
+void grow_input(stream_state& s, stream_op& op);
+void restore_input(stream_state& s, stream_op& op) noexcept;
 
 // protocol.cpp: the awaiter protocol (try now, park, deadline, stop, fairness, finish)
 void unpark(stream_state& s, stream_op& op) noexcept;

@@ -118,25 +118,9 @@ bool perform_read_line(stream_state& s, stream_op& o) noexcept {
   return read_ended(s, op);
 }
 
-// The longest input a line needs at once: the line and its CR LF.
-std::size_t input_needed(const stream_op& op) noexcept {
-  const std::size_t max = static_cast<const read_line_op&>(op).max;
-  return max > (std::size_t(-1) >> 1) ? max : max + 2;
-}
-void read_line_parked(stream_state& s, stream_op& op) {
-  grow_input_for(s, input_needed(op));
-}
-void read_line_unparked(stream_state& s, stream_op& op) noexcept {
-  restore_input_limit(s, input_needed(op));
-}
-
 }  // namespace
 
-const op_type read_line_type{{"read_line", describe_stream_op},
-                             reading,
-                             perform_read_line,
-                             fail,
-                             read_line_parked,
-                             read_line_unparked};
+const op_type read_line_type{
+    {"read_line", describe_stream_op}, reading, perform_read_line, fail, grow_input, restore_input};
 
 }  // namespace evco::detail

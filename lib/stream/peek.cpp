@@ -36,13 +36,6 @@ bool perform_peek(stream_state& s, stream_op& op) noexcept {
   return true;
 }
 
-void peek_parked(stream_state& s, stream_op& op) {
-  grow_input_for(s, op.size);
-}
-void peek_unparked(stream_state& s, stream_op& op) noexcept {
-  restore_input_limit(s, op.size);
-}
-
 // What is buffered goes first; then (plain sockets) the socket is read into a scratch buffer
 // on the stack, at most one fairness budget per call so that a fast sender cannot keep the
 // loop here.
@@ -65,7 +58,7 @@ bool perform_skip(stream_state& s, stream_op& op) noexcept {
 }  // namespace
 
 const op_type peek_type{
-    {"peek", describe_stream_op}, reading, perform_peek, fail, peek_parked, peek_unparked};
+    {"peek", describe_stream_op}, reading, perform_peek, fail, grow_input, restore_input};
 const op_type skip_type{
     {"skip", describe_stream_op}, reading, perform_skip, fail, nullptr, nullptr};
 

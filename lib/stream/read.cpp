@@ -44,11 +44,27 @@ bool read_ended(stream_state& s, stream_op& op) noexcept {
   return true;
 }
 
-void grow_input_for(stream_state& s, std::size_t need) noexcept {
+std::size_t input_needed(const stream_op& op) noexcept {
+  switch (op.kind) {
+    case op_kind::read_until:
+      return static_cast<const string_op&>(op).max;
+    case op_kind::read_line: {
+      const std::size_t max = static_cast<const read_line_op&>(op).max;
+      return max > SIZE_MAX - 2 ? max : max + 2;  // and its CR LF
+    }
+    case op_kind::peek:
+      return op.size;
+    default:
+      return 0;
+  }
+}
+
+void grow_input(stream_state& s, stream_op& op) {
+  const std::size_t need = input_needed(op);
   if (s.read_high != 0 && need > s.read_high) s.io->limit_input(s, need);
 }
-void restore_input_limit(stream_state& s, std::size_t need) noexcept {
-  if (s.read_high != 0 && need > s.read_high) s.io->limit_input(s, s.read_high);
+void restore_input(stream_state& s, stream_op& op) noexcept {
+  if (s.read_high != 0 && input_needed(op) > s.read_high) s.io->limit_input(s, s.read_high);
 }
 
 namespace {
@@ -149,15 +165,6 @@ bool perform_read_until(stream_state& s, stream_op& op) noexcept {
   return read_ended(s, op);
 }
 
-// A frame may need more than the read limit holds: while the op waits, the input may grow to
-// the op's own maximum.
-void read_until_parked(stream_state& s, stream_op& op) {
-  grow_input_for(s, as_string(op).max);
-}
-void read_until_unparked(stream_state& s, stream_op& op) noexcept {
-  restore_input_limit(s, as_string(op).max);
-}
-
 }  // namespace
 
 const op_type read_some_type{
@@ -174,7 +181,7 @@ const op_type read_until_type{{"read_until", describe_stream_op},
                               reading,
                               perform_read_until,
                               fail,
-                              read_until_parked,
-                              read_until_unparked};
+                              grow_input,
+                              restore_input};
 
 }  // namespace evco::detail
