@@ -8,37 +8,13 @@
 // of shutdown(), bit 2 keeps appending frames to the same string (read_until appends).
 
 #include <algorithm>
-#include <chrono>
-#include <cstddef>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <stop_token>
 #include <string>
-#include <string_view>
-#include <vector>
 
-#include "evco/evco.hpp"
-#include "evco/pair.hpp"
+#include "harness.hpp"
 
 namespace {
 
-using namespace std::chrono_literals;
-
-[[noreturn]] void violation(const char* what) {
-  std::fprintf(stderr, "read_until fuzz: invariant violated: %s\n", what);
-  std::abort();
-}
-
-struct reader_in {
-  const std::uint8_t* p;
-  std::size_t n;
-  std::uint8_t byte() {
-    if (n == 0) return 0;
-    --n;
-    return *p++;
-  }
-};
+using evco::fuzz::violation;
 
 struct input {
   std::string delim;
@@ -56,7 +32,7 @@ char mapped(std::uint8_t b, bool small_alphabet) {
 }
 
 input decode(const std::uint8_t* data, std::size_t size) {
-  reader_in r{data, size};
+  evco::fuzz::byte_reader r{data, size};
   input in;
   const std::uint8_t flags = r.byte();
   const bool small = flags & 1;
@@ -68,9 +44,7 @@ input decode(const std::uint8_t* data, std::size_t size) {
   // max >= 1: with a max of 0 every read_until fails with limit_exceeded, eof or not.
   in.max = (static_cast<std::size_t>(r.byte()) << 8 | r.byte()) % 600 + 1;
   in.read_limit = r.byte() % 4 == 0 ? 0 : r.byte() % 64 + 1;
-  const std::size_t nchunks = r.byte() % 16 + 1;
-  for (std::size_t i = 0; i < nchunks; ++i)
-    in.chunks.push_back(r.byte() % 200 + 1);
+  in.chunks = evco::fuzz::read_chunks(r);
   const std::size_t len = std::min<std::size_t>(r.n, 4096);
   for (std::size_t i = 0; i < len; ++i)
     in.payload += mapped(r.byte(), small);
@@ -107,21 +81,6 @@ std::vector<event> reference(const input& in) {
     }
     out.push_back({event::end, std::string(rest)});
     return out;
-  }
-}
-
-evco::task<void> write_chunks(evco::loop& lp, evco::stream& s, const input& in) {
-  std::string_view rest = in.payload;
-  for (std::size_t i = 0; !rest.empty(); ++i) {
-    const std::size_t n = std::min(rest.size(), in.chunks[i % in.chunks.size()]);
-    if (!co_await s.write(rest.substr(0, n))) violation("write failed");
-    rest.remove_prefix(n);
-    co_await lp.yield();  // lets the reader see this chunk before the next one
-  }
-  if (in.close_at_end) {
-    s.close();
-  } else if (!co_await s.shutdown()) {
-    violation("shutdown failed");
   }
 }
 
@@ -164,30 +123,17 @@ evco::task<void> body(evco::loop& lp, const input& in) {
   if (!ends) violation("make_pair failed");
   auto& [writer, reader] = ends.value();
   if (in.read_limit != 0) reader.set_read_limit(in.read_limit);
-  co_await evco::when_all(write_chunks(lp, writer, in), read_frames(reader, in));
-}
-
-// A hang is a bug: a watchdog of its own (when_any would wait for a hung body to end) dumps
-// what is parked, then aborts.
-evco::task<void> watchdog(evco::loop& lp, std::stop_token done) {
-  if (co_await evco::sleep_for(lp, 5s, std::move(done))) {
-    lp.dump(stderr);
-    violation("hang: not done after 5 s");
-  }
-}
-
-void run_bounded(evco::loop& lp, evco::task<void> t) {
-  std::stop_source done;
-  lp.spawn(watchdog(lp, done.get_token()), [](std::exception_ptr) { std::abort(); });
-  lp.run(std::move(t));
-  done.request_stop();
+  co_await evco::when_all(
+      evco::fuzz::write_chunks(lp, writer, in.payload, in.chunks, in.close_at_end),
+      read_frames(reader, in));
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  evco::fuzz::target_name = "read_until";
   const input in = decode(data, size);
   evco::loop lp;
-  run_bounded(lp, body(lp, in));
+  evco::fuzz::run_bounded(lp, body(lp, in));
   return 0;
 }

@@ -163,7 +163,7 @@ const op_type read_frame_type{{"read_frame", describe_stream_op},
                               reading,
                               perform_read_frame,
                               interrupt_read_frame,
-                              nullptr,
-                              nullptr};
+                              grow_input,
+                              restore_input};
 
 }  // namespace evco::detail

@@ -102,7 +102,7 @@ inline std::size_t take(stream_state& s, std::byte* p, std::size_t n,
 // ended or failed.
 bool read_ended(stream_state& s, stream_op& op) noexcept;
 // The most input an op may need buffered at once (read_until's and read_line's maximum, a
-// peek's n); 0 for the ops that take bytes as they come.
+// peek's n, a frame's header); 0 for the ops that take bytes as they come.
 std::size_t input_needed(const stream_op& op) noexcept;
 // The parked and unparked hooks of those ops: while one waits, the input may grow past the
 // read limit to what it needs (set_read_limit keeps that room too), and the limit is put back

@@ -54,6 +54,8 @@ std::size_t input_needed(const stream_op& op) noexcept {
     }
     case op_kind::peek:
       return op.size;
+    case op_kind::read_frame:
+      return 10;  // its header, whole (a varint's longest); the payload is taken as it comes
     default:
       return 0;
   }
