@@ -16,6 +16,7 @@
 #include "evco/endpoint.hpp"
 #include "evco/error.hpp"
 #include "evco/op_options.hpp"
+#include "evco/rate_limit.hpp"
 #include "evco/timer.hpp"
 
 struct bufferevent;
@@ -261,6 +262,15 @@ class stream {
   /// write() waits while more than `high` bytes are queued, until they drain to `low`
   /// (`low` above `high` is taken as `high`; a `high` of zero means no limit).
   void set_write_watermarks(std::size_t low, std::size_t high);
+  /// Limits the bytes per second each way (libevent's token buckets; see rate_limit), from
+  /// now; `set_rate_limit({})` removes the limit. Ops waiting for tokens wait like any others
+  /// (their timeouts, stop tokens and close() still end them) and cost no CPU meanwhile. On a
+  /// plain TCP stream the limit turns off the direct reads and writes: bytes go through the
+  /// input and output buffers, as they do under TLS, until the limit (and any rate_group) is
+  /// gone. Nothing is lost or reordered by setting or removing it mid-stream.
+  /// errc::closed for a closed stream; operation_not_supported for an in-process pair
+  /// (libevent's pairs have no token buckets); not_enough_memory.
+  result<void> set_rate_limit(const rate_limit& limit);
 
   std::size_t buffered_input() const noexcept;
   std::size_t buffered_output() const noexcept;
@@ -280,6 +290,7 @@ class stream {
                                                   detail::stream_settings&) noexcept;
   friend stream detail::attach(loop&, bufferevent*, const detail::transport&,
                                const detail::tls_hooks*);
+  friend class rate_group;
   detail::stream_state* s_ = nullptr;
 };
 

@@ -151,6 +151,7 @@ stream_state::~stream_state() {
   socket_read.reset();
   socket_write.reset();
   retry.reset();
+  release_rate(*this);  // before the bufferevent goes: its group and bucket let go of it
   if (bev) bufferevent_free(bev);
 }
 

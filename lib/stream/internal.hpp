@@ -99,6 +99,12 @@ void close_state(stream_state* s) noexcept;
 std::error_code shut_socket(stream_state& s) noexcept;
 void linger_close(stream_state* s) noexcept;
 
+// rate_limit.cpp: token buckets (a stream's own and its rate_group's). Takes the stream out of
+// both, while its bufferevent is still there.
+void release_rate(stream_state& s) noexcept;
+// evbuffer_add() to the output, in small chains under a TLS rate limit (see rate_limit.cpp).
+int queue_output(stream_state& s, const std::byte* p, std::size_t n) noexcept;
+
 // parked.cpp: what loop::parked() shows of a parked stream op
 void describe_stream_op(const parked_op& op, parked_op_info& out);
 

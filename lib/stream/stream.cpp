@@ -126,6 +126,7 @@ bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) n
   lp = s->lp;
   kept = {s->read_high, s->write_low, s->write_high, idle_of(s->side[reading]),
           idle_of(s->side[writing])};
+  release_rate(*s);  // the TLS stream starts unlimited (see rate_limit.cpp)
   bufferevent* bev = std::exchange(s->bev, nullptr);
   bufferevent_disable(bev, EV_READ | EV_WRITE);
   bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);

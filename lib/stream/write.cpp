@@ -11,7 +11,7 @@ namespace {
 // torn: the rest is queued, as if it had not had to wait, and the write succeeds.
 void interrupt_write(stream_state& s, stream_op& op, std::error_code ec) noexcept {
   if (op.done > 0 && op.done < op.size && !s.side[writing].error) {
-    if (evbuffer_add(output(s), op.data + op.done, op.size - op.done) == 0) {
+    if (queue_output(s, op.data + op.done, op.size - op.done) == 0) {
       op.done = op.size;
       return;
     }
@@ -61,7 +61,7 @@ bool perform_write(stream_state& s, stream_op& op) noexcept {
   const std::size_t queued = evbuffer_get_length(output(s));
   if (queued == 0 && s.io->direct) return op.done == op.size || write_direct(s, op);
   if (s.write_high != 0 && queued > s.write_high) return false;
-  if (evbuffer_add(output(s), op.data + op.done, op.size - op.done) != 0) {
+  if (queue_output(s, op.data + op.done, op.size - op.done) != 0) {
     op.ec = std::make_error_code(std::errc::not_enough_memory);
   } else {
     op.done = op.size;
