@@ -56,6 +56,7 @@ enum class op_kind : unsigned char {
   write,
   drain,
   shutdown,
+  send_file,
 };
 
 // Where an op is: not waiting (tried at once, or done), parked on its stream, or parked over
@@ -149,6 +150,14 @@ using write_op = void_op;
 using drain_op = void_op;
 using shutdown_op = void_op;
 
+// send_file: the op's size and done count the file's bytes, from `offset` on.
+struct [[nodiscard]] send_file_op : void_op {
+  send_file_op(stream_state* st, int f, off_t off, std::size_t n, op_options o) noexcept
+      : void_op(st, op_kind::send_file, nullptr, n, std::move(o)), fd(f), offset(off) {}
+  int fd;
+  off_t offset;
+};
+
 }  // namespace detail
 
 /// A connected byte stream. Move-only; destroying it closes it (see close()). At most one
@@ -229,6 +238,23 @@ class stream {
   }
   detail::write_op write(std::string_view data, op_options o = {}) {
     return write(std::as_bytes(std::span(data)), std::move(o));
+  }
+
+  /// Sends `length` bytes of the file `fd` from `offset` on, and completes once all of them
+  /// are handed on (the last to the kernel, or queued under the high watermark, as write()).
+  /// On a TCP or Unix stream with nothing queued the kernel copies them from the file itself
+  /// (sendfile(2): no copy through user space); under TLS, on pairs, or with a rate limit
+  /// they are read (pread(2)) into the output buffer a watermark at a time, so memory stays
+  /// bounded whatever `length` is. `fd` is borrowed, like a buffer: it must stay open until
+  /// the op completes, is not closed, and its file offset is not moved.
+  /// Errors: EBADF for an fd that is not open, std::errc::invalid_argument for one that is not
+  /// a regular file (or a negative offset), errc::eof when the file ends before
+  /// `offset + length` (found at once, nothing is sent; or while sending, when it shrank), a
+  /// read error of the file, or the stream's write errors. A send_file that fails, times out
+  /// or is cancelled part way leaves what it already sent in the stream (the peer sees a short
+  /// file): close the stream then.
+  detail::send_file_op send_file(int fd, off_t offset, std::size_t length, op_options o = {}) {
+    return {s_, fd, offset, length, std::move(o)};
   }
 
   /// Completes when the output buffer is empty (everything handed to the kernel).
