@@ -114,11 +114,11 @@ std::span<char> span_of(std::string& s) {
   return {s.data(), s.size()};
 }
 
-// The most a limit lets through in `elapsed`: its burst (at least two 10 ms ticks of the rate,
+// The most a limit lets through in `elapsed`: its burst (at least three 10 ms ticks of the rate,
 // see rate_limit) and the rate over the time.
 double allowance(std::size_t rate, std::size_t burst, evco::duration elapsed, std::size_t ahead) {
   const double tick = static_cast<double>(rate) / 100;
-  return std::max(static_cast<double>(burst), 2 * tick) + static_cast<double>(ahead) +
+  return std::max(static_cast<double>(burst), 3 * tick) + static_cast<double>(ahead) +
          static_cast<double>(rate) * std::chrono::duration<double>(elapsed).count();
 }
 

@@ -12,7 +12,8 @@ namespace evco {
 /// Over any `t` seconds a limited direction moves at most `burst` + `rate`·t bytes (counted as
 /// they reach the kernel: under TLS, the encrypted bytes). The bucket refills in ticks of
 /// 10 ms (longer for rates below 10 kB/s, so that each tick brings at least 100 bytes, up to
-/// 1 s), and `burst` is raised to at least two ticks' worth.
+/// 1 s), and `burst` is raised to at least three ticks' worth (30 ms of `rate`, at 10 kB/s and
+/// more).
 struct rate_limit {
   std::size_t read_rate = 0;
   std::size_t read_burst = 0;
