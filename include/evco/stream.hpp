@@ -57,6 +57,7 @@ enum class op_kind : unsigned char {
   drain,
   shutdown,
   send_file,
+  write_borrowed,
 };
 
 // Where an op is: not waiting (tried at once, or done), parked on its stream, or parked over
@@ -150,6 +151,15 @@ using write_op = void_op;
 using drain_op = void_op;
 using shutdown_op = void_op;
 
+// write_borrowed: while `referenced`, libevent's buffers point into the caller's bytes (see
+// lib/stream/borrowed.cpp); `released` once they no longer do.
+struct [[nodiscard]] write_borrowed_op : void_op {
+  using void_op::void_op;
+  bool referenced = false;
+  bool released = false;
+  bool running = false;  // inside its own perform or interrupt: a release only marks it
+};
+
 // send_file: the op's size and done count the file's bytes, from `offset` on.
 struct [[nodiscard]] send_file_op : void_op {
   send_file_op(stream_state* st, int f, off_t off, std::size_t n, op_options o) noexcept
@@ -238,6 +248,25 @@ class stream {
   }
   detail::write_op write(std::string_view data, op_options o = {}) {
     return write(std::as_bytes(std::span(data)), std::move(o));
+  }
+
+  /// Writes `data` without copying it where write() would (TLS, pairs, a rate limit, or output
+  /// still queued): the output buffer refers to `data` itself (evbuffer_add_reference), and
+  /// the op completes once libevent no longer needs it: every byte handed to the kernel (under
+  /// TLS: encrypted), or over a pair read by the other end. It first waits at the high
+  /// watermark, as write() does; where write() copies nothing anyway (TCP with nothing queued)
+  /// it is write(). `data` must stay as it is until the op completes.
+  /// An op that ends early once its bytes are queued (a timeout, a stop request, close(), the
+  /// end of its frame, a failed socket) copies what libevent still refers to into the stream's
+  /// own memory, in place, and succeeds (or reports the socket's error): nothing is torn, and
+  /// `data` is free as soon as the op has returned or its frame is gone. One that ends while
+  /// still waiting at the watermark fails and sends nothing, like write().
+  detail::write_borrowed_op write_borrowed(std::span<const std::byte> data, op_options o = {}) {
+    return {s_, detail::op_kind::write_borrowed, const_cast<std::byte*>(data.data()), data.size(),
+            std::move(o)};
+  }
+  detail::write_borrowed_op write_borrowed(std::string_view data, op_options o = {}) {
+    return write_borrowed(std::as_bytes(std::span(data)), std::move(o));
   }
 
   /// Sends `length` bytes of the file `fd` from `offset` on, and completes once all of them

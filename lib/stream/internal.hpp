@@ -39,11 +39,16 @@ extern const op_type read_some_type, read_some_string_type, read_exactly_type, r
 extern const op_type write_type, drain_type, shutdown_type;
 // send_file.cpp
 extern const op_type send_file_type;
+// borrowed.cpp
+extern const op_type write_borrowed_type;
 
 inline const op_type& type_of(op_kind k) noexcept {
   static constexpr const op_type* types[] = {
-      &read_some_type, &read_some_string_type, &read_exactly_type, &read_until_type, &write_type,
-      &drain_type,     &shutdown_type,         &send_file_type,
+      &read_some_type,      &read_some_string_type,
+      &read_exactly_type,   &read_until_type,
+      &write_type,          &drain_type,
+      &shutdown_type,       &send_file_type,
+      &write_borrowed_type,
   };
   return *types[static_cast<unsigned char>(k)];
 }
