@@ -70,7 +70,7 @@ task<void> accept_tls(evco::listener* l, std::optional<result<stream>>* out,
   done->set();
 }
 
-task<ends> tls(loop& lp) {
+task<ends> tls(loop& lp, rate_limit client_limit = {}) {
   auto l = evco::listener::bind(lp, evco::endpoint::v4_loopback());
   REQUIRE(l);
   std::optional<result<stream>> server;
@@ -78,6 +78,7 @@ task<ends> tls(loop& lp) {
   lp.spawn(accept_tls(&l.value(), &server, &accepted), [](std::exception_ptr) { FAIL("accept"); });
   auto tcp = co_await evco::connect(lp, l.value().local_endpoint().value());
   REQUIRE(tcp);
+  REQUIRE(tcp.value().set_rate_limit(client_limit));
   auto c = co_await evco::tls_client(std::move(tcp).value(), client_ctx(), "localhost", 10s);
   co_await accepted;
   REQUIRE_MESSAGE(c, error_of(c));
@@ -92,7 +93,11 @@ struct transport {
   // chain of the output buffer.
   std::size_t ahead;
 };
-constexpr transport transports[] = {{"tcp", tcp, 0}, {"tls", tls, 24 << 10}};
+task<ends> tls_plain(loop& lp) {
+  co_return co_await tls(lp);
+}
+constexpr std::size_t tls_ahead = 24 << 10;
+constexpr transport transports[] = {{"tcp", tcp, 0}, {"tls", tls_plain, tls_ahead}};
 
 using body_fn = task<void> (*)(loop&, const transport&);
 
@@ -186,6 +191,20 @@ task<void> read_limit_holds(loop& lp, const transport& t) {
 
 TEST_CASE("a read rate limit is never exceeded, and every byte arrives in order") {
   over_each_transport(read_limit_holds);
+}
+
+// The limit set on the TCP stream carries over to the TLS stream made of it.
+task<void> tls_keeps_limit(loop& lp) {
+  const auto start = evco::clock::now();
+  auto e = co_await tls(lp, {.write_rate = rate, .write_burst = burst});
+  const std::string sent = pattern(256 << 10, 5);
+  lp.spawn(write_all(&e.a, &sent, 64 << 10), fail_task);
+  const std::string got = co_await read_within(&e.b, rate, burst, start, tls_ahead);
+  CHECK((got == sent));
+}
+
+TEST_CASE("a TLS stream keeps the rate limit of the TCP stream it was made of") {
+  evco::test::run_on_loop(tls_keeps_limit);
 }
 
 // ---- waiting for tokens ----------------------------------------------------------------------

@@ -253,7 +253,8 @@ class stream {
   /// Writes `data` without copying it where write() would (TLS, pairs, a rate limit, or output
   /// still queued): the output buffer refers to `data` itself (evbuffer_add_reference), and
   /// the op completes once libevent no longer needs it: every byte handed to the kernel (under
-  /// TLS: encrypted), or over a pair read by the other end. It first waits at the high
+  /// TLS: encrypted), or over a pair read by the other end (so do not await it in the task that
+  /// would read it). It first waits at the high
   /// watermark, as write() does; where write() copies nothing anyway (TCP with nothing queued)
   /// it is write(). `data` must stay as it is until the op completes.
   /// An op that ends early once its bytes are queued (a timeout, a stop request, close(), the
@@ -323,8 +324,10 @@ class stream {
   /// plain TCP stream the limit turns off the direct reads and writes: bytes go through the
   /// input and output buffers, as they do under TLS, until the limit (and any rate_group) is
   /// gone. Nothing is lost or reordered by setting or removing it mid-stream.
-  /// errc::closed for a closed stream; operation_not_supported for an in-process pair
-  /// (libevent's pairs have no token buckets); not_enough_memory.
+  /// The TLS stream that tls_client()/tls_server() make of a limited TCP stream keeps its
+  /// limit (not its rate_group: add it again). errc::closed for a closed stream;
+  /// operation_not_supported for an in-process pair (libevent's pairs have no token buckets);
+  /// not_enough_memory.
   result<void> set_rate_limit(const rate_limit& limit);
 
   std::size_t buffered_input() const noexcept;

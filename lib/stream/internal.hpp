@@ -109,6 +109,8 @@ void linger_close(stream_state* s) noexcept;
 // rate_limit.cpp: token buckets (a stream's own and its rate_group's). Takes the stream out of
 // both, while its bufferevent is still there.
 void release_rate(stream_state& s) noexcept;
+// The limit set_rate_limit() last set (all zero: none).
+rate_limit rate_limit_of(const stream_state& s) noexcept;
 // evbuffer_add() to the output, in small chains under a TLS rate limit (see rate_limit.cpp).
 int queue_output(stream_state& s, const std::byte* p, std::size_t n) noexcept;
 

@@ -30,7 +30,8 @@ struct rate_state {
   // The stream's own limit: libevent keeps a pointer to it, so it goes only once the
   // bufferevent has been given another one, or none.
   bucket_cfg_ptr cfg;
-  unsigned tick_ms = 0;  // the own limit's
+  rate_limit requested{};  // what made `cfg`
+  unsigned tick_ms = 0;    // the own limit's
   rate_group_state* group = nullptr;
   // TLS: while a reader waits, tries OpenSSL's buffer again every tick (see rate_limit.cpp).
   event_ptr poke;

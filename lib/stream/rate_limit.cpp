@@ -142,6 +142,10 @@ void rate_changed(stream_state& s) noexcept {
   update_transport(s);
 }
 
+rate_limit rate_limit_of(const stream_state& s) noexcept {
+  return s.rate && s.rate->cfg ? s.rate->requested : rate_limit{};
+}
+
 void release_rate(stream_state& s) noexcept {
   rate_state* r = s.rate;
   if (!r) return;
@@ -193,6 +197,7 @@ result<void> stream::set_rate_limit(const rate_limit& limit) {
   }
   r->cfg = std::move(cfg);  // the old one goes only now that the bufferevent let go of it
   r->tick_ms = detail::tick_ms(limit);
+  r->requested = limit;
   detail::update_transport(*s_);
   return success();
 }

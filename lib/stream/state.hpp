@@ -136,6 +136,7 @@ struct stream_settings {
   std::size_t write_high = 0;
   duration read_idle{};
   duration write_idle{};
+  rate_limit rate{};  // the stream's own (a rate_group's membership is not carried over)
   void apply_to(stream& st) const;
 };
 
