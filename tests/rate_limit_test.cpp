@@ -455,9 +455,13 @@ task<void> unsupported(loop& lp) {
   CHECK(closed.set_rate_limit({.write_rate = 1}).error() == errc::closed);
   CHECK(g.add(closed).error() == errc::closed);
   g.remove(closed);
+  loop other;
+  rate_group elsewhere(other, {.write_rate = 1000});
+  auto e = co_await tcp(lp);
+  CHECK(elsewhere.add(e.a).error() == std::errc::invalid_argument);
   co_return;
 }
 
-TEST_CASE("pairs and closed streams cannot be limited") {
+TEST_CASE("pairs, closed streams and streams of another loop cannot be limited") {
   evco::test::run_on_loop(unsupported);
 }

@@ -37,7 +37,8 @@ class rate_group {
 
   /// Makes `st` share the group's budget, from now (leaving any other group it was in).
   /// errc::closed for a closed stream, operation_not_supported for an in-process pair
-  /// (make_pair: libevent's pairs have no token buckets), not_enough_memory.
+  /// (make_pair: libevent's pairs have no token buckets), invalid_argument for a stream of
+  /// another loop, not_enough_memory.
   result<void> add(stream& st);
   /// Takes `st` out of the group; nothing when it is not in it.
   void remove(stream& st) noexcept;
