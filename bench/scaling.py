@@ -20,124 +20,10 @@ non-2xx responses, or a server does not start.
 """
 import argparse
 import os
-import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
 
-START_WAIT = 10.0
-
-
-def fail(msg):
-    print("FAILED:", msg)
-    sys.exit(1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, proc):
-    deadline = time.monotonic() + START_WAIT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.05)  # polling a port a child process opens: no event to wait for
-    return False
-
-
-class Evco:
-    def __init__(self, exe, loops):
-        self.name = "evco %d loop%s" % (loops, "s" if loops > 1 else "")
-        self.exe, self.loops = exe, loops
-
-    def start(self):
-        self.port = free_port()
-        self.p = subprocess.Popen([self.exe, "127.0.0.1", str(self.port), str(self.loops)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        return wait_listening(self.port, self.p)
-
-    def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            self.p.wait(timeout=START_WAIT)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-            fail("%s did not stop at SIGTERM" % self.name)
-
-
-NGINX_CONF = """
-worker_processes {workers};
-daemon off;
-master_process on;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 60s;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  server {{
-    listen 127.0.0.1:{port} reuseport;
-    location / {{
-      default_type text/plain;
-      return 200 "hello";
-    }}
-  }}
-}}
-"""
-
-
-class Nginx:
-    def __init__(self, exe, workers):
-        self.name = "nginx %d worker%s" % (workers, "s" if workers > 1 else "")
-        self.exe, self.workers = exe, workers
-
-    def start(self):
-        self.dir = tempfile.mkdtemp(prefix="evco-scaling-nginx-")
-        self.port = free_port()
-        conf = os.path.join(self.dir, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(workers=self.workers, dir=self.dir, port=self.port))
-        self.p = subprocess.Popen([self.exe, "-p", self.dir, "-c", conf, "-e",
-                                   os.path.join(self.dir, "error.log")],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        return wait_listening(self.port, self.p)
-
-    def stop(self):
-        self.p.send_signal(signal.SIGTERM)  # fast shutdown
-        try:
-            self.p.wait(timeout=START_WAIT)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def wrk(port, args, duration):
-    cmd = ["wrk", "-t%d" % args.wrk_threads, "-c%d" % args.connections, "-d%ds" % duration,
-           "http://127.0.0.1:%d/" % port]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30).stdout
-    m = re.search(r"Requests/sec:\s+([0-9.]+)", out)
-    if not m:
-        fail("no Requests/sec in wrk's output: %r" % out)
-    if "Socket errors" in out or "Non-2xx" in out:
-        fail("wrk reports errors: %r" % out)
-    return float(m.group(1))
+from httpbench import Evco, Nginx, check_tools, start_or_fail, wrk
 
 
 def main():
@@ -150,11 +36,8 @@ def main():
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--loops", default="1,2", help="loop / worker counts, the first the base")
     args = ap.parse_args()
-    for tool, path in (("wrk", shutil.which("wrk")), ("nginx", args.nginx),
-                       ("http_hello", args.http_hello)):
-        if not path or not os.access(path, os.X_OK):
-            fail("%s not found (Debian: apt-get install wrk nginx-light; http_hello: build "
-                 "with -Dbench=enabled)" % tool)
+    check_tools((("wrk", shutil.which("wrk")), ("nginx", args.nginx),
+                 ("http_hello", args.http_hello)))
     counts = [int(c) for c in args.loops.split(",")]
     servers = [Evco(args.http_hello, n) for n in counts] + [Nginx(args.nginx, n) for n in counts]
 
@@ -164,12 +47,10 @@ def main():
     for rep in range(args.reps):
         order = servers[rep % len(servers):] + servers[:rep % len(servers)]
         for s in order:
-            if not s.start():
-                err = s.p.stderr.read().decode(errors="replace") if s.p.poll() is not None else ""
-                fail("%s did not start listening: %s" % (s.name, err))
+            start_or_fail(s)
             try:
-                wrk(s.port, args, 1)  # warm-up
-                rps[s.name].append(wrk(s.port, args, args.duration))
+                wrk(s.port, args.wrk_threads, args.connections, 1)  # warm-up
+                rps[s.name].append(wrk(s.port, args.wrk_threads, args.connections, args.duration))
             finally:
                 s.stop()
             print("  rep %d  %-16s %10.0f req/s" % (rep + 1, s.name, rps[s.name][-1]), flush=True)

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "support.hpp"
+#include "transports.hpp"
 
 using namespace std::chrono_literals;
 using evco::errc;
@@ -37,101 +38,7 @@ extern const bool counting_new_active;
 
 namespace {
 
-using ends = std::pair<stream, stream>;
-
-// One way to make two connected streams.
-struct transport {
-  const char* name;
-  task<result<ends>> (*connect)(loop& lp);
-};
-
-task<result<ends>> tcp(loop& lp) {
-  EVCO_TRY(auto p, co_await evco::test::make_pair(lp));  // tests/support.hpp's TCP pair
-  co_return ends{std::move(p.client), std::move(p.server)};
-}
-
-// Over an abstract name: no socket file to clean up after.
-task<result<ends>> unix_socket(loop& lp) {
-  static std::atomic<int> n{0};
-  EVCO_TRY(const auto ep,
-           evco::endpoint::unix_path("@evco-transport-" + std::to_string(::getpid()) + "-" +
-                                     std::to_string(n++)));
-  EVCO_TRY(auto l, evco::listener::bind(lp, ep));
-  EVCO_TRY(auto c, co_await evco::connect(lp, ep));
-  EVCO_TRY(auto s, co_await l.accept());
-  co_return ends{std::move(c), std::move(s)};
-}
-
-task<result<ends>> in_process(loop& lp) {
-  co_return evco::make_pair(lp);
-}
-
-// No reset case here: a pair has no RST (stream_test.cpp keeps TCP's).
-constexpr std::array transports{
-    transport{"tcp", tcp},
-    transport{"unix", unix_socket},
-    transport{"pair", in_process},
-};
-
-// The two ends, or a failed test.
-task<ends> connected(loop& lp, const transport& t) {
-  auto r = co_await t.connect(lp);
-  REQUIRE_MESSAGE(r.has_value(), error_of(r));
-  co_return std::move(r).value();
-}
-
-using body_fn = task<void> (*)(loop&, const transport&);
-
-// Runs `body` over each transport, each in a subcase of its own on a loop of its own. Once the
-// loop is gone (with every frame, stream and linger it still had), so are their fds.
-void over_each_transport(body_fn body) {
-  for (const transport& t : transports) {
-    SUBCASE(t.name) {
-      const std::size_t fds = evco::test::open_fds();
-      {
-        loop lp;
-        lp.run(body(lp, t));
-      }
-      CHECK(evco::test::open_fds() == fds);
-    }
-  }
-}
-
-void fail_task(std::exception_ptr) {
-  FAIL("a spawned task failed");
-}
-
-void fail_result(std::error_code ec) {
-  FAIL(ec);
-}
-
-std::span<char> span_of(std::string& s) {
-  return {s.data(), s.size()};
-}
-
-// Reads until eof; everything read, or the error that ended it otherwise.
-task<result<std::string>> read_to_eof(stream* s, std::size_t chunk = 65536) {
-  std::string all, buf(chunk, '\0');
-  for (;;) {
-    auto r = co_await s->read_some(span_of(buf), 10s);  // the deadline only guards a hang
-    if (!r) {
-      if (r.error() == errc::eof) co_return all;
-      co_return r.error();
-    }
-    all.append(buf.data(), r.value());
-  }
-}
-
-task<result<void>> write_all(stream* s, std::string data, std::size_t chunk) {
-  for (std::size_t off = 0; off < data.size(); off += chunk)
-    EVCO_TRYV(co_await s->write(std::string_view(data).substr(off, chunk)));
-  co_return success();
-}
-
-task<result<void>> send_then_shutdown(stream* s, std::string data) {
-  EVCO_TRYV(co_await write_all(s, std::move(data), 65536));
-  co_return co_await s->shutdown();
-}
+using namespace evco::test;  // the transports and their helpers (transports.hpp)
 
 // ---- end of stream and half-close -----------------------------------------------------------
 

@@ -1,6 +1,7 @@
 #pragma once
 // stream: a byte stream over one libevent bufferevent (TCP, TLS, or a pair: see pair.hpp).
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -34,6 +35,30 @@ struct credentials {
   gid_t gid;
 };
 
+/// How read_line() finds the end of a line (libevent's evbuffer_eol_style). The terminator is
+/// never part of the line.
+enum class eol : unsigned char {
+  /// Any run of CR and LF ends a line. A run is one terminator however it arrives (a CR in one
+  /// packet and its LF in the next included), so this style never gives an empty line.
+  any,
+  crlf,         ///< LF, or CR LF (HTTP's and SMTP's tolerant reading)
+  crlf_strict,  ///< CR LF only; a bare CR or LF is part of the line
+  lf,           ///< LF only (a CR before it stays in the line)
+  nul,          ///< a NUL byte
+};
+
+/// The length header in front of each frame of read_frame() and write_frame(): an unsigned
+/// 16- or 32-bit integer, big- or little-endian, or a varint (LEB128, as protobuf's delimited
+/// messages: 7 bits per byte, low bits first, up to 10 bytes). It counts the payload only.
+enum class frame_header : unsigned char { u16_be, u16_le, u32_be, u32_le, varint };
+
+/// A framing: the header, and the largest payload read_frame() accepts (and write_frame()
+/// sends).
+struct frame_format {
+  frame_header header = frame_header::u32_be;
+  std::size_t max = 1 << 20;
+};
+
 namespace detail {
 
 struct stream_state;
@@ -56,6 +81,11 @@ enum class op_kind : unsigned char {
   write,
   drain,
   shutdown,
+  read_line,
+  read_frame,
+  write_frame,
+  peek,
+  skip,
   send_file,
   write_borrowed,
 };
@@ -150,6 +180,58 @@ using read_exactly_op = void_op;
 using write_op = void_op;
 using drain_op = void_op;
 using shutdown_op = void_op;
+using skip_op = void_op;
+
+struct [[nodiscard]] read_line_op : stream_op {
+  read_line_op(stream_state* st, std::string* out, eol e, std::size_t m, op_options o) noexcept
+      : stream_op(st, op_kind::read_line, nullptr, 0, std::move(o)), line(out), max(m), style(e) {}
+  result<std::size_t> await_resume() const noexcept {
+    if (ec) return ec;
+    return done;
+  }
+  std::string* line;
+  std::size_t max;
+  std::size_t scanned = 0;  // bytes already searched for the terminator
+  eol style;
+};
+
+// The length header of a frame, as bytes: what write_frame sends before the payload, and what
+// read_frame took out of the input (given back if the read stops early).
+struct frame_prefix {
+  std::array<std::byte, 10> bytes;
+  unsigned char size = 0;
+};
+
+// read_frame: the header first (from the input buffer), then the payload straight into the
+// string, as read_exactly does (data, size and done describe the payload).
+struct [[nodiscard]] read_frame_op : stream_op {
+  read_frame_op(stream_state* st, std::string* out, frame_format f, op_options o) noexcept
+      : stream_op(st, op_kind::read_frame, nullptr, 0, std::move(o)), frame(out), format(f) {}
+  result<std::size_t> await_resume() const noexcept {
+    if (ec) return ec;
+    return size;
+  }
+  std::string* frame;
+  frame_format format;
+  std::size_t base = 0;  // the string's size before the frame
+  frame_prefix header;   // size 0 until the header is complete
+};
+
+// write_frame: the header, then the payload (data and size); done counts both.
+struct [[nodiscard]] write_frame_op : void_op {
+  write_frame_op(stream_state* st, std::span<const std::byte> payload, frame_format f,
+                 op_options o) noexcept;
+  frame_prefix header;
+  bool too_large;  // for the format: fails with limit_exceeded, having sent nothing
+};
+
+struct [[nodiscard]] peek_op : stream_op {
+  using stream_op::stream_op;
+  result<std::span<const std::byte>> await_resume() const noexcept {
+    if (ec) return ec;
+    return std::span<const std::byte>(data, done);
+  }
+};
 
 // write_borrowed: while `referenced`, libevent's buffers point into the caller's bytes (see
 // lib/stream/borrowed.cpp); `released` once they no longer do.
@@ -231,6 +313,62 @@ class stream {
   detail::read_until_op read_until(std::string& out, std::string_view delim, std::size_t max,
                                    op_options o = {}) {
     return {s_, detail::op_kind::read_until, &out, delim, max, std::move(o)};
+  }
+
+  /// Appends the next line, without its terminator, to `out` and returns its length. A line
+  /// comes out the same however its bytes arrive (split over any number of packets, or many
+  /// lines in one). errc::limit_exceeded once more than `max` bytes of a line arrived without
+  /// its terminator; errc::eof when the stream ends before one (an unterminated last line is
+  /// not a line). Either way nothing is lost: the bytes stay buffered for the next read.
+  detail::read_line_op read_line(std::string& out, eol style = eol::crlf,
+                                 std::size_t max = 64 << 10, op_options o = {}) {
+    return {s_, &out, style, max, std::move(o)};
+  }
+
+  /// Appends the payload of the next length-prefixed frame to `out` and returns its size (0 for
+  /// an empty frame). A header announcing more than `format.max` fails with
+  /// errc::limit_exceeded and consumes nothing; errc::eof when the stream ends inside a frame.
+  /// Whatever stops it early (those, a timeout, a cancellation) leaves the header and every
+  /// byte of the frame readable by the next read. On a plain socket the payload goes from the
+  /// kernel straight into `out`, which grows to the announced size when the header is read.
+  detail::read_frame_op read_frame(std::string& out, frame_format format = {}, op_options o = {}) {
+    return {s_, &out, format, std::move(o)};
+  }
+
+  /// Writes `payload` behind its length header, as write() does (one syscall for both on a
+  /// plain socket with nothing queued). errc::limit_exceeded, with nothing sent, for a payload
+  /// larger than `format.max` or than the header can count (65535 for u16).
+  detail::write_frame_op write_frame(std::span<const std::byte> payload, frame_format format = {},
+                                     op_options o = {}) {
+    return {s_, payload, format, std::move(o)};
+  }
+  detail::write_frame_op write_frame(std::string_view payload, frame_format format = {},
+                                     op_options o = {}) {
+    return write_frame(std::as_bytes(std::span(payload)), format, std::move(o));
+  }
+
+  /// Waits until at least `n` bytes are buffered and returns a view of the buffered input from
+  /// its start, of at least `n` bytes (all that sit together in memory: often more). Nothing
+  /// is consumed. The view stays valid until consume() or the next read-side op; meanwhile the
+  /// stream reads nothing ahead. errc::eof when the stream ends with fewer than `n` bytes (they
+  /// stay buffered). The input may grow past the read limit to `n` while the peek waits, so `n`
+  /// is the caller's bound on memory. An `n` of 0 completes at
+  /// once with whatever is buffered, possibly nothing. Bytes are moved only when the first `n`
+  /// straddle two of libevent's buffer chunks (they are made contiguous).
+  detail::peek_op peek(std::size_t n = 1, op_options o = {}) {
+    return {s_, detail::op_kind::peek, nullptr, n, std::move(o)};
+  }
+
+  /// Drops the first `n` buffered input bytes (all of them when fewer are buffered): after a
+  /// peek(), the bytes the caller has dealt with. Never waits; does nothing while a read op is
+  /// pending (there is one reader at a time).
+  void consume(std::size_t n) noexcept;
+
+  /// Discards the next `n` bytes of the stream as they arrive, without a buffer of the
+  /// caller's (an HTTP body nobody wants). errc::eof when the stream ends first. Discarded
+  /// bytes are gone: a skip that fails or is cancelled has discarded some of them.
+  detail::skip_op skip(std::size_t n, op_options o = {}) {
+    return {s_, detail::op_kind::skip, nullptr, n, std::move(o)};
   }
 
   /// Completes once all of `data` is handed on, and never tears it. On a TCP stream with

@@ -5,13 +5,13 @@
 
 namespace evco::detail {
 
-namespace {
-
-void pause_reading(stream_state& s) noexcept {
+void bufferevent_pause_reading(stream_state& s) noexcept {
   if (s.read_paused) return;
   bufferevent_disable(s.bev, EV_READ);
   s.read_paused = true;
 }
+
+namespace {
 
 // The op parked on `d` that a data callback may complete. One parked over the fairness budget
 // waits for its retry after the next poll: deferred callbacks run in the same pass as what
@@ -33,7 +33,8 @@ void on_read(bufferevent*, void* arg) {
     if (type_of(op->kind).perform(s, *op)) finish_now(s, *op);
     return;
   }
-  if (s.read_high != 0 && evbuffer_get_length(input(s)) >= s.read_high) pause_reading(s);
+  if (s.read_high != 0 && evbuffer_get_length(input(s)) >= s.read_high)
+    bufferevent_pause_reading(s);
 }
 
 void on_write(bufferevent*, void* arg) {
@@ -74,7 +75,7 @@ void on_event(bufferevent* bev, short what, void* arg) {
 }  // namespace
 
 void bufferevent_resume_reading(stream_state& s) noexcept {
-  if (!s.read_paused || s.side[reading].error) return;
+  if (!s.read_paused || s.side[reading].error || s.input_viewed) return;
   bufferevent_enable(s.bev, EV_READ);
   s.read_paused = false;
 }
@@ -85,8 +86,12 @@ void bufferevent_limit_input(stream_state& s, std::size_t high) noexcept {
   if (high == 0 || evbuffer_get_length(input(s)) < high) bufferevent_resume_reading(s);
 }
 
-const transport bufferevent_transport{false, bufferevent_resume_reading, bufferevent_limit_input,
-                                      shut_socket, linger_close};
+const transport bufferevent_transport{false,
+                                      bufferevent_resume_reading,
+                                      bufferevent_limit_input,
+                                      bufferevent_pause_reading,
+                                      shut_socket,
+                                      linger_close};
 
 stream attach(loop& lp, bufferevent* bev, const transport& io, const tls_hooks* tls) {
   stream st;

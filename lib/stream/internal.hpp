@@ -37,6 +37,8 @@ struct op_type {
 extern const op_type read_some_type, read_some_string_type, read_exactly_type, read_until_type;
 // write.cpp
 extern const op_type write_type, drain_type, shutdown_type;
+// line.cpp, frame.cpp, peek.cpp: framing and input without copies
+extern const op_type read_line_type, read_frame_type, write_frame_type, peek_type, skip_type;
 // send_file.cpp
 extern const op_type send_file_type;
 // borrowed.cpp
@@ -44,11 +46,13 @@ extern const op_type write_borrowed_type;
 
 inline const op_type& type_of(op_kind k) noexcept {
   static constexpr const op_type* types[] = {
-      &read_some_type,      &read_some_string_type,
-      &read_exactly_type,   &read_until_type,
-      &write_type,          &drain_type,
-      &shutdown_type,       &send_file_type,
-      &write_borrowed_type,
+      &read_some_type,    &read_some_string_type,
+      &read_exactly_type, &read_until_type,
+      &write_type,        &drain_type,
+      &shutdown_type,     &read_line_type,
+      &read_frame_type,   &write_frame_type,
+      &peek_type,         &skip_type,
+      &send_file_type,    &write_borrowed_type,
   };
   return *types[static_cast<unsigned char>(k)];
 }
@@ -78,6 +82,34 @@ void fail(stream_state& s, stream_op& op, std::error_code ec) noexcept;
 // read.cpp: reading from the input buffer or straight from the socket
 void note_read_end(stream_state& s, int err) noexcept;
 std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept;
+// Whether a read should recv() now rather than wait: on a plain socket that has not ended,
+// when the socket just said it is readable, when the last direct read filled its buffer, or
+// when the input buffer held as much as one of libevent's capped reads brings.
+inline bool socket_may_hold_more(const stream_state& s, std::size_t buffered) noexcept {
+  return s.io->direct && !s.side[reading].error &&
+         (s.readable || s.more_pending || buffered >= libevent_read_cap);
+}
+
+// Moves up to `n` bytes into `p`: what the input buffer holds, then what the socket may
+// hold. `buffered` is the input buffer's length.
+inline std::size_t take(stream_state& s, std::byte* p, std::size_t n,
+                        std::size_t buffered) noexcept {
+  std::size_t got = 0;
+  if (buffered > 0 && n > 0) {
+    const int r = evbuffer_remove(input(s), p, std::min(buffered, n));
+    got = r > 0 ? static_cast<std::size_t>(r) : 0;
+  }
+  if (got < n && socket_may_hold_more(s, buffered)) got += read_direct(s, p + got, n - got);
+  return got;
+}
+
+// Nothing (more) to read now: true, with the op interrupted by the error, once the stream has
+// ended or failed.
+bool read_ended(stream_state& s, stream_op& op) noexcept;
+// An op that needs `need` bytes buffered at once (a line, a peek) lets the input grow past the
+// read limit while it waits, and puts the limit back when it stops waiting.
+void grow_input_for(stream_state& s, std::size_t need) noexcept;
+void restore_input_limit(stream_state& s, std::size_t need) noexcept;
 
 // protocol.cpp: the awaiter protocol (try now, park, deadline, stop, fairness, finish)
 void unpark(stream_state& s, stream_op& op) noexcept;
@@ -97,6 +129,7 @@ bool wait_writable(stream_state& s) noexcept;
 // bufferevent_io.cpp: reading for the transports over a bufferevent's own reads (TLS, pairs)
 // Reading resumes (a reader parked, or the read limit rose) unless the stream has ended.
 void bufferevent_resume_reading(stream_state& s) noexcept;
+void bufferevent_pause_reading(stream_state& s) noexcept;
 void bufferevent_limit_input(stream_state& s, std::size_t high) noexcept;
 
 // close.cpp: close, and the graceful close that lingers in the background

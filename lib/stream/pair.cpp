@@ -32,8 +32,12 @@ using bev_ptr = c_handle<bufferevent, &bufferevent_free>;
 
 }  // namespace
 
-const transport pair_transport{false, bufferevent_resume_reading, bufferevent_limit_input,
-                               shut_pair_writing, close_pair};
+const transport pair_transport{false,
+                               bufferevent_resume_reading,
+                               bufferevent_limit_input,
+                               bufferevent_pause_reading,
+                               shut_pair_writing,
+                               close_pair};
 
 }  // namespace evco::detail
 

@@ -114,7 +114,10 @@ void park(stream_state& s, stream_op& op) {
       (side.limits && side.limits->idle > duration::zero())) {
     arm_limits(s, type.dir, deadline_after(op.timeout));
   }
-  if (type.dir == reading) s.io->reader_parked(s);
+  if (type.dir == reading) {
+    s.input_viewed = false;  // a peek's view ends with the next read (see peek.cpp)
+    s.io->reader_parked(s);
+  }
   if (type.parked) type.parked(s, op);
 }
 

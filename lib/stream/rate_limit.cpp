@@ -81,8 +81,9 @@ void tls_reader_parked(stream_state& s) noexcept {
   if (!event_pending(s.rate->poke.get(), EV_TIMEOUT, nullptr)) poke_tls(-1, 0, &s);
 }
 
-const transport limited_tls_transport{false, tls_reader_parked, bufferevent_limit_input,
-                                      shut_socket, linger_close};
+const transport limited_tls_transport{
+    false,       tls_reader_parked, bufferevent_limit_input, bufferevent_pause_reading,
+    shut_socket, linger_close};
 
 // Carries the read side over to the new transport `io`: not reading ahead, then resumed up to
 // the input limit (and at once, for a reader that waits).

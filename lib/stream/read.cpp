@@ -37,34 +37,21 @@ std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
   return 0;
 }
 
-namespace {
-
-// Whether a read should recv() now rather than wait: on a plain socket that has not ended,
-// when the socket just said it is readable, when the last direct read filled its buffer, or
-// when the input buffer held as much as one of libevent's capped reads brings.
-bool socket_may_hold_more(const stream_state& s, std::size_t buffered) noexcept {
-  return s.io->direct && !s.side[reading].error &&
-         (s.readable || s.more_pending || buffered >= libevent_read_cap);
-}
-
-// Moves up to `n` bytes into `p`: what the input buffer holds, then what the socket may
-// hold. `buffered` is the input buffer's length.
-std::size_t take(stream_state& s, std::byte* p, std::size_t n, std::size_t buffered) noexcept {
-  std::size_t got = 0;
-  if (buffered > 0 && n > 0) {
-    const int r = evbuffer_remove(input(s), p, std::min(buffered, n));
-    got = r > 0 ? static_cast<std::size_t>(r) : 0;
-  }
-  if (got < n && socket_may_hold_more(s, buffered)) got += read_direct(s, p + got, n - got);
-  return got;
-}
-
 // Nothing (more) to read now: the op is done only if the stream has ended or failed.
 bool read_ended(stream_state& s, stream_op& op) noexcept {
   if (!s.side[reading].error) return false;
   type_of(op.kind).interrupt(s, op, s.side[reading].error);
   return true;
 }
+
+void grow_input_for(stream_state& s, std::size_t need) noexcept {
+  if (s.read_high != 0 && need > s.read_high) s.io->limit_input(s, need);
+}
+void restore_input_limit(stream_state& s, std::size_t need) noexcept {
+  if (s.read_high != 0 && need > s.read_high) s.io->limit_input(s, s.read_high);
+}
+
+namespace {
 
 bool perform_read_some(stream_state& s, stream_op& op) noexcept {
   if (op.size == 0) return true;  // only a zero-size read returns 0
@@ -164,14 +151,11 @@ bool perform_read_until(stream_state& s, stream_op& op) noexcept {
 
 // A frame may need more than the read limit holds: while the op waits, the input may grow to
 // the op's own maximum.
-bool raises_read_limit(const stream_state& s, stream_op& op) noexcept {
-  return s.read_high != 0 && as_string(op).max > s.read_high;
-}
 void read_until_parked(stream_state& s, stream_op& op) {
-  if (raises_read_limit(s, op)) s.io->limit_input(s, as_string(op).max);
+  grow_input_for(s, as_string(op).max);
 }
 void read_until_unparked(stream_state& s, stream_op& op) noexcept {
-  if (raises_read_limit(s, op)) s.io->limit_input(s, s.read_high);
+  restore_input_limit(s, as_string(op).max);
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ void pause_reading(stream_state& s) noexcept {
 }
 
 void resume_reading(stream_state& s) noexcept {
-  if (!s.read_paused || s.side[reading].error) return;
+  if (!s.read_paused || s.side[reading].error || s.input_viewed) return;
   event_add(s.socket_read.get(), nullptr);
   s.read_paused = false;
 }
@@ -57,7 +57,8 @@ void on_socket_writable(evutil_socket_t, short, void* arg) {
 
 }  // namespace
 
-const transport socket_transport{true, resume_reading, limit_input, shut_socket, linger_close};
+const transport socket_transport{true,          resume_reading, limit_input,
+                                 pause_reading, shut_socket,    linger_close};
 
 std::size_t fill_input(stream_state& s) noexcept {
   constexpr std::size_t chunk = 64 << 10;

@@ -31,6 +31,9 @@ struct transport {
   void (*reader_parked)(stream_state& s) noexcept;
   // Read ahead into the input buffer up to `high` bytes (zero: no limit).
   void (*limit_input)(stream_state& s, std::size_t high) noexcept;
+  // Stop reading ahead: a peek's view of the input is out, and appending to the input buffer
+  // may move the bytes it shows (until consume() or the next read op: see input_viewed).
+  void (*pause_reading)(stream_state& s) noexcept;
   // Ends the write direction, the output being empty: a socket's FIN, a pair partner's eof.
   std::error_code (*shut_writing)(stream_state& s) noexcept;
   // Ends a closed stream whose ops are already interrupted, and frees `s`: at once, or after
@@ -113,6 +116,9 @@ struct stream_state {
   // Not reading ahead (plain sockets: socket_read removed; otherwise EV_READ disabled): at the
   // read limit with no reader parked, or (plain sockets) at the end.
   bool read_paused = false;
+  // A peek's view of the input buffer is out: reading ahead stays paused until consume() or
+  // a read op that waits (one that completes at once reads nothing ahead either).
+  bool input_viewed = false;
   bool write_direct = false;  // the parked writer waits on socket_write
   bool write_shut = false;
   bool peer_eof = false;

@@ -7,14 +7,48 @@ namespace evco::detail {
 
 namespace {
 
+// A frame's header goes before its payload (write_frame); `done` counts both.
+std::size_t header_size(const stream_op& op) noexcept {
+  return op.kind == op_kind::write_frame ? static_cast<const write_frame_op&>(op).header.size : 0;
+}
+
+bool all_sent(const stream_op& op) noexcept {
+  return op.done == op.size + header_size(op);
+}
+
+// What is left to send of the header, and of the data.
+std::span<const std::byte> header_rest(const stream_op& op) noexcept {
+  const std::size_t n = header_size(op);
+  if (op.done >= n) return {};
+  return std::span(static_cast<const write_frame_op&>(op).header.bytes)
+      .subspan(op.done, n - op.done);
+}
+std::span<const std::byte> data_rest(const stream_op& op) noexcept {
+  const std::size_t sent = op.done - std::min(op.done, header_size(op));
+  return {op.data + sent, op.size - sent};
+}
+
+// Copies what the op has not sent yet into the output buffer, all or nothing; false when out
+// of memory.
+bool queue_rest(stream_state& s, stream_op& op) noexcept {
+  evbuffer* out = output(s);
+  const auto head = header_rest(op);
+  const auto data = data_rest(op);
+  if (!head.empty() && (evbuffer_expand(out, head.size() + data.size()) != 0 ||
+                        evbuffer_add(out, head.data(), head.size()) != 0)) {
+    return false;
+  }
+  if (queue_output(s, data.data(), data.size()) != 0)
+    return false;  // small chains under TLS limits
+  op.done += head.size() + data.size();
+  return true;
+}
+
 // A deadline, stop request or close ends a parked write. One the kernel took part of is never
 // torn: the rest is queued, as if it had not had to wait, and the write succeeds.
 void interrupt_write(stream_state& s, stream_op& op, std::error_code ec) noexcept {
-  if (op.done > 0 && op.done < op.size && !s.side[writing].error) {
-    if (queue_output(s, op.data + op.done, op.size - op.done) == 0) {
-      op.done = op.size;
-      return;
-    }
+  if (op.done > 0 && !all_sent(op) && !s.side[writing].error) {
+    if (queue_rest(s, op)) return;
     ec = std::make_error_code(std::errc::not_enough_memory);
   }
   op.ec = ec;
@@ -33,12 +67,26 @@ bool write_ended(stream_state& s, stream_op& op) noexcept {
   return false;
 }
 
+// One syscall for what is left: send() of the data, or a frame's header and payload together.
+ssize_t send_rest(int fd, const stream_op& op) noexcept {
+  constexpr int flags = MSG_NOSIGNAL | MSG_DONTWAIT;
+  const auto data = data_rest(op);
+  const auto head = header_rest(op);
+  if (head.empty()) return ::send(fd, data.data(), data.size(), flags);
+  iovec iov[2] = {{const_cast<std::byte*>(head.data()), head.size()},
+                  {const_cast<std::byte*>(data.data()), data.size()}};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = 2;
+  return ::sendmsg(fd, &msg, flags);
+}
+
 // Nothing queued on a plain socket: hands the bytes to the kernel now, from the caller's
 // buffer. bufferevent would copy them, enable EPOLLOUT, wait a loop turn and disable it
 // again. What the kernel does not take yet is sent from here as well once the socket is
 // writable (the parked write waits on socket_write). MSG_NOSIGNAL: a closed peer is EPIPE.
 bool write_direct(stream_state& s, stream_op& op) noexcept {
-  const ssize_t n = ::send(s.fd, op.data + op.done, op.size - op.done, MSG_NOSIGNAL | MSG_DONTWAIT);
+  const ssize_t n = send_rest(s.fd, op);
   if (n >= 0) {
     op.done += static_cast<std::size_t>(n);
   } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -46,7 +94,7 @@ bool write_direct(stream_state& s, stream_op& op) noexcept {
     op.ec = s.side[writing].error;
     return true;
   }
-  if (op.done == op.size) return true;
+  if (all_sent(op)) return true;
   // A parked write (one that waited at the watermark until the queued output drained) now
   // waits on the socket itself.
   if (op.state != op_state::idle && !wait_writable(s)) {
@@ -59,14 +107,18 @@ bool write_direct(stream_state& s, stream_op& op) noexcept {
 bool perform_write(stream_state& s, stream_op& op) noexcept {
   if (write_ended(s, op)) return true;
   const std::size_t queued = evbuffer_get_length(output(s));
-  if (queued == 0 && s.io->direct) return op.done == op.size || write_direct(s, op);
+  if (queued == 0 && s.io->direct) return all_sent(op) || write_direct(s, op);
   if (s.write_high != 0 && queued > s.write_high) return false;
-  if (queue_output(s, op.data + op.done, op.size - op.done) != 0) {
-    op.ec = std::make_error_code(std::errc::not_enough_memory);
-  } else {
-    op.done = op.size;
-  }
+  if (!queue_rest(s, op)) op.ec = std::make_error_code(std::errc::not_enough_memory);
   return true;
+}
+// A frame too large for its header or its maximum fails before a byte leaves.
+bool perform_write_frame(stream_state& s, stream_op& op) noexcept {
+  if (static_cast<write_frame_op&>(op).too_large) {
+    op.ec = errc::limit_exceeded;
+    return true;
+  }
+  return perform_write(s, op);
 }
 
 // A direct write the kernel could not take at once waits for the socket. (One over the
@@ -119,6 +171,12 @@ void shutdown_parked(stream_state& s, stream_op& op) {
 
 const op_type write_type{
     {"write", describe_stream_op}, writing, perform_write, interrupt_write, write_parked, nullptr};
+const op_type write_frame_type{{"write_frame", describe_stream_op},
+                               writing,
+                               perform_write_frame,
+                               interrupt_write,
+                               write_parked,
+                               nullptr};
 const op_type drain_type{
     {"drain", describe_stream_op}, writing, perform_drain, fail, wait_for_empty, restore_watermark};
 const op_type shutdown_type{{"shutdown", describe_stream_op},

@@ -24,11 +24,14 @@ def fail(message):
 
 class Server:
     """An example program started with `argv`, which prints `listening on IP:PORT` on stdout
-    before anything else; its stderr goes to ours, so that the test log shows it."""
+    before anything else; its stderr goes to ours, so that the test log shows it. `env` holds
+    variables set for it on top of ours."""
 
-    def __init__(self, argv, timeout=TIMEOUT):
+    def __init__(self, argv, timeout=TIMEOUT, env=None):
         self.argv = argv
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        # `env`: variables to set on top of ours.
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     env=dict(os.environ, **env) if env else None)
         line = self._first_line(timeout)
         prefix = b"listening on "
         if not line.startswith(prefix):
