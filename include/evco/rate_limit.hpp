@@ -13,7 +13,9 @@ namespace evco {
 /// they reach the kernel: under TLS, the encrypted bytes). The bucket refills in ticks of
 /// 10 ms (longer for rates below 10 kB/s, so that each tick brings at least 100 bytes, up to
 /// 1 s), and `burst` is raised to at least three ticks' worth (30 ms of `rate`, at 10 kB/s and
-/// more).
+/// more). Under TLS a direction may run up to one TLS record (16 KiB) ahead of its bucket,
+/// which the following refills pay back: libevent hands OpenSSL whole records and buffer
+/// chunks.
 struct rate_limit {
   std::size_t read_rate = 0;
   std::size_t read_burst = 0;
