@@ -1006,6 +1006,47 @@ TEST_CASE("close after a 4 MiB write delivers every byte and then eof") {
   }
 }
 
+// Found by fuzz/stream_sequence: close() with nothing queued and nothing unread closes the
+// socket at once, not when libevent frees the bufferevent a loop turn later: bytes the peer
+// sent in between would be unread at that close, which then sends RST instead of FIN, and the
+// peer would read connection_reset instead of eof.
+task<void> close_then_peer_writes_small(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  p.server.close();
+  // Before the loop runs again: these reach a stream that is closed.
+  REQUIRE(co_await p.client.write("late"));
+  std::string buf(16, '\0');
+  auto r = co_await p.client.read_some(span_of(buf));
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::eof);
+}
+
+TEST_CASE("close with nothing pending, then the peer writes: the peer reads eof, not a reset") {
+  evco::test::run_on_loop(close_then_peer_writes_small);
+}
+
+// The same with the kernel still holding part of our last write: the peer's late bytes reach
+// a closed socket, and the kernel answers them with RST, dropping what it still held.
+task<void> close_then_peer_writes(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  const std::string data = pattern(4 << 20, 7);
+  result<std::string> got = errc::busy;
+  evco::test::signal done;
+  lp.spawn(collect(&p.client, &got, &done), [](std::exception_ptr) { FAIL("reader"); });
+  REQUIRE(co_await p.server.write(data));
+  p.server.close();
+  // Before the loop runs again: these reach a stream that is closed.
+  REQUIRE(co_await p.client.write("late"));
+  co_await done;
+  REQUIRE_MESSAGE(got, error_of(got));
+  CHECK(got.value().size() == data.size());
+  CHECK((got.value() == data));
+}
+
+TEST_CASE("close with nothing pending, then the peer writes: every byte and then eof") {
+  evco::test::run_on_loop(close_then_peer_writes);
+}
+
 // ---- steady state allocates nothing ----------------------------------------------------------
 
 task<void> steady_state_allocations(loop& lp, std::size_t* counted) {

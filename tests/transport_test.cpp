@@ -302,6 +302,28 @@ TEST_CASE("read_until may need more than the read limit when its max allows it")
   over_each_transport(read_until_above_read_limit);
 }
 
+// Found by fuzz/stream_sequence: a read limit set while a read_until waits keeps to the op's own
+// max as well, or the frame could never come in (a hang: the writer waits on a full buffer too).
+task<result<void>> lower_limit_then_write(stream* reader, stream* writer, std::string data) {
+  reader->set_read_limit(1024);  // spawned: runs once the read_until below has parked
+  co_return co_await write_all(writer, std::move(data), 65536);
+}
+
+task<void> read_limit_lowered_under_read_until(loop& lp, const transport& t) {
+  auto [a, b] = co_await connected(lp, t);
+  std::string line_in(200000, 'a');
+  line_in += '\n';
+  lp.spawn(lower_limit_then_write(&b, &a, line_in), fail_result);
+  std::string line;
+  auto r = co_await b.read_until(line, "\n", 300000, 5s);
+  REQUIRE_MESSAGE(r, error_of(r));
+  CHECK(line == line_in);
+}
+
+TEST_CASE("a read limit set while read_until waits still lets its frame in") {
+  over_each_transport(read_limit_lowered_under_read_until);
+}
+
 // ---- backpressure and bulk --------------------------------------------------------------------
 
 task<void> read_n(stream* s, std::string* out, std::size_t n, evco::test::signal* done) {
@@ -582,6 +604,30 @@ task<void> close_with_callbacks_queued(loop& lp) {
 
 TEST_CASE("closing a pair's ends with their callbacks still queued reaches no freed memory") {
   evco::test::run_on_loop(close_with_callbacks_queued);
+}
+
+// Found by fuzz/stream_sequence: a closed end hands its peer everything it still had queued,
+// however little room the peer's read limit has left. (libevent's flush moves only what fits
+// under the limit while the peer's input is below it; the rest went with the closed end.)
+task<void> close_with_more_queued_than_the_peer_has_room_for(loop& lp) {
+  auto p = evco::make_pair(lp);
+  REQUIRE(p);
+  auto& [a, b] = p.value();
+  b.set_read_limit(300);
+  const std::string sent = pattern(64 << 10, 9);
+  REQUIRE(co_await a.write(sent));  // queued: b's input takes 300 bytes of it
+  co_await lp.yield();              // b, with no reader, stops reading at its limit
+  std::string first(16, '\0');
+  REQUIRE(co_await b.read_exactly(span_of(first)));  // b's input is below its limit again
+  a.close();
+  auto rest = co_await read_to_eof(&b);
+  REQUIRE_MESSAGE(rest, error_of(rest));
+  CHECK(rest.value().size() == sent.size() - first.size());
+  CHECK((first + rest.value() == sent));
+}
+
+TEST_CASE("a closed pair end hands its peer all it queued, whatever room the peer's input has") {
+  evco::test::run_on_loop(close_with_more_queued_than_the_peer_has_room_for);
 }
 
 // A bufferevent_pair the user made keeps to the pair's rules: a closed end gives its peer eof.

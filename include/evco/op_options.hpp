@@ -14,7 +14,10 @@ namespace evco {
 ///
 /// Not an aggregate on purpose: g++ 12 destroys a brace-initialised aggregate temporary
 /// twice when it sits in a co_await full-expression (reproduced with 12.2 under ASan), and a
-/// stop_token member turns that into a use-after-free.
+/// stop_token member turns that into a use-after-free. g++ 12 does the same to an op_options
+/// chosen by a conditional expression inside the co_await (`co_await s.read_some(buf, idle ?
+/// op_options(token) : op_options())`, reproduced with 12.2 at -O2): name it first
+/// (`const op_options o = idle ? ... : ...; co_await s.read_some(buf, o);`).
 struct op_options {
   op_options() noexcept = default;
   template <class Rep, class Period>

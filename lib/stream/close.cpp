@@ -86,6 +86,18 @@ void close_state(stream_state* s) noexcept {
   s->io->close(s);
 }
 
+namespace {
+// A plain socket closes here, not when libevent finalises the bufferevent a loop turn later:
+// bytes the peer sent in between would be unread at that close, which then sends RST rather
+// than FIN. (make_socket_stream's bufferevent owns its fd, so it is taken back first.)
+void close_at_once(stream_state* s) noexcept {
+  int fd = s->io->direct ? bufferevent_getfd(s->bev) : -1;
+  if (fd >= 0 && bufferevent_setfd(s->bev, -1) != 0) fd = -1;
+  delete s;
+  if (fd >= 0) ::close(fd);
+}
+}  // namespace
+
 std::error_code shut_socket(stream_state& s) noexcept {
   if (::shutdown(bufferevent_getfd(s.bev), SHUT_WR) != 0) return system_error(errno);
   return {};
@@ -98,13 +110,18 @@ void linger_close(stream_state* s) noexcept {
   if (fd >= 0 && s->side[reading].error != errc::eof && ioctl(fd, FIONREAD, &unread) != 0)
     unread = 0;
   const bool queued = evbuffer_get_length(output(*s)) > 0;
+  // Bytes of ours the kernel still holds (unacknowledged) linger too: were the peer to send
+  // anything after a close, the kernel would answer it with RST and drop them.
+  int in_kernel = 0;
+  if (fd >= 0 && s->io->direct && ioctl(fd, TIOCOUTQ, &in_kernel) != 0) in_kernel = 0;
   // Closing with unread bytes in the kernel makes it send RST, which can destroy data the
   // peer has not read yet; so does closing before the output is flushed. Only the common
   // case, nothing pending either way, closes at once.
   // TLS sends close_notify first; only a socket too full to take it makes that linger.
   if (fd < 0 || s->side[writing].error ||
-      (!queued && unread == 0 && (!s->tls || s->tls->send_close_notify(s->bev)))) {
-    delete s;
+      (!queued && in_kernel == 0 && unread == 0 &&
+       (!s->tls || s->tls->send_close_notify(s->bev)))) {
+    close_at_once(s);
     return;
   }
   try {

@@ -23,7 +23,12 @@ std::error_code shut_pair_writing(stream_state& s) noexcept {
 // over and goes with us. The partner's callbacks are deferred (libevent forces
 // BEV_OPT_DEFER_CALLBACKS on a pair), so they run from the loop, after our bufferevent is gone:
 // they touch only the partner.
+//
+// A flush moves everything only into a partner's input at its read limit or above: below it,
+// only what fits under the limit (be_pair_transfer), and the rest would go with us. So the
+// first flush fills the partner's input to its limit, the second hands over the rest.
 void close_pair(stream_state* s) noexcept {
+  bufferevent_flush(s->bev, EV_WRITE, BEV_FLUSH);
   bufferevent_flush(s->bev, EV_READ | EV_WRITE, BEV_FINISHED);
   delete s;
 }

@@ -58,6 +58,12 @@ void stream::set_timeouts(duration read, duration write) {
 void stream::set_read_limit(std::size_t high) {
   if (!s_) return;
   s_->read_high = high;
+  // A read_until waiting now keeps the room for its own max until it completes (see
+  // read_until_parked; its unparked puts this limit back).
+  detail::stream_op* op = s_->side[detail::reading].op;
+  if (high != 0 && op && op->kind == detail::op_kind::read_until) {
+    high = std::max(high, detail::as_string(*op).max);
+  }
   s_->io->limit_input(*s_, high);
 }
 

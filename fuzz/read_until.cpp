@@ -1,0 +1,193 @@
+// Fuzz target: stream::read_until over a pair, the payload written in random chunks, checked
+// against a reference splitter that sees the whole payload at once. The frames, the limits hit
+// and what is left at eof must not depend on how the bytes were chunked.
+//
+// Input: [flags] [delimiter length-1 and bytes] [max: 2 bytes] [read limit] [chunk count]
+// [chunk sizes...] [payload...]. Flags bit 0 maps payload and delimiter bytes onto "ab\r\n"
+// (so delimiters and their prefixes are frequent), bit 1 ends the stream with close() instead
+// of shutdown(), bit 2 keeps appending frames to the same string (read_until appends).
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "evco/evco.hpp"
+#include "evco/pair.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+[[noreturn]] void violation(const char* what) {
+  std::fprintf(stderr, "read_until fuzz: invariant violated: %s\n", what);
+  std::abort();
+}
+
+struct reader_in {
+  const std::uint8_t* p;
+  std::size_t n;
+  std::uint8_t byte() {
+    if (n == 0) return 0;
+    --n;
+    return *p++;
+  }
+};
+
+struct input {
+  std::string delim;
+  std::size_t max = 1;
+  std::size_t read_limit = 0;
+  std::vector<std::size_t> chunks;
+  std::string payload;
+  bool close_at_end = false;
+  bool append = false;
+};
+
+char mapped(std::uint8_t b, bool small_alphabet) {
+  static constexpr char alphabet[] = {'a', 'b', '\r', '\n'};
+  return small_alphabet ? alphabet[b % 4] : static_cast<char>(b);
+}
+
+input decode(const std::uint8_t* data, std::size_t size) {
+  reader_in r{data, size};
+  input in;
+  const std::uint8_t flags = r.byte();
+  const bool small = flags & 1;
+  in.close_at_end = flags & 2;
+  in.append = flags & 4;
+  const std::size_t dlen = r.byte() % 4 + 1;
+  for (std::size_t i = 0; i < dlen; ++i)
+    in.delim += mapped(r.byte(), small);
+  // max >= 1: with a max of 0 every read_until fails with limit_exceeded, eof or not.
+  in.max = (static_cast<std::size_t>(r.byte()) << 8 | r.byte()) % 600 + 1;
+  in.read_limit = r.byte() % 4 == 0 ? 0 : r.byte() % 64 + 1;
+  const std::size_t nchunks = r.byte() % 16 + 1;
+  for (std::size_t i = 0; i < nchunks; ++i)
+    in.chunks.push_back(r.byte() % 200 + 1);
+  const std::size_t len = std::min<std::size_t>(r.n, 4096);
+  for (std::size_t i = 0; i < len; ++i)
+    in.payload += mapped(r.byte(), small);
+  return in;
+}
+
+// What the reader must see, from the whole payload: the frames in order, each limit hit (after
+// which the reader skips `max` bytes), and the bytes left without a delimiter at eof.
+struct event {
+  enum kind { frame, limit, end } k;
+  std::string bytes;  // the frame, or what is left at the end
+};
+
+std::vector<event> reference(const input& in) {
+  std::vector<event> out;
+  std::string_view rest = in.payload;
+  for (;;) {
+    const std::size_t at = rest.find(in.delim);
+    if (at != std::string_view::npos) {
+      const std::size_t n = at + in.delim.size();
+      if (n > in.max) {
+        out.push_back({event::limit, {}});
+        rest.remove_prefix(in.max);
+        continue;
+      }
+      out.push_back({event::frame, std::string(rest.substr(0, n))});
+      rest.remove_prefix(n);
+      continue;
+    }
+    if (rest.size() >= in.max) {
+      out.push_back({event::limit, {}});
+      rest.remove_prefix(in.max);
+      continue;
+    }
+    out.push_back({event::end, std::string(rest)});
+    return out;
+  }
+}
+
+evco::task<void> write_chunks(evco::loop& lp, evco::stream& s, const input& in) {
+  std::string_view rest = in.payload;
+  for (std::size_t i = 0; !rest.empty(); ++i) {
+    const std::size_t n = std::min(rest.size(), in.chunks[i % in.chunks.size()]);
+    if (!co_await s.write(rest.substr(0, n))) violation("write failed");
+    rest.remove_prefix(n);
+    co_await lp.yield();  // lets the reader see this chunk before the next one
+  }
+  if (in.close_at_end) {
+    s.close();
+  } else if (!co_await s.shutdown()) {
+    violation("shutdown failed");
+  }
+}
+
+evco::task<void> read_frames(evco::stream& s, const input& in) {
+  const std::vector<event> expected = reference(in);
+  std::string line;
+  for (const event& e : expected) {
+    if (!in.append) line.clear();
+    const std::string before = line;
+    auto r = co_await s.read_until(line, in.delim, in.max);
+    if (e.k == event::frame) {
+      if (!r) violation("read_until failed where the reference has a frame");
+      if (r.value() != e.bytes.size() || line != before + e.bytes) violation("wrong frame");
+      continue;
+    }
+    if (r) violation("read_until returned a frame the reference does not have");
+    if (line != before) violation("a failed read_until changed its string");
+    if (e.k == event::limit) {
+      if (r.error() != evco::errc::limit_exceeded) violation("expected limit_exceeded");
+      std::string skipped(in.max, '\0');
+      if (!co_await s.read_exactly(std::span<char>(skipped))) violation("skip failed");
+      continue;
+    }
+    if (r.error() != evco::errc::eof) violation("expected eof");
+    // The bytes without a delimiter are still there, then eof again.
+    std::string rest;
+    for (;;) {
+      auto n = co_await s.read_some(rest, 4096);
+      if (!n) {
+        if (n.error() != evco::errc::eof) violation("expected eof after the rest");
+        break;
+      }
+    }
+    if (rest != e.bytes) violation("the bytes left at eof differ");
+  }
+}
+
+evco::task<void> body(evco::loop& lp, const input& in) {
+  auto ends = evco::make_pair(lp);
+  if (!ends) violation("make_pair failed");
+  auto& [writer, reader] = ends.value();
+  if (in.read_limit != 0) reader.set_read_limit(in.read_limit);
+  co_await evco::when_all(write_chunks(lp, writer, in), read_frames(reader, in));
+}
+
+// A hang is a bug: a watchdog of its own (when_any would wait for a hung body to end) dumps
+// what is parked, then aborts.
+evco::task<void> watchdog(evco::loop& lp, std::stop_token done) {
+  if (co_await evco::sleep_for(lp, 5s, std::move(done))) {
+    lp.dump(stderr);
+    violation("hang: not done after 5 s");
+  }
+}
+
+void run_bounded(evco::loop& lp, evco::task<void> t) {
+  std::stop_source done;
+  lp.spawn(watchdog(lp, done.get_token()), [](std::exception_ptr) { std::abort(); });
+  lp.run(std::move(t));
+  done.request_stop();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const input in = decode(data, size);
+  evco::loop lp;
+  run_bounded(lp, body(lp, in));
+  return 0;
+}
