@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include <sys/resource.h>
+
 #include <evco/evco.hpp>
 
 #include "common.hpp"
@@ -344,6 +346,52 @@ run_result finish(result<void> r, shared& sh) {
   return out;
 }
 
+double cpu_now() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const auto sec = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
+
+task<result<void>> counting_receiver(evco::stream s, shared* sh, std::uint64_t* got, checksum* ck) {
+  std::vector<unsigned char> buf(chunk_size);
+  for (;;) {
+    auto n = co_await s.read_some(std::as_writable_bytes(std::span(buf)));
+    if (!n) {
+      if (n.error() != errc::eof) co_return n.as_failure();
+      break;
+    }
+    ck->update(buf.data(), n.value());
+    *got += n.value();
+  }
+  sh->t1 = clock::now();
+  sh->done.count_down();
+  co_return evco::success();
+}
+
+task<result<void>> rate_main(evco::loop& lp, std::size_t rate, evco::duration run_for, shared* sh,
+                             std::uint64_t* sent, std::uint64_t* got, checksum* ck, double* cpu) {
+  EVCO_TRY(auto l, evco::listener::bind(lp, evco::endpoint::v4_loopback(0)));
+  EVCO_TRY(const auto ep, l.local_endpoint());
+  EVCO_TRY(auto c, co_await evco::connect(lp, ep));
+  EVCO_TRY(auto srv, co_await l.accept());
+  lp.spawn(counting_receiver(std::move(srv), sh, got, ck), sh->sink("receiver"));
+  const stream_source& src = source();
+  const double cpu0 = cpu_now();
+  sh->t0 = clock::now();
+  EVCO_TRYV(c.set_rate_limit({.write_rate = rate}));
+  for (std::uint64_t i = 0; clock::now() - sh->t0 < run_for; ++i) {
+    EVCO_TRYV(co_await c.write(std::as_bytes(std::span(src.chunk(i), chunk_size))));
+    *sent += chunk_size;
+  }
+  EVCO_TRYV(co_await c.shutdown());
+  co_await sh->done.wait();
+  *cpu = cpu_now() - cpu0;
+  co_return evco::success();
+}
+
 task<void> empty_task() {
   co_return;
 }
@@ -370,6 +418,25 @@ run_result group_spawn(int count) {
   r.items = static_cast<std::uint64_t>(count);
   r.steady_news = sh.h1.news - sh.h0.news;
   r.steady_round_trips = static_cast<std::uint64_t>(count);
+  return r;
+}
+
+run_result rate_limited(std::size_t rate, std::chrono::milliseconds run_for) {
+  evco::loop lp;
+  shared sh(lp, 1);
+  std::uint64_t sent = 0, got = 0;
+  checksum ck;
+  double cpu = 0;
+  auto r = finish(lp.run(rate_main(lp, rate, run_for, &sh, &sent, &got, &ck, &cpu)), sh);
+  if (!r.ok) return r;
+  if (got != sent) return bench::fail("evco: byte count mismatch");
+  if (ck.value() != expected_checksum(sent)) return bench::fail("evco: checksum mismatch");
+  r.items = got;
+  r.cpu_seconds = cpu;
+  // Faster than the limit is a broken limit (its burst is 30 ms of the rate, see rate_limit).
+  if (static_cast<double>(got) > static_cast<double>(rate) * (r.seconds * 1.1)) {
+    return bench::fail("evco: faster than the rate limit");
+  }
   return r;
 }
 

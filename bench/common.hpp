@@ -44,6 +44,7 @@ struct run_result {
   std::uint64_t steady_event_mallocs = 0;
   std::uint64_t steady_round_trips = 0;
   double bytes_per_conn = 0;  // idle memory
+  double cpu_seconds = 0;     // rate_limited: the process's CPU time (user + system) over the run
 };
 
 inline run_result fail(std::string why) {
@@ -190,6 +191,9 @@ namespace evco_impl {
 run_result channel_pingpong(const channel_params& p);
 // task_group: spawn `count` empty tasks, then join.
 run_result group_spawn(int count);
+// One connection whose sender is limited to `rate` bytes/s (stream::set_rate_limit), writing
+// for `run_for`; items are the bytes that arrived (checksummed), seconds until the eof.
+run_result rate_limited(std::size_t rate, std::chrono::milliseconds run_for);
 }  // namespace evco_impl
 namespace asio_impl {
 run_result channel_pingpong(const channel_params& p);

@@ -292,7 +292,7 @@ void usage() {
                "  scenarios: pingpong_1 udp_pingpong pingpong_100 throughput connect_rate\n"
                "             idle_memory\n"
                "             channel_pingpong channel_handover pingpong_timeout pingpong_race\n"
-               "             group_spawn unix_pingpong\n"
+               "             group_spawn unix_pingpong rate_limited\n"
                "  impls:     evco libevent asio epoll\n");
 }
 
@@ -469,6 +469,21 @@ int main(int argc, char** argv) {
          [](const run_result& r) {
            return static_cast<double>(r.steady_news) / static_cast<double>(r.steady_round_trips);
          }}},
+       is({"evco"})});
+  // A limited stream: how close the achieved rate comes to the limit (1.0 = exactly), and the
+  // CPU time the whole process spent meanwhile, as a share of the wall time.
+  constexpr std::size_t limited_rate = 10'000'000;
+  const auto limited_for = std::chrono::milliseconds(2000);
+  scenarios.push_back(
+      {"rate_limited",
+       "x limit",
+       false,
+       [=](const impl&) { return evco_impl::rate_limited(limited_rate, limited_for); },
+       [=](const run_result& r) {
+         return static_cast<double>(r.items) / r.seconds / static_cast<double>(limited_rate);
+       },
+       {{"rate_limited_cpu", "cpu %",
+         [](const run_result& r) { return 100 * r.cpu_seconds / r.seconds; }}},
        is({"evco"})});
   const auto has_channel = [](const impl& im) { return im.channel_pingpong != nullptr; };
   const auto news_per_rt = [](const run_result& r) {

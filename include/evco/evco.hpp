@@ -14,6 +14,8 @@
 #include "evco/op_options.hpp"
 #include "evco/pair.hpp"
 #include "evco/parked.hpp"
+#include "evco/rate_group.hpp"
+#include "evco/rate_limit.hpp"
 #include "evco/signal.hpp"
 #include "evco/stream.hpp"
 #include "evco/task.hpp"

@@ -17,6 +17,7 @@
 #include "evco/endpoint.hpp"
 #include "evco/error.hpp"
 #include "evco/op_options.hpp"
+#include "evco/rate_limit.hpp"
 #include "evco/timer.hpp"
 
 struct bufferevent;
@@ -85,6 +86,8 @@ enum class op_kind : unsigned char {
   write_frame,
   peek,
   skip,
+  send_file,
+  write_borrowed,
 };
 
 // Where an op is: not waiting (tried at once, or done), parked on its stream, or parked over
@@ -230,6 +233,23 @@ struct [[nodiscard]] peek_op : stream_op {
   }
 };
 
+// write_borrowed: while `referenced`, libevent's buffers point into the caller's bytes (see
+// lib/stream/borrowed.cpp); `released` once they no longer do.
+struct [[nodiscard]] write_borrowed_op : void_op {
+  using void_op::void_op;
+  bool referenced = false;
+  bool released = false;
+  bool running = false;  // inside its own perform or interrupt: a release only marks it
+};
+
+// send_file: the op's size and done count the file's bytes, from `offset` on.
+struct [[nodiscard]] send_file_op : void_op {
+  send_file_op(stream_state* st, int f, off_t off, std::size_t n, op_options o) noexcept
+      : void_op(st, op_kind::send_file, nullptr, n, std::move(o)), fd(f), offset(off) {}
+  int fd;
+  off_t offset;
+};
+
 }  // namespace detail
 
 /// A connected byte stream. Move-only; destroying it closes it (see close()). At most one
@@ -368,6 +388,43 @@ class stream {
     return write(std::as_bytes(std::span(data)), std::move(o));
   }
 
+  /// Writes `data` without copying it where write() would (TLS, pairs, a rate limit, or output
+  /// still queued): the output buffer refers to `data` itself (evbuffer_add_reference), and
+  /// the op completes once libevent no longer needs it: every byte handed to the kernel (under
+  /// TLS: encrypted), or over a pair read by the other end (so do not await it in the task that
+  /// would read it). It first waits at the high
+  /// watermark, as write() does; where write() copies nothing anyway (TCP with nothing queued)
+  /// it is write(). `data` must stay as it is until the op completes.
+  /// An op that ends early once its bytes are queued (a timeout, a stop request, close(), the
+  /// end of its frame, a failed socket) copies what libevent still refers to into the stream's
+  /// own memory, in place, and succeeds (or reports the socket's error): nothing is torn, and
+  /// `data` is free as soon as the op has returned or its frame is gone. One that ends while
+  /// still waiting at the watermark fails and sends nothing, like write().
+  detail::write_borrowed_op write_borrowed(std::span<const std::byte> data, op_options o = {}) {
+    return {s_, detail::op_kind::write_borrowed, const_cast<std::byte*>(data.data()), data.size(),
+            std::move(o)};
+  }
+  detail::write_borrowed_op write_borrowed(std::string_view data, op_options o = {}) {
+    return write_borrowed(std::as_bytes(std::span(data)), std::move(o));
+  }
+
+  /// Sends `length` bytes of the file `fd` from `offset` on, and completes once all of them
+  /// are handed on (the last to the kernel, or queued under the high watermark, as write()).
+  /// On a TCP or Unix stream with nothing queued the kernel copies them from the file itself
+  /// (sendfile(2): no copy through user space); under TLS, on pairs, or with a rate limit
+  /// they are read (pread(2)) into the output buffer a watermark at a time, so memory stays
+  /// bounded whatever `length` is. `fd` is borrowed, like a buffer: it must stay open until
+  /// the op completes, is not closed, and its file offset is not moved.
+  /// Errors: EBADF for an fd that is not open, std::errc::invalid_argument for one that is not
+  /// a regular file (or a negative offset), errc::eof when the file ends before
+  /// `offset + length` (found at once, nothing is sent; or while sending, when it shrank), a
+  /// read error of the file, or the stream's write errors. A send_file that fails, times out
+  /// or is cancelled part way leaves what it already sent in the stream (the peer sees a short
+  /// file): close the stream then.
+  detail::send_file_op send_file(int fd, off_t offset, std::size_t length, op_options o = {}) {
+    return {s_, fd, offset, length, std::move(o)};
+  }
+
   /// Completes when the output buffer is empty (everything handed to the kernel).
   detail::drain_op drain(op_options o = {}) {
     return {s_, detail::op_kind::drain, nullptr, 0, std::move(o)};
@@ -399,6 +456,17 @@ class stream {
   /// write() waits while more than `high` bytes are queued, until they drain to `low`
   /// (`low` above `high` is taken as `high`; a `high` of zero means no limit).
   void set_write_watermarks(std::size_t low, std::size_t high);
+  /// Limits the bytes per second each way (libevent's token buckets; see rate_limit), from
+  /// now; `set_rate_limit({})` removes the limit. Ops waiting for tokens wait like any others
+  /// (their timeouts, stop tokens and close() still end them) and cost no CPU meanwhile. On a
+  /// plain TCP stream the limit turns off the direct reads and writes: bytes go through the
+  /// input and output buffers, as they do under TLS, until the limit (and any rate_group) is
+  /// gone. Nothing is lost or reordered by setting or removing it mid-stream.
+  /// The TLS stream that tls_client()/tls_server() make of a limited TCP stream keeps its
+  /// limit (not its rate_group: add it again). errc::closed for a closed stream;
+  /// operation_not_supported for an in-process pair (libevent's pairs have no token buckets);
+  /// not_enough_memory.
+  result<void> set_rate_limit(const rate_limit& limit);
 
   std::size_t buffered_input() const noexcept;
   std::size_t buffered_output() const noexcept;
@@ -418,6 +486,7 @@ class stream {
                                                   detail::stream_settings&) noexcept;
   friend stream detail::attach(loop&, bufferevent*, const detail::transport&,
                                const detail::tls_hooks*);
+  friend class rate_group;
   detail::stream_state* s_ = nullptr;
 };
 

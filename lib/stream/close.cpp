@@ -91,7 +91,7 @@ namespace {
 // bytes the peer sent in between would be unread at that close, which then sends RST rather
 // than FIN. (make_socket_stream's bufferevent owns its fd, so it is taken back first.)
 void close_at_once(stream_state* s) noexcept {
-  int fd = s->io->direct ? bufferevent_getfd(s->bev) : -1;
+  int fd = s->fd >= 0 ? bufferevent_getfd(s->bev) : -1;  // plain sockets, limited or not
   if (fd >= 0 && bufferevent_setfd(s->bev, -1) != 0) fd = -1;
   delete s;
   if (fd >= 0) ::close(fd);
@@ -113,7 +113,7 @@ void linger_close(stream_state* s) noexcept {
   // Bytes of ours the kernel still holds (unacknowledged) linger too: were the peer to send
   // anything after a close, the kernel would answer it with RST and drop them.
   int in_kernel = 0;
-  if (fd >= 0 && s->io->direct && ioctl(fd, TIOCOUTQ, &in_kernel) != 0) in_kernel = 0;
+  if (fd >= 0 && s->fd >= 0 && ioctl(fd, TIOCOUTQ, &in_kernel) != 0) in_kernel = 0;
   // Closing with unread bytes in the kernel makes it send RST, which can destroy data the
   // peer has not read yet; so does closing before the output is flushed. Only the common
   // case, nothing pending either way, closes at once.
@@ -168,6 +168,7 @@ stream_state::~stream_state() {
   socket_read.reset();
   socket_write.reset();
   retry.reset();
+  release_rate(*this);  // before the bufferevent goes: its group and bucket let go of it
   if (bev) bufferevent_free(bev);
 }
 

@@ -39,6 +39,10 @@ extern const op_type read_some_type, read_some_string_type, read_exactly_type, r
 extern const op_type write_type, drain_type, shutdown_type;
 // line.cpp, frame.cpp, peek.cpp: framing and input without copies
 extern const op_type read_line_type, read_frame_type, write_frame_type, peek_type, skip_type;
+// send_file.cpp
+extern const op_type send_file_type;
+// borrowed.cpp
+extern const op_type write_borrowed_type;
 
 inline const op_type& type_of(op_kind k) noexcept {
   static constexpr const op_type* types[] = {
@@ -48,6 +52,7 @@ inline const op_type& type_of(op_kind k) noexcept {
       &shutdown_type,     &read_line_type,
       &read_frame_type,   &write_frame_type,
       &peek_type,         &skip_type,
+      &send_file_type,    &write_borrowed_type,
   };
   return *types[static_cast<unsigned char>(k)];
 }
@@ -137,6 +142,14 @@ void close_state(stream_state* s) noexcept;
 // input and sends the queued output, then FIN, before the socket closes: no RST).
 std::error_code shut_socket(stream_state& s) noexcept;
 void linger_close(stream_state* s) noexcept;
+
+// rate_limit.cpp: token buckets (a stream's own and its rate_group's). Takes the stream out of
+// both, while its bufferevent is still there.
+void release_rate(stream_state& s) noexcept;
+// The limit set_rate_limit() last set (all zero: none).
+rate_limit rate_limit_of(const stream_state& s) noexcept;
+// evbuffer_add() to the output, in small chains under a TLS rate limit (see rate_limit.cpp).
+int queue_output(stream_state& s, const std::byte* p, std::size_t n) noexcept;
 
 // parked.cpp: what loop::parked() shows of a parked stream op
 void describe_stream_op(const parked_op& op, parked_op_info& out);

@@ -15,6 +15,7 @@ namespace evco::detail {
 
 struct stream_state;
 struct tls_hooks;
+struct rate_state;
 
 // A stream's two directions, each with at most one parked op.
 enum direction : unsigned char { reading, writing };
@@ -80,6 +81,11 @@ struct stream_state {
   std::size_t read_high = 1 << 20;
   std::size_t write_low = 256 << 10;
   std::size_t write_high = 1 << 20;
+  // What the input is read ahead to now: read_high, or more while a framed read waits (the last
+  // limit_input); a change of transport (rate_limit.cpp) carries it over.
+  std::size_t input_limit = 1 << 20;
+  // Token buckets: the stream's own limit and its rate_group (rate_limit.cpp); null: none.
+  rate_state* rate = nullptr;
   // Plain sockets read through this event of their own instead of libevent's bufferevent
   // reads (which ioctl(FIONREAD) before every readv and cap each at 4096 bytes); the
   // bufferevent keeps the input and output buffers and does the writing.
@@ -136,6 +142,7 @@ struct stream_settings {
   std::size_t write_high = 0;
   duration read_idle{};
   duration write_idle{};
+  rate_limit rate{};  // the stream's own (a rate_group's membership is not carried over)
   void apply_to(stream& st) const;
 };
 

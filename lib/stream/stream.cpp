@@ -116,6 +116,7 @@ void stream_settings::apply_to(stream& st) const {
   st.set_read_limit(read_high);
   st.set_write_watermarks(write_low, write_high);
   st.set_timeouts(read_idle, write_idle);
+  if (rate.read_rate != 0 || rate.write_rate != 0) (void)st.set_rate_limit(rate);
 }
 
 namespace {
@@ -131,6 +132,8 @@ bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) n
   lp = s->lp;
   kept = {s->read_high, s->write_low, s->write_high, idle_of(s->side[reading]),
           idle_of(s->side[writing])};
+  kept.rate = rate_limit_of(*s);
+  release_rate(*s);
   bufferevent* bev = std::exchange(s->bev, nullptr);
   bufferevent_disable(bev, EV_READ | EV_WRITE);
   bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);

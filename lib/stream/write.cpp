@@ -38,7 +38,8 @@ bool queue_rest(stream_state& s, stream_op& op) noexcept {
                         evbuffer_add(out, head.data(), head.size()) != 0)) {
     return false;
   }
-  if (evbuffer_add(out, data.data(), data.size()) != 0) return false;
+  if (queue_output(s, data.data(), data.size()) != 0)
+    return false;  // small chains under TLS limits
   op.done += head.size() + data.size();
   return true;
 }
