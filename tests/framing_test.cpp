@@ -12,9 +12,8 @@
 #include <string_view>
 #include <vector>
 
-#include "evco/tls.hpp"
-#include "pki.hpp"
 #include "support.hpp"
+#include "tls_ends.hpp"
 #include "transports.hpp"
 
 using evco::eol;
@@ -43,37 +42,8 @@ using namespace std::literals;
 
 // TLS as a fourth transport: its bytes go through OpenSSL's records and the bufferevent's
 // buffers, which a peek's view must survive too.
-task<result<void>> tls_accept(evco::listener* l, const evco::tls_context* ctx,
-                              std::optional<result<stream>>* out, evco::test::signal* done) {
-  auto tcp = co_await l->accept();
-  if (tcp) {
-    out->emplace(co_await evco::tls_server(std::move(tcp).value(), *ctx, 10s));
-  } else {
-    out->emplace(tcp.error());
-  }
-  done->set();
-  co_return success();
-}
-
 task<result<ends>> tls(loop& lp) {
-  static const auto server = evco::tls_context::server(certs().cert("good"), certs().key("good"));
-  static const auto client = [] {
-    evco::tls_client_options o;
-    o.ca_file = certs().ca;
-    return evco::tls_context::client(o);
-  }();
-  REQUIRE(server);
-  REQUIRE(client);
-  EVCO_TRY(auto l, evco::listener::bind(lp, evco::endpoint::v4_loopback()));
-  EVCO_TRY(const auto ep, l.local_endpoint());
-  std::optional<result<stream>> accepted;
-  evco::test::signal done;
-  lp.spawn(tls_accept(&l, &server.value(), &accepted, &done), fail_result);
-  EVCO_TRY(auto tcp, co_await evco::connect(lp, ep));
-  EVCO_TRY(auto c, co_await evco::tls_client(std::move(tcp), client.value(), "localhost", 10s));
-  co_await done;
-  EVCO_TRY(auto s, std::move(*accepted));
-  co_return ends{std::move(c), std::move(s)};
+  co_return co_await evco::test::tls_ends(lp);
 }
 
 constexpr std::array with_tls{transports[0], transports[1], transports[2], transport{"tls", tls}};

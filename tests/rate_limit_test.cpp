@@ -12,6 +12,7 @@
 
 #include "pki.hpp"
 #include "support.hpp"
+#include "tls_ends.hpp"
 
 using namespace std::chrono_literals;
 using evco::errc;
@@ -38,52 +39,11 @@ task<ends> tcp(loop& lp) {
   co_return ends{std::move(p.client), std::move(p.server)};
 }
 
-const evco::tls_context& server_ctx() {
-  static const evco::tls_context ctx = [] {
-    auto c = evco::tls_context::server(evco::test::certs().cert("good"),
-                                       evco::test::certs().key("good"));
-    REQUIRE_MESSAGE(c, error_of(c));
-    return std::move(c).value();
-  }();
-  return ctx;
-}
-
-const evco::tls_context& client_ctx() {
-  static const evco::tls_context ctx = [] {
-    evco::tls_client_options o;
-    o.ca_file = evco::test::certs().ca;
-    auto c = evco::tls_context::client(o);
-    REQUIRE_MESSAGE(c, error_of(c));
-    return std::move(c).value();
-  }();
-  return ctx;
-}
-
-task<void> accept_tls(evco::listener* l, std::optional<result<stream>>* out,
-                      evco::test::signal* done) {
-  auto s = co_await l->accept();
-  if (s) {
-    out->emplace(co_await evco::tls_server(std::move(s).value(), server_ctx(), 10s));
-  } else {
-    out->emplace(s.error());
-  }
-  done->set();
-}
-
 task<ends> tls(loop& lp, rate_limit client_limit = {}) {
-  auto l = evco::listener::bind(lp, evco::endpoint::v4_loopback());
-  REQUIRE(l);
-  std::optional<result<stream>> server;
-  evco::test::signal accepted;
-  lp.spawn(accept_tls(&l.value(), &server, &accepted), [](std::exception_ptr) { FAIL("accept"); });
-  auto tcp = co_await evco::connect(lp, l.value().local_endpoint().value());
-  REQUIRE(tcp);
-  REQUIRE(tcp.value().set_rate_limit(client_limit));
-  auto c = co_await evco::tls_client(std::move(tcp).value(), client_ctx(), "localhost", 10s);
-  co_await accepted;
-  REQUIRE_MESSAGE(c, error_of(c));
-  REQUIRE_MESSAGE(*server, error_of(*server));
-  co_return ends{std::move(c).value(), std::move(*server).value()};
+  auto e = co_await evco::test::tls_ends(
+      lp, [&](stream& tcp) { REQUIRE(tcp.set_rate_limit(client_limit)); });
+  REQUIRE_MESSAGE(e, error_of(e));
+  co_return ends{std::move(e.value().first), std::move(e.value().second)};
 }
 
 struct transport {
