@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <exception>
 #include <stop_token>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -61,6 +62,31 @@ inline task<void> write_chunks(loop& lp, stream& s, std::string_view payload,
   } else if (!co_await s.shutdown()) {
     violation("shutdown failed");
   }
+}
+
+// After a framed read's eof: the bytes no frame took are still there, then eof again.
+inline task<void> expect_rest(stream& s, const std::string& expected) {
+  std::string rest;
+  for (;;) {
+    auto n = co_await s.read_some(rest, 4096);
+    if (!n) {
+      if (n.error() != errc::eof) violation("expected eof after the rest");
+      break;
+    }
+  }
+  if (rest != expected) violation("the bytes left at eof differ");
+}
+
+// The framed readers' body: a pair, the reader's read limit, then `in.payload` written in
+// `in.chunks` while `read(reader, in)` reads.
+template <class Input, class Reader>
+task<void> write_and_read(loop& lp, const Input& in, Reader read) {
+  auto ends = make_pair(lp);
+  if (!ends) violation("make_pair failed");
+  auto& [writer, reader] = ends.value();
+  if (in.read_limit != 0) reader.set_read_limit(in.read_limit);
+  co_await when_all(write_chunks(lp, writer, in.payload, in.chunks, in.close_at_end),
+                    read(reader, in));
 }
 
 // A hang is a bug: a watchdog of its own (when_any would wait for a hung body to end) dumps

@@ -105,27 +105,8 @@ evco::task<void> read_frames(evco::stream& s, const input& in) {
       continue;
     }
     if (r.error() != evco::errc::eof) violation("expected eof");
-    // The bytes without a delimiter are still there, then eof again.
-    std::string rest;
-    for (;;) {
-      auto n = co_await s.read_some(rest, 4096);
-      if (!n) {
-        if (n.error() != evco::errc::eof) violation("expected eof after the rest");
-        break;
-      }
-    }
-    if (rest != e.bytes) violation("the bytes left at eof differ");
+    co_await evco::fuzz::expect_rest(s, e.bytes);
   }
-}
-
-evco::task<void> body(evco::loop& lp, const input& in) {
-  auto ends = evco::make_pair(lp);
-  if (!ends) violation("make_pair failed");
-  auto& [writer, reader] = ends.value();
-  if (in.read_limit != 0) reader.set_read_limit(in.read_limit);
-  co_await evco::when_all(
-      evco::fuzz::write_chunks(lp, writer, in.payload, in.chunks, in.close_at_end),
-      read_frames(reader, in));
 }
 
 }  // namespace
@@ -134,6 +115,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   evco::fuzz::target_name = "read_until";
   const input in = decode(data, size);
   evco::loop lp;
-  evco::fuzz::run_bounded(lp, body(lp, in));
+  evco::fuzz::run_bounded(lp, evco::fuzz::write_and_read(lp, in, read_frames));
   return 0;
 }

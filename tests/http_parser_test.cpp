@@ -146,8 +146,10 @@ TEST_CASE("the head is capped at max_head bytes and 64 headers") {
   REQUIRE(exact.size() == 64);
   CHECK(parse(exact, lim) == outcome::complete);
   CHECK(parse(exact.substr(0, 63), lim) == outcome::incomplete);
-  std::string over = exact;
-  over.insert(over.size() - 4, "a");
+  // Built by appending: g++ 12 at -O3 warns (-Wrestrict, a false positive: PR 105329) on
+  // string::insert here.
+  std::string over = exact.substr(0, exact.size() - 4);
+  over += "a\r\n\r\n";
   CHECK(parse(over, lim) == outcome::header_too_large);
   CHECK(parse(over.substr(0, 64), lim) == outcome::header_too_large);  // known before the end
   CHECK(parse(std::string(64, '\r'), lim) == outcome::header_too_large);
