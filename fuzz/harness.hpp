@@ -77,6 +77,41 @@ inline task<void> expect_rest(stream& s, const std::string& expected) {
   if (rest != expected) violation("the bytes left at eof differ");
 }
 
+// What a framed reader must see, in order, from a reference that saw the whole payload at
+// once: a frame (or line), a limit hit, the bytes left at eof.
+struct event {
+  enum kind { frame, limit, end } k;
+  std::string bytes;  // the frame, or what is left at the end
+};
+
+// Reads `expected` in turn with `read(s, out, in)`, a framed read appending to `out`, and
+// checks each: the frame; or a failure that left `out` alone, limit_exceeded (then the reader
+// skips `skip_after_limit` bytes) or eof (then the rest is still there).
+template <class Input, class Read>
+task<void> check_reads(stream& s, const Input& in, const std::vector<event>& expected,
+                       std::size_t skip_after_limit, Read read) {
+  std::string out;
+  for (const event& e : expected) {
+    if (!in.append) out.clear();
+    const std::string before = out;
+    const result<std::size_t> r = co_await read(s, out, in);
+    if (e.k == event::frame) {
+      if (!r) violation("the read failed where the reference has a frame");
+      if (r.value() != e.bytes.size() || out != before + e.bytes) violation("wrong frame");
+      continue;
+    }
+    if (r) violation("the read returned a frame the reference does not have");
+    if (out != before) violation("a failed read changed its string");
+    if (e.k == event::limit) {
+      if (r.error() != errc::limit_exceeded) violation("expected limit_exceeded");
+      if (!co_await s.skip(skip_after_limit)) violation("skip failed");
+      continue;
+    }
+    if (r.error() != errc::eof) violation("expected eof");
+    co_await expect_rest(s, e.bytes);
+  }
+}
+
 // The framed readers' body: a pair, the reader's read limit, then `in.payload` written in
 // `in.chunks` while `read(reader, in)` reads.
 template <class Input, class Reader>

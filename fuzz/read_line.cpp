@@ -15,6 +15,7 @@
 namespace {
 
 using evco::eol;
+using evco::fuzz::event;
 using evco::fuzz::violation;
 
 struct input {
@@ -88,11 +89,6 @@ line_end find_end(std::string_view rest, eol style) {
 
 // What the reader must see: the lines in order, each limit hit (after which the reader skips
 // `max` + 1 bytes), and the bytes left without a terminator at eof.
-struct event {
-  enum kind { line, limit, end } k;
-  std::string bytes;
-};
-
 std::vector<event> reference(const input& in) {
   std::vector<event> out;
   std::string_view rest = in.payload;
@@ -109,7 +105,7 @@ std::vector<event> reference(const input& in) {
         rest.remove_prefix(in.max + 1);
         continue;
       }
-      out.push_back({event::line, std::string(rest.substr(0, e.length))});
+      out.push_back({event::frame, std::string(rest.substr(0, e.length))});
       rest.remove_prefix(e.length + e.terminator);
       continue;
     }
@@ -127,27 +123,10 @@ std::vector<event> reference(const input& in) {
 }
 
 evco::task<void> read_lines(evco::stream& s, const input& in) {
-  const std::vector<event> expected = reference(in);
-  std::string line;
-  for (const event& e : expected) {
-    if (!in.append) line.clear();
-    const std::string before = line;
-    auto r = co_await s.read_line(line, in.style, in.max);
-    if (e.k == event::line) {
-      if (!r) violation("read_line failed where the reference has a line");
-      if (r.value() != e.bytes.size() || line != before + e.bytes) violation("wrong line");
-      continue;
-    }
-    if (r) violation("read_line returned a line the reference does not have");
-    if (line != before) violation("a failed read_line changed its string");
-    if (e.k == event::limit) {
-      if (r.error() != evco::errc::limit_exceeded) violation("expected limit_exceeded");
-      if (!co_await s.skip(in.max + 1)) violation("skip failed");
-      continue;
-    }
-    if (r.error() != evco::errc::eof) violation("expected eof");
-    co_await evco::fuzz::expect_rest(s, e.bytes);
-  }
+  co_await evco::fuzz::check_reads(s, in, reference(in), in.max + 1,
+                                   [](evco::stream& st, std::string& out, const input& i) {
+                                     return st.read_line(out, i.style, i.max);
+                                   });
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 namespace {
 
+using evco::fuzz::event;
 using evco::fuzz::violation;
 
 struct input {
@@ -53,11 +54,6 @@ input decode(const std::uint8_t* data, std::size_t size) {
 
 // What the reader must see, from the whole payload: the frames in order, each limit hit (after
 // which the reader skips `max` bytes), and the bytes left without a delimiter at eof.
-struct event {
-  enum kind { frame, limit, end } k;
-  std::string bytes;  // the frame, or what is left at the end
-};
-
 std::vector<event> reference(const input& in) {
   std::vector<event> out;
   std::string_view rest = in.payload;
@@ -85,28 +81,10 @@ std::vector<event> reference(const input& in) {
 }
 
 evco::task<void> read_frames(evco::stream& s, const input& in) {
-  const std::vector<event> expected = reference(in);
-  std::string line;
-  for (const event& e : expected) {
-    if (!in.append) line.clear();
-    const std::string before = line;
-    auto r = co_await s.read_until(line, in.delim, in.max);
-    if (e.k == event::frame) {
-      if (!r) violation("read_until failed where the reference has a frame");
-      if (r.value() != e.bytes.size() || line != before + e.bytes) violation("wrong frame");
-      continue;
-    }
-    if (r) violation("read_until returned a frame the reference does not have");
-    if (line != before) violation("a failed read_until changed its string");
-    if (e.k == event::limit) {
-      if (r.error() != evco::errc::limit_exceeded) violation("expected limit_exceeded");
-      std::string skipped(in.max, '\0');
-      if (!co_await s.read_exactly(std::span<char>(skipped))) violation("skip failed");
-      continue;
-    }
-    if (r.error() != evco::errc::eof) violation("expected eof");
-    co_await evco::fuzz::expect_rest(s, e.bytes);
-  }
+  co_await evco::fuzz::check_reads(s, in, reference(in), in.max,
+                                   [](evco::stream& st, std::string& out, const input& i) {
+                                     return st.read_until(out, i.delim, i.max);
+                                   });
 }
 
 }  // namespace

@@ -352,9 +352,9 @@ class stream {
   /// is consumed. The view stays valid until consume() or the next read-side op; meanwhile the
   /// stream reads nothing ahead. errc::eof when the stream ends with fewer than `n` bytes (they
   /// stay buffered). The input may grow past the read limit to `n` while the peek waits, so `n`
-  /// is the caller's bound on memory. An `n` of 0 completes at
-  /// once with whatever is buffered, possibly nothing. Bytes are moved only when the first `n`
-  /// straddle two of libevent's buffer chunks (they are made contiguous).
+  /// is the caller's bound on memory. An `n` of 0 completes at once with whatever is buffered,
+  /// possibly nothing. Bytes are moved only when the first `n` straddle two of libevent's
+  /// buffer chunks (they are made contiguous).
   detail::peek_op peek(std::size_t n = 1, op_options o = {}) {
     return {s_, detail::op_kind::peek, nullptr, n, std::move(o)};
   }
@@ -392,9 +392,9 @@ class stream {
   /// still queued): the output buffer refers to `data` itself (evbuffer_add_reference), and
   /// the op completes once libevent no longer needs it: every byte handed to the kernel (under
   /// TLS: encrypted), or over a pair read by the other end (so do not await it in the task that
-  /// would read it). It first waits at the high
-  /// watermark, as write() does; where write() copies nothing anyway (TCP with nothing queued)
-  /// it is write(). `data` must stay as it is until the op completes.
+  /// would read it). It first waits at the high watermark, as write() does; where write()
+  /// copies nothing anyway (TCP with nothing queued) it is write(). `data` must stay as it is
+  /// until the op completes.
   /// An op that ends early once its bytes are queued (a timeout, a stop request, close(), the
   /// end of its frame, a failed socket) copies what libevent still refers to into the stream's
   /// own memory, in place, and succeeds (or reports the socket's error): nothing is torn, and
