@@ -81,7 +81,6 @@ void bufferevent_resume_reading(stream_state& s) noexcept {
 }
 
 void bufferevent_limit_input(stream_state& s, std::size_t high) noexcept {
-  s.input_limit = high;
   bufferevent_setwatermark(s.bev, EV_READ, 0, high);
   if (high == 0 || evbuffer_get_length(input(s)) < high) bufferevent_resume_reading(s);
 }

@@ -109,6 +109,9 @@ bool read_ended(stream_state& s, stream_op& op) noexcept;
 // The most input an op may need buffered at once (read_until's and read_line's maximum, a
 // peek's n, a frame's header); 0 for the ops that take bytes as they come.
 std::size_t input_needed(const stream_op& op) noexcept;
+// What the input is read ahead to now: the read limit, or more while such an op waits (zero: no
+// limit).
+std::size_t input_limit(const stream_state& s) noexcept;
 // The parked and unparked hooks of those ops: while one waits, the input may grow past the
 // read limit to what it needs (set_read_limit keeps that room too), and the limit is put back
 // when it stops waiting.

@@ -91,7 +91,7 @@ void switch_transport(stream_state& s, const transport& io) noexcept {
   s.read_paused = true;
   s.more_pending = false;
   s.io = &io;
-  s.io->limit_input(s, s.input_limit);
+  s.io->limit_input(s, input_limit(s));
   if (s.side[reading].op) s.io->reader_parked(s);
 }
 

@@ -61,6 +61,11 @@ std::size_t input_needed(const stream_op& op) noexcept {
   }
 }
 
+std::size_t input_limit(const stream_state& s) noexcept {
+  const stream_op* op = s.side[reading].op;
+  return s.read_high == 0 || !op ? s.read_high : std::max(s.read_high, input_needed(*op));
+}
+
 void grow_input(stream_state& s, stream_op& op) {
   const std::size_t need = input_needed(op);
   if (s.read_high != 0 && need > s.read_high) s.io->limit_input(s, need);

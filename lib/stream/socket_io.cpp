@@ -22,7 +22,6 @@ void resume_reading(stream_state& s) noexcept {
 }
 
 void limit_input(stream_state& s, std::size_t high) noexcept {
-  s.input_limit = high;
   if (high == 0 || evbuffer_get_length(input(s)) < high) resume_reading(s);
 }
 

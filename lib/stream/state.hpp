@@ -81,9 +81,6 @@ struct stream_state {
   std::size_t read_high = 1 << 20;
   std::size_t write_low = 256 << 10;
   std::size_t write_high = 1 << 20;
-  // What the input is read ahead to now: read_high, or more while a framed read waits (the last
-  // limit_input); a change of transport (rate_limit.cpp) carries it over.
-  std::size_t input_limit = 1 << 20;
   // Token buckets: the stream's own limit and its rate_group (rate_limit.cpp); null: none.
   rate_state* rate = nullptr;
   // Plain sockets read through this event of their own instead of libevent's bufferevent
