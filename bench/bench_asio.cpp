@@ -51,7 +51,7 @@ struct shared {
   int finished = 0;
   int started = 0;
   std::uint64_t verified = 0;
-  double per_conn = 0;
+  run_result mem;                      // idle_memory's per-connection figures
   asio::steady_timer* wake = nullptr;  // cancelled to wake the main coroutine
 
   void fail(std::string why) {
@@ -84,6 +84,29 @@ awaitable<void> echo_conn(Socket s, shared* sh, bool count_start) {
       co_return;
     }
     co_await asio::async_write(s, asio::buffer(buf.data(), n), with(ec));
+    if (ec) co_return sh->fail("server", ec);
+  }
+}
+
+// idle_memory's dynamic style: no buffer while waiting. The read waits for readiness, and the
+// string grows only once bytes are there (and keeps its capacity after, as evco's does).
+template <class Socket>
+awaitable<void> echo_conn_dynamic(Socket s, shared* sh) {
+  std::string buf;
+  error_code ec;
+  if (++sh->started == 2 * sh->expected) sh->poke();
+  for (;;) {
+    co_await s.async_wait(Socket::wait_read, with(ec));
+    if (!ec) {
+      buf.resize(echo_buf_size);
+      buf.resize(s.read_some(asio::buffer(buf), ec));
+    }
+    if (ec == asio::error::would_block) continue;
+    if (ec) {
+      if (ec != asio::error::eof) sh->fail("server", ec);
+      co_return;
+    }
+    co_await asio::async_write(s, asio::buffer(buf), with(ec));
     if (ec) co_return sh->fail("server", ec);
   }
 }
@@ -238,33 +261,61 @@ const auto byte_table = [] {
   return t;
 }();
 
+void check_idle_echo(const unsigned char* got, std::size_t n, std::uint32_t i, shared* sh) {
+  if (n != 1 || got[0] != byte_table[i % 256]) return sh->fail("client: echo mismatch");
+  if (++sh->verified == static_cast<std::uint64_t>(sh->expected)) sh->poke();
+}
+
 awaitable<void> idle_client(tcp::socket* s, std::uint32_t i, shared* sh) {
-  unsigned char buf[msg_size];
+  std::array<unsigned char, echo_buf_size> buf;
   error_code ec;
   if (++sh->started == 2 * sh->expected) sh->poke();
   const std::size_t n = co_await s->async_read_some(asio::buffer(buf), with(ec));
   if (ec) co_return sh->fail("client", ec);
-  if (n != 1 || buf[0] != byte_table[i % 256]) co_return sh->fail("client: echo mismatch");
-  if (++sh->verified == static_cast<std::uint64_t>(sh->expected)) sh->poke();
+  check_idle_echo(buf.data(), n, i, sh);
 }
 
-awaitable<void> idle_main(tcp::acceptor* acc, int conns, shared* sh) {
+awaitable<void> idle_client_dynamic(tcp::socket* s, std::uint32_t i, shared* sh) {
+  std::string buf;
+  error_code ec;
+  if (++sh->started == 2 * sh->expected) sh->poke();
+  std::size_t n = 0;
+  do {
+    co_await s->async_wait(tcp::socket::wait_read, with(ec));
+    if (ec) co_return sh->fail("client", ec);
+    buf.resize(echo_buf_size);
+    n = s->read_some(asio::buffer(buf), ec);
+  } while (ec == asio::error::would_block);
+  if (ec) co_return sh->fail("client", ec);
+  check_idle_echo(reinterpret_cast<const unsigned char*>(buf.data()), n, i, sh);
+}
+
+awaitable<void> idle_main(tcp::acceptor* acc, idle_params p, shared* sh) {
   auto ex = co_await asio::this_coro::executor;
   std::vector<tcp::socket> clients;
-  clients.reserve(static_cast<std::size_t>(conns));
-  const std::size_t before = heap_bytes_in_use();
-  for (int i = 0; i < conns; ++i) {
+  clients.reserve(static_cast<std::size_t>(p.conns));
+  const bool dynamic = p.reader == idle_params::dynamic;
+  const memory_mark before = memory_before();
+  for (int i = 0; i < p.conns; ++i) {
     tcp::socket c(ex), srv(ex);
     if (!co_await make_pair(*acc, c, srv, sh)) co_return;
-    asio::co_spawn(ex, echo_conn(std::move(srv), sh, true), asio::detached);
+    if (dynamic) {
+      asio::co_spawn(ex, echo_conn_dynamic(std::move(srv), sh), asio::detached);
+    } else {
+      asio::co_spawn(ex, echo_conn(std::move(srv), sh, true), asio::detached);
+    }
     clients.push_back(std::move(c));
-    asio::co_spawn(ex, idle_client(&clients.back(), static_cast<std::uint32_t>(i), sh),
-                   asio::detached);
+    const auto id = static_cast<std::uint32_t>(i);
+    if (dynamic) {
+      asio::co_spawn(ex, idle_client_dynamic(&clients.back(), id, sh), asio::detached);
+    } else {
+      asio::co_spawn(ex, idle_client(&clients.back(), id, sh), asio::detached);
+    }
   }
   co_await wait_until(sh, [sh] { return sh->started == 2 * sh->expected; });
-  sh->per_conn = (static_cast<double>(heap_bytes_in_use()) - static_cast<double>(before)) / conns;
+  per_conn(sh->mem, before, memory_now(), p.conns);
   error_code ec;
-  for (int i = 0; i < conns; ++i) {
+  for (int i = 0; i < p.conns; ++i) {
     auto idx = static_cast<std::size_t>(i);
     co_await asio::async_write(clients[idx], asio::buffer(&byte_table[idx % 256], 1), with(ec));
     if (ec) co_return sh->fail("client write", ec);
@@ -482,14 +533,17 @@ run_result channel_pingpong(const channel_params& p) {
 
 #endif
 
-run_result idle_memory(int conns) {
+run_result idle_memory(const idle_params& p) {
   shared sh;
-  sh.expected = conns;
-  auto r = drive(sh, [&](tcp::acceptor* acc) { return idle_main(acc, conns, &sh); });
+  sh.expected = p.conns;
+  auto r = drive(sh, [&](tcp::acceptor* acc) { return idle_main(acc, p, &sh); });
   if (!r.ok) return r;
-  if (sh.verified != static_cast<std::uint64_t>(conns)) return bench::fail("asio: idle echo count");
-  r.bytes_per_conn = sh.per_conn;
-  r.items = static_cast<std::uint64_t>(conns);
+  if (sh.verified != static_cast<std::uint64_t>(p.conns)) {
+    return bench::fail("asio: idle echo count");
+  }
+  r.bytes_per_conn = sh.mem.bytes_per_conn;
+  r.rss_bytes_per_conn = sh.mem.rss_bytes_per_conn;
+  r.items = static_cast<std::uint64_t>(p.conns);
   return r;
 }
 

@@ -78,9 +78,23 @@ std::error_code mismatch(shared* sh, const char* what) {
   return std::make_error_code(std::errc::bad_message);
 }
 
-// The echo server of every scenario: read what is there, write it back, until eof. It reads
+// The echo server of every scenario: read what is there, write it back, until eof. Into a
+// 1 KiB buffer in the frame, as the Asio and epoll servers do; or (idle_memory's dynamic style)
 // into a string, which is empty while the connection is idle and keeps its capacity after.
 task<result<void>> echo_conn(evco::stream s, latch* started) {
+  std::array<std::byte, echo_buf_size> buf;
+  if (started) started->count_down();
+  for (;;) {
+    auto n = co_await s.read_some(buf);
+    if (!n) {
+      if (n.error() == errc::eof) co_return evco::success();
+      co_return n.as_failure();
+    }
+    EVCO_TRYV(co_await s.write(std::span(buf).first(n.value())));
+  }
+}
+
+task<result<void>> echo_conn_dynamic(evco::stream s, latch* started) {
   std::string buf;
   if (started) started->count_down();
   for (;;) {
@@ -228,33 +242,51 @@ constexpr auto byte_table = [] {
   return t;
 }();
 
-task<result<void>> idle_client(evco::stream* s, std::uint32_t i, shared* sh) {
-  std::byte buf[msg_size];
-  sh->started.count_down();
-  EVCO_TRY(const std::size_t n, co_await s->read_some(buf));
-  if (n != 1 || buf[0] != byte_table[i % 256]) co_return mismatch(sh, "client: echo mismatch");
+// The idle client: parked in one read until its byte comes back.
+result<void> check_idle_echo(std::span<const std::byte> got, std::uint32_t i, shared* sh) {
+  if (got.size() != 1 || got[0] != byte_table[i % 256])
+    return mismatch(sh, "client: echo mismatch");
   ++sh->verified;
   sh->done.count_down();
-  co_return evco::success();
+  return evco::success();
 }
 
-task<result<void>> idle_main(evco::loop& lp, int conns, shared* sh, double* per_conn) {
+task<result<void>> idle_client(evco::stream* s, std::uint32_t i, shared* sh) {
+  std::array<std::byte, echo_buf_size> buf;
+  sh->started.count_down();
+  EVCO_TRY(const std::size_t n, co_await s->read_some(buf));
+  co_return check_idle_echo(std::span(buf).first(n), i, sh);
+}
+
+task<result<void>> idle_client_dynamic(evco::stream* s, std::uint32_t i, shared* sh) {
+  std::string buf;
+  sh->started.count_down();
+  EVCO_TRYV(co_await s->read_some(buf, echo_buf_size));
+  co_return check_idle_echo(std::as_bytes(std::span(buf)), i, sh);
+}
+
+task<result<void>> idle_main(evco::loop& lp, idle_params p, shared* sh, run_result* out) {
   EVCO_TRY(auto l, evco::listener::bind(lp, evco::endpoint::v4_loopback(0)));
   EVCO_TRY(const auto ep, l.local_endpoint());
   std::vector<evco::stream> clients;
-  clients.reserve(static_cast<std::size_t>(conns));
-  const std::size_t before = heap_bytes_in_use();
-  for (int i = 0; i < conns; ++i) {
+  clients.reserve(static_cast<std::size_t>(p.conns));
+  const bool dynamic = p.reader == idle_params::dynamic;
+  const memory_mark before = memory_before();
+  for (int i = 0; i < p.conns; ++i) {
     EVCO_TRY(auto c, co_await evco::connect(lp, ep));
     EVCO_TRY(auto srv, co_await l.accept());
-    lp.spawn(echo_conn(std::move(srv), &sh->started), sh->server_sink());
+    lp.spawn(dynamic ? echo_conn_dynamic(std::move(srv), &sh->started)
+                     : echo_conn(std::move(srv), &sh->started),
+             sh->server_sink());
     clients.push_back(std::move(c));
-    lp.spawn(idle_client(&clients.back(), static_cast<std::uint32_t>(i), sh), sh->sink("client"));
+    const auto id = static_cast<std::uint32_t>(i);
+    lp.spawn(dynamic ? idle_client_dynamic(&clients.back(), id, sh)
+                     : idle_client(&clients.back(), id, sh),
+             sh->sink("client"));
   }
   co_await sh->started.wait();  // every coroutine on both ends is parked in a read now
-  const std::size_t after = heap_bytes_in_use();
-  *per_conn = (static_cast<double>(after) - static_cast<double>(before)) / conns;
-  for (int i = 0; i < conns; ++i) {
+  per_conn(*out, before, memory_now(), p.conns);
+  for (int i = 0; i < p.conns; ++i) {
     const auto idx = static_cast<std::size_t>(i);
     EVCO_TRYV(co_await clients[idx].write(std::span(&byte_table[idx % 256], 1)));
   }
@@ -505,16 +537,19 @@ run_result channel_pingpong(const channel_params& p) {
   return r;
 }
 
-run_result idle_memory(int conns) {
+run_result idle_memory(const idle_params& p) {
   evco::loop lp;
-  shared sh(lp, conns);
-  sh.started.remaining = 2 * conns;
-  double per_conn = 0;
-  auto r = finish(lp.run(idle_main(lp, conns, &sh, &per_conn)), sh);
+  shared sh(lp, p.conns);
+  sh.started.remaining = 2 * p.conns;
+  run_result mem;
+  auto r = finish(lp.run(idle_main(lp, p, &sh, &mem)), sh);
   if (!r.ok) return r;
-  if (sh.verified != static_cast<std::uint64_t>(conns)) return bench::fail("evco: idle echo count");
-  r.bytes_per_conn = per_conn;
-  r.items = static_cast<std::uint64_t>(conns);
+  if (sh.verified != static_cast<std::uint64_t>(p.conns)) {
+    return bench::fail("evco: idle echo count");
+  }
+  r.bytes_per_conn = mem.bytes_per_conn;
+  r.rss_bytes_per_conn = mem.rss_bytes_per_conn;
+  r.items = static_cast<std::uint64_t>(p.conns);
   return r;
 }
 

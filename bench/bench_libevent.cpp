@@ -135,6 +135,41 @@ void echo_accept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg)
   ctx.on_accepted();
 }
 
+// idle_memory's frame-buffer style: each server connection holds a 1 KiB buffer of its own, which
+// the input is read into and written back from (the evbuffers still take the bytes first).
+struct echo_conn_1k {
+  echo_ctx* ctx;
+  unsigned char buf[echo_buf_size];
+};
+
+void echo_read_1k(bufferevent* bev, void* arg) {
+  auto* c = static_cast<echo_conn_1k*>(arg);
+  while (const std::size_t n = bufferevent_read(bev, c->buf, sizeof c->buf))
+    bufferevent_write(bev, c->buf, n);
+}
+
+void echo_event_1k(bufferevent* bev, short what, void* arg) {
+  auto* c = static_cast<echo_conn_1k*>(arg);
+  echo_ctx& ctx = *c->ctx;
+  if (what & BEV_EVENT_ERROR) ctx.fail("server: " + errno_text("socket error"));
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+    bufferevent_free(bev);
+    delete c;
+    ++ctx.servers_closed;
+  }
+}
+
+void echo_accept_1k(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
+  auto& ctx = *static_cast<echo_ctx*>(static_cast<run_ctx*>(arg));
+  ctx.no_delay(fd);
+  bufferevent* bev = bufferevent_socket_new(ctx.base, fd, bev_flags);
+  if (!bev) return ctx.fail("server: bufferevent_socket_new");
+  bufferevent_setcb(bev, echo_read_1k, nullptr, echo_event_1k, new echo_conn_1k{&ctx, {}});
+  bufferevent_enable(bev, EV_READ | EV_WRITE);
+  ++ctx.accepted;
+  ctx.on_accepted();
+}
+
 // --- pingpong ---------------------------------------------------------------------------------
 
 struct pp_ctx;
@@ -404,21 +439,27 @@ struct idle_client {
   idle_ctx* ctx;
   bufferevent* bev;
   std::uint32_t id;
+  unsigned char* buf;  // frame-buffer style: the 1 KiB after this struct; else null
+};
+// The frame-buffer style's client: a 1 KiB buffer of its own.
+struct idle_client_1k {
+  idle_client c;
+  unsigned char buf[echo_buf_size];
 };
 
 struct idle_ctx final : echo_ctx {
   int conns = 0;
   int connected = 0;
   int verified = 0;
-  std::size_t before = 0;
-  double per_conn = 0;
+  memory_mark before;
+  run_result mem;
   std::vector<idle_client*> clients;
   unsigned char bytes[256];
 
   void maybe_measure() {
     if (connected != conns || accepted != conns) return;
     // Both ends have a read callback armed and nothing else to do: measure, then wake them.
-    per_conn = (static_cast<double>(heap_bytes_in_use()) - static_cast<double>(before)) / conns;
+    per_conn(mem, before, memory_now(), conns);
     for (auto* c : clients)
       bufferevent_write(c->bev, &bytes[c->id % 256], 1);
   }
@@ -428,14 +469,19 @@ struct idle_ctx final : echo_ctx {
 void idle_read(bufferevent* bev, void* arg) {
   auto* c = static_cast<idle_client*>(arg);
   idle_ctx& ctx = *c->ctx;
-  unsigned char b[msg_size];
-  const std::size_t n = bufferevent_read(bev, b, sizeof b);
+  unsigned char dynamic[msg_size];  // on the stack: shared by every connection
+  unsigned char* b = c->buf ? c->buf : dynamic;
+  const std::size_t n = bufferevent_read(bev, b, c->buf ? echo_buf_size : sizeof dynamic);
   if (n != 1 || b[0] != static_cast<unsigned char>(c->id % 256))
     return ctx.fail("client: echo mismatch");
   if (++ctx.verified == ctx.conns) {
     for (auto*& cl : ctx.clients) {
       bufferevent_free(cl->bev);
-      delete std::exchange(cl, nullptr);
+      if (cl->buf) {
+        delete reinterpret_cast<idle_client_1k*>(std::exchange(cl, nullptr));
+      } else {
+        delete std::exchange(cl, nullptr);
+      }
     }
     ctx.close_listener();
   }
@@ -568,16 +614,27 @@ run_result connect_rate(int count) {
   return r;
 }
 
-run_result idle_memory(int conns) {
+run_result idle_memory(const idle_params& p) {
   idle_ctx ctx;
-  ctx.conns = conns;
+  ctx.conns = p.conns;
   for (int i = 0; i < 256; ++i)
     ctx.bytes[i] = static_cast<unsigned char>(i);
-  if (!open(ctx, echo_accept)) return bench::fail("libevent: listener setup");
-  ctx.clients.reserve(static_cast<std::size_t>(conns));
-  ctx.before = heap_bytes_in_use();
-  for (int i = 0; i < conns; ++i) {
-    auto* c = new idle_client{&ctx, nullptr, static_cast<std::uint32_t>(i)};
+  const bool dynamic = p.reader == idle_params::dynamic;
+  if (!open(ctx, dynamic ? echo_accept : echo_accept_1k)) {
+    return bench::fail("libevent: listener setup");
+  }
+  ctx.clients.reserve(static_cast<std::size_t>(p.conns));
+  ctx.before = memory_before();
+  for (int i = 0; i < p.conns; ++i) {
+    const auto id = static_cast<std::uint32_t>(i);
+    idle_client* c = nullptr;
+    if (dynamic) {
+      c = new idle_client{&ctx, nullptr, id, nullptr};
+    } else {
+      auto* c1k = new idle_client_1k{{&ctx, nullptr, id, nullptr}, {}};
+      c1k->c.buf = c1k->buf;
+      c = &c1k->c;
+    }
     ctx.clients.push_back(c);
     c->bev = connect_to(ctx, idle_read, nullptr, idle_event, c);
     if (!c->bev) return bench::fail("libevent: connect");
@@ -586,10 +643,11 @@ run_result idle_memory(int conns) {
   auto r = finish(ctx, rc);
   close(ctx);
   if (!r.ok) return r;
-  if (ctx.verified != conns || ctx.servers_closed != conns)
+  if (ctx.verified != p.conns || ctx.servers_closed != p.conns)
     return bench::fail("libevent: idle echo count");
-  r.bytes_per_conn = ctx.per_conn;
-  r.items = static_cast<std::uint64_t>(conns);
+  r.bytes_per_conn = ctx.mem.bytes_per_conn;
+  r.rss_bytes_per_conn = ctx.mem.rss_bytes_per_conn;
+  r.items = static_cast<std::uint64_t>(p.conns);
   return r;
 }
 

@@ -43,8 +43,9 @@ struct run_result {
   std::uint64_t steady_news = 0;
   std::uint64_t steady_event_mallocs = 0;
   std::uint64_t steady_round_trips = 0;
-  double bytes_per_conn = 0;  // idle memory
-  double cpu_seconds = 0;     // rate_limited: the process's CPU time (user + system) over the run
+  double bytes_per_conn = 0;      // idle memory: malloc heap bytes in use, per connection
+  double rss_bytes_per_conn = 0;  // ... and resident set size, per connection
+  double cpu_seconds = 0;  // rate_limited: the process's CPU time (user + system) over the run
 };
 
 inline run_result fail(std::string why) {
@@ -52,6 +53,19 @@ inline run_result fail(std::string why) {
   r.error = std::move(why);
   return r;
 }
+
+// Memory in use, by two measures, taken before and after the idle connections are made. The
+// resident set counts pages, which the heap keeps after free(): the first measure gives the
+// heap's free pages back (malloc_trim) so that only pages touched since count.
+struct memory_mark {
+  std::size_t heap = 0;
+  std::size_t rss = 0;
+};
+memory_mark memory_before() noexcept;
+memory_mark memory_now() noexcept;
+// The difference per connection, into r.bytes_per_conn and r.rss_bytes_per_conn.
+void per_conn(run_result& r, const memory_mark& before, const memory_mark& after,
+              int conns) noexcept;
 
 struct pingpong_params {
   int conns;
@@ -63,6 +77,16 @@ struct pingpong_params {
   // What the connections run over: TCP on 127.0.0.1, or a Unix domain socket (unix_pingpong)
   // under a fresh abstract name (unix_name()).
   enum class transport { tcp, unix_socket } via = transport::tcp;
+};
+
+// Idle connections: both ends of each parked in a read. How each end reads: into a 1 KiB buffer
+// it holds while it waits (in the coroutine frame, or the connection's struct), or into a
+// buffer that exists only once bytes have arrived (evco: read_some into a std::string; Asio:
+// async_wait(wait_read), then read_some into a std::string; libevent: its input evbuffer;
+// epoll: one buffer shared by every connection).
+struct idle_params {
+  int conns;
+  enum style { dynamic, frame_buffer } reader = dynamic;
 };
 
 // Two coroutines on one loop, each receiving on a channel of its own: A sends n, B sends n + 1
@@ -175,7 +199,7 @@ socklen_t unix_address(const std::string& name, sockaddr_un& sa);
   run_result pingpong(const pingpong_params& p);     \
   run_result throughput(std::uint64_t total_bytes);  \
   run_result connect_rate(int count);                \
-  run_result idle_memory(int conns);                 \
+  run_result idle_memory(const idle_params& p);      \
   run_result udp_pingpong(const pingpong_params& p); \
   }
 

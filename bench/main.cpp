@@ -94,6 +94,36 @@ std::size_t heap_bytes_in_use() noexcept {
   return mi.uordblks + mi.hblkhd;
 }
 
+namespace {
+std::size_t resident_bytes() noexcept {
+  // /proc/self/statm: size resident shared text lib data dt, in pages.
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  const bool ok = std::fscanf(f, "%lu %lu", &size, &resident) == 2;
+  std::fclose(f);
+  return ok ? resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+}  // namespace
+
+memory_mark memory_before() noexcept {
+  malloc_trim(0);
+  return {heap_bytes_in_use(), resident_bytes()};
+}
+
+memory_mark memory_now() noexcept {
+  return {heap_bytes_in_use(), resident_bytes()};
+}
+
+void per_conn(run_result& r, const memory_mark& before, const memory_mark& after,
+              int conns) noexcept {
+  const auto diff = [conns](std::size_t a, std::size_t b) {
+    return (static_cast<double>(b) - static_cast<double>(a)) / conns;
+  };
+  r.bytes_per_conn = diff(before.heap, after.heap);
+  r.rss_bytes_per_conn = diff(before.rss, after.rss);
+}
+
 // --- payloads ---------------------------------------------------------------------------------
 
 const stream_source& source() {
@@ -206,7 +236,7 @@ struct impl {
   run_result (*pingpong)(const pingpong_params&);
   run_result (*throughput)(std::uint64_t);
   run_result (*connect_rate)(int);
-  run_result (*idle_memory)(int);
+  run_result (*idle_memory)(const idle_params&);
   run_result (*channel_pingpong)(const channel_params&);  // null: no channel to measure
   run_result (*udp_pingpong)(const pingpong_params&);
 };
@@ -289,8 +319,8 @@ void usage() {
   std::fprintf(stderr,
                "usage: evco-bench [--quick] [--reps=N] [--scenario=NAME[,NAME...]] "
                "[--impl=NAME[,NAME...]]\n"
-               "  scenarios: pingpong_1 udp_pingpong pingpong_100 throughput connect_rate\n"
-               "             idle_memory\n"
+               "  scenarios: pingpong_1 udp_pingpong pingpong_100 pingpong_1000 pingpong_5000\n"
+               "             throughput connect_rate idle_memory idle_memory_1k idle_memory_9k\n"
                "             channel_pingpong channel_handover pingpong_timeout pingpong_race\n"
                "             group_spawn unix_pingpong rate_limited\n"
                "  impls:     evco libevent asio epoll\n");
@@ -360,6 +390,8 @@ int main(int argc, char** argv) {
 
   const pingpong_params pp1{1, quick ? 2000 : 5000, quick ? 50000 : 500000};
   const pingpong_params pp100{100, 0, quick ? 500 : 5000};
+  const pingpong_params pp1000{1000, 0, quick ? 50 : 500};
+  const pingpong_params pp5000{5000, 0, quick ? 10 : 100};
   const std::uint64_t stream_bytes = quick ? (256ull << 20) : (1ull << 30);
   const int connects = quick ? 5000 : 10000;
   const int idle_conns = 1000;
@@ -401,13 +433,17 @@ int main(int argc, char** argv) {
                        rate,
                        {{"udp_allocs_per_op", "new/op", news_per_op}},
                        {}});
-  scenarios.push_back({"pingpong_100",
-                       "rt/s",
-                       true,
-                       [&](const impl& im) { return im.pingpong(pp100); },
-                       rate,
-                       {},
-                       {}});
+  // Many connections at once: per-connection state that no longer fits in the caches.
+  for (const pingpong_params* pp : {&pp100, &pp1000, &pp5000}) {
+    const pingpong_params params = *pp;
+    scenarios.push_back({"pingpong_" + std::to_string(params.conns),
+                         "rt/s",
+                         true,
+                         [params](const impl& im) { return im.pingpong(params); },
+                         rate,
+                         {},
+                         {}});
+  }
   scenarios.push_back(
       {"throughput",
        "GB/s",
@@ -423,13 +459,27 @@ int main(int argc, char** argv) {
                        rate,
                        {},
                        {}});
-  scenarios.push_back({"idle_memory",
-                       "bytes/conn",
-                       false,
-                       [&](const impl& im) { return im.idle_memory(idle_conns); },
-                       [](const run_result& r) { return r.bytes_per_conn; },
-                       {},
-                       {}});
+  // Idle connections, both reader styles; the dynamic one also at 9000 connections, so that
+  // what a connection costs can be seen not to grow with their number.
+  struct idle_scenario {
+    const char* name;
+    const char* rss;
+    idle_params params;
+  };
+  for (const idle_scenario isc :
+       {idle_scenario{"idle_memory", "idle_rss", {idle_conns, idle_params::dynamic}},
+        idle_scenario{"idle_memory_1k", "idle_rss_1k", {idle_conns, idle_params::frame_buffer}},
+        idle_scenario{"idle_memory_9k", "idle_rss_9k", {9000, idle_params::dynamic}}}) {
+    const idle_params params = isc.params;
+    scenarios.push_back(
+        {isc.name,
+         "bytes/conn",
+         false,
+         [params](const impl& im) { return im.idle_memory(params); },
+         [](const run_result& r) { return r.bytes_per_conn; },
+         {{isc.rss, "bytes/conn", [](const run_result& r) { return r.rss_bytes_per_conn; }}},
+         {}});
+  }
   // pingpong_1 whose client reads race a 10 s timer (evco: when_any(read, sleep_for); Asio:
   // read || timer), next to evco's read with a 10 s timeout of its own, the same limit.
   const auto is = [](std::vector<std::string> names) {
@@ -510,15 +560,16 @@ int main(int argc, char** argv) {
   std::fprintf(stderr,
                "evco-bench: %s mode, %d repetitions, buildtype=%s, libevent %s%s\n"
                "  pingpong_1 and udp_pingpong: %d+%d round trips of %zu bytes; "
-               "pingpong_100: 100 x %d; "
+               "pingpong_100/1000/5000: 100 x %d, 1000 x %d, 5000 x %d; "
                "throughput: %llu MiB in %zu KiB writes;\n"
-               "  connect_rate: %d connections; idle_memory: %d connections;\n"
+               "  connect_rate: %d connections; idle_memory: %d connections (9k: 9000);\n"
                "  channel_pingpong (capacity 1) and channel_handover (capacity 0): %d+%d round "
                "trips; per-run cap %us\n",
                quick ? "quick" : "full", reps, EVCO_BENCH_BUILDTYPE, event_get_version(),
                with_evco ? " (pthread locks on)" : " (no thread locks)", pp1.warmup, pp1.count,
-               msg_size, pp100.count, static_cast<unsigned long long>(stream_bytes >> 20),
-               chunk_size >> 10, connects, idle_conns, chan1.warmup, chan1.count, run_cap_s);
+               msg_size, pp100.count, pp1000.count, pp5000.count,
+               static_cast<unsigned long long>(stream_bytes >> 20), chunk_size >> 10, connects,
+               idle_conns, chan1.warmup, chan1.count, run_cap_s);
   if (std::string_view(EVCO_BENCH_BUILDTYPE) != "release") {
     std::fprintf(stderr, "evco-bench: WARNING: not a release build; figures are not comparable\n");
   }
@@ -543,7 +594,7 @@ int main(int argc, char** argv) {
         alarm(run_cap_s);
         const run_result r = sc.run(im);
         alarm(0);
-        if (!r.ok || (!(r.seconds > 0) && sc.name != "idle_memory")) {
+        if (!r.ok || (!(r.seconds > 0) && !sc.name.starts_with("idle_memory"))) {
           const std::string why = r.ok ? "no time measured" : r.error;
           std::fprintf(stderr, "FAIL %s: %s\n", g_current, why.c_str());
           main_row.failed[im.name] = why;
