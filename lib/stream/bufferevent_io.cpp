@@ -33,8 +33,7 @@ void on_read(bufferevent*, void* arg) {
     if (type_of(op->kind).perform(s, *op)) finish_now(s, *op);
     return;
   }
-  if (s.read_high != 0 && input_length(s) >= s.read_high)
-    bufferevent_pause_reading(s);
+  if (s.read_high != 0 && input_length(s) >= s.read_high) bufferevent_pause_reading(s);
 }
 
 void on_write(bufferevent*, void* arg) {

@@ -115,8 +115,7 @@ bool perform_read_line(stream_state& s, stream_op& o) noexcept {
     return true;
   }
   if (find_line(s, op)) return true;
-  if (socket_may_hold_more(s, input_length(s)) && fill_input(s) > 0 &&
-      find_line(s, op)) {
+  if (socket_may_hold_more(s, input_length(s)) && fill_input(s) > 0 && find_line(s, op)) {
     return true;
   }
   return read_ended(s, op);

@@ -171,8 +171,7 @@ bool perform_read_until(stream_state& s, stream_op& op) noexcept {
     return true;
   }
   if (find_frame(s, so)) return true;
-  if (socket_may_hold_more(s, input_length(s)) && fill_input(s) > 0 &&
-      find_frame(s, so)) {
+  if (socket_may_hold_more(s, input_length(s)) && fill_input(s) > 0 && find_frame(s, so)) {
     return true;
   }
   return read_ended(s, op);

@@ -84,8 +84,8 @@ std::size_t fill_input(stream_state& s) noexcept {
 bool wait_writable(stream_state& s) noexcept {
   if (s.write_direct) return true;
   if (!s.socket_write) {
-    s.socket_write.reset(event_new(s.lp->native_handle(), fd_of(s),
-                                   EV_WRITE | EV_PERSIST, on_socket_writable, &s));
+    s.socket_write.reset(
+        event_new(s.lp->native_handle(), fd_of(s), EV_WRITE | EV_PERSIST, on_socket_writable, &s));
     if (!s.socket_write) return false;
   }
   event_add(s.socket_write.get(), nullptr);
