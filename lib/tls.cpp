@@ -296,7 +296,9 @@ task<result<stream>> handshake(stream tcp, ssl_ptr ssl, bufferevent_ssl_state st
   // Plaintext still queued would have to go out before the handshake; drain() it first.
   if (tcp.buffered_output() > 0) co_return errc::busy;
   // A stream with no socket (a pair) stays whole, to be closed the way its transport closes.
-  if (bufferevent_getfd(tcp.native_handle()) < 0) {
+  bufferevent* handle = tcp.native_handle();
+  if (!handle) co_return std::make_error_code(std::errc::not_enough_memory);
+  if (bufferevent_getfd(handle) < 0) {
     co_return std::make_error_code(std::errc::not_a_socket);
   }
   loop* lp = nullptr;

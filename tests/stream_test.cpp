@@ -1049,6 +1049,49 @@ TEST_CASE("close with nothing pending, then the peer writes: every byte and then
 
 // ---- steady state allocates nothing ----------------------------------------------------------
 
+// A plain socket makes its bufferevent only once it needs one: here native_handle() asks for it
+// in the middle of the stream, with bytes read directly before and buffered bytes after.
+task<void> bufferevent_made_mid_stream(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  REQUIRE(co_await p.client.write("first"));
+  std::string buf(5, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(buf)));
+  CHECK(buf == "first");
+  REQUIRE(co_await p.client.write("second-third"));
+  bufferevent* bev = p.server.native_handle();
+  REQUIRE(bev != nullptr);
+  CHECK(p.server.native_handle() == bev);  // made once
+  // It is the stream's own socket.
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  REQUIRE(getsockname(bufferevent_getfd(bev), reinterpret_cast<sockaddr*>(&ss), &len) == 0);
+  CHECK(evco::endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).value() ==
+        p.server.local_endpoint().value());
+  std::string line;
+  auto r = co_await p.server.read_until(line, "-", 100);  // through the input buffer now
+  REQUIRE(r);
+  CHECK(line == "second-");
+  // Both directions go on, in order, to the end.
+  REQUIRE(co_await p.server.write("reply"));
+  REQUIRE(co_await p.server.shutdown());
+  REQUIRE(co_await p.client.shutdown());
+  auto rest = co_await read_to_eof(&p.server);
+  REQUIRE(rest);
+  CHECK(rest.value() == "third");
+  auto reply = co_await read_to_eof(&p.client);
+  REQUIRE(reply);
+  CHECK(reply.value() == "reply");
+}
+
+TEST_CASE("a plain stream's bufferevent made mid-stream keeps every byte, in order") {
+  const std::size_t fds = evco::test::open_fds();
+  {
+    loop lp;
+    lp.run(bufferevent_made_mid_stream(lp));
+  }
+  CHECK(evco::test::open_fds() == fds);
+}
+
 task<void> steady_state_allocations(loop& lp, std::size_t* counted) {
   auto p = co_await evco::test::connected_pair(lp);
   std::string msg(64, 'p'), buf(64, '\0');

@@ -478,6 +478,10 @@ class stream {
   /// address_family_not_supported over TCP, not_a_socket for a stream without a socket (a
   /// pair), errc::closed for a closed stream.
   result<credentials> peer_credentials() const;
+  /// The stream's bufferevent. A plain TCP or Unix stream reads and writes its socket itself
+  /// and makes its bufferevent only when it first needs a buffer (so that an idle connection
+  /// costs none); asking for it here makes it. Null for a closed stream, or when it cannot be
+  /// made (out of memory).
   bufferevent* native_handle() const noexcept;
 
  private:

@@ -68,7 +68,7 @@ void detach(stream_state& s, write_borrowed_op& b) noexcept {
 }
 
 bool direct_mode(stream_state& s, const write_borrowed_op& b) noexcept {
-  return b.done > 0 || (s.io->direct && evbuffer_get_length(output(s)) == 0);
+  return b.done > 0 || (s.io->direct && output_length(s) == 0);
 }
 
 bool perform_write_borrowed(stream_state& s, stream_op& op) noexcept {
@@ -87,8 +87,12 @@ bool perform_write_borrowed(stream_state& s, stream_op& op) noexcept {
   // Nothing to gain over write(): a direct write copies nothing.
   if (direct_mode(s, b)) return write_type.perform(s, op);
   if (error || s.write_shut) return write_type.perform(s, op);  // its error
-  if (s.write_high != 0 && evbuffer_get_length(output(s)) > s.write_high) return false;
+  if (s.write_high != 0 && output_length(s) > s.write_high) return false;
   if (op.size == 0) return true;
+  if (!buffers(s)) {
+    op.ec = std::make_error_code(std::errc::not_enough_memory);
+    return true;
+  }
   b.referenced = true;
   op.done = op.size;  // queued: what progress (and the fairness budget) count
   b.running = true;

@@ -33,8 +33,7 @@ void on_read(bufferevent*, void* arg) {
     if (type_of(op->kind).perform(s, *op)) finish_now(s, *op);
     return;
   }
-  if (s.read_high != 0 && evbuffer_get_length(input(s)) >= s.read_high)
-    bufferevent_pause_reading(s);
+  if (s.read_high != 0 && input_length(s) >= s.read_high) bufferevent_pause_reading(s);
 }
 
 void on_write(bufferevent*, void* arg) {
@@ -82,7 +81,7 @@ void bufferevent_resume_reading(stream_state& s) noexcept {
 
 void bufferevent_limit_input(stream_state& s, std::size_t high) noexcept {
   bufferevent_setwatermark(s.bev, EV_READ, 0, high);
-  if (high == 0 || evbuffer_get_length(input(s)) < high) bufferevent_resume_reading(s);
+  if (high == 0 || input_length(s) < high) bufferevent_resume_reading(s);
 }
 
 const transport bufferevent_transport{false,
@@ -92,16 +91,35 @@ const transport bufferevent_transport{false,
                                       shut_socket,
                                       linger_close};
 
+namespace {
+void hook_up(stream_state& s) noexcept {
+  bufferevent_setcb(s.bev, on_read, on_write, on_event, &s);
+  // A plain socket's reads are its own (socket_read), which keep to the read limit.
+  if (!s.io->direct) s.io->limit_input(s, s.read_high);
+  bufferevent_setwatermark(s.bev, EV_WRITE, s.write_low, 0);
+  bufferevent_enable(s.bev, s.io->direct ? EV_WRITE : EV_READ | EV_WRITE);
+}
+}  // namespace
+
 stream attach(loop& lp, bufferevent* bev, const transport& io, const tls_hooks* tls) {
   stream st;
   st.s_ = new stream_state(lp, bev, io);
   st.s_->tls = tls;
-  bufferevent_setcb(bev, on_read, on_write, on_event, st.s_);
-  // A plain socket's reads are its own (socket_read), which keep to the read limit.
-  if (!io.direct) io.limit_input(*st.s_, st.s_->read_high);
-  bufferevent_setwatermark(bev, EV_WRITE, st.s_->write_low, 0);
-  bufferevent_enable(bev, io.direct ? EV_WRITE : EV_READ | EV_WRITE);
+  if (bev) hook_up(*st.s_);
   return st;
+}
+
+bool buffers(stream_state& s) noexcept {
+  if (s.bev) return true;
+  // The bufferevent owns the socket from here on (closes it when freed); s.fd stays its copy.
+  s.bev = bufferevent_socket_new(s.lp->native_handle(), s.fd,
+                                 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+  if (!s.bev) return false;
+  // libevent's default is 16 KiB per writev; a deep output buffer then costs one loop turn
+  // per 16 KiB.
+  bufferevent_set_max_single_write(s.bev, max_single_write);
+  hook_up(s);
+  return true;
 }
 
 }  // namespace evco::detail

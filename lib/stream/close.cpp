@@ -34,7 +34,7 @@ void linger_shut(stream_state* s) noexcept {
     // The socket is full: retry once it is writable (bounded by the linger timeout).
     if (!s->socket_write) {
       s->socket_write.reset(event_new(
-          s->lp->native_handle(), bufferevent_getfd(s->bev), EV_WRITE,
+          s->lp->native_handle(), fd_of(*s), EV_WRITE,
           [](evutil_socket_t, short, void* a) {
             auto* st = static_cast<stream_state*>(a);
             linger_shut(st);
@@ -79,7 +79,7 @@ void close_state(stream_state* s) noexcept {
   s->socket_write.reset();
   s->retry.reset();
   s->socket_read.reset();  // a linger reads through the bufferevent again
-  if (!s->bev) {
+  if (!s->bev && s->fd < 0) {
     delete s;
     return;
   }
@@ -89,27 +89,27 @@ void close_state(stream_state* s) noexcept {
 namespace {
 // A plain socket closes here, not when libevent finalises the bufferevent a loop turn later:
 // bytes the peer sent in between would be unread at that close, which then sends RST rather
-// than FIN. (make_socket_stream's bufferevent owns its fd, so it is taken back first.)
+// than FIN. (A bufferevent owns the fd once buffers() made it, so it is taken back first.)
 void close_at_once(stream_state* s) noexcept {
-  int fd = s->fd >= 0 ? bufferevent_getfd(s->bev) : -1;  // plain sockets, limited or not
-  if (fd >= 0 && bufferevent_setfd(s->bev, -1) != 0) fd = -1;
+  int fd = std::exchange(s->fd, -1);  // plain sockets, limited or not
+  if (fd >= 0 && s->bev && bufferevent_setfd(s->bev, -1) != 0) fd = -1;
   delete s;
   if (fd >= 0) ::close(fd);
 }
 }  // namespace
 
 std::error_code shut_socket(stream_state& s) noexcept {
-  if (::shutdown(bufferevent_getfd(s.bev), SHUT_WR) != 0) return system_error(errno);
+  if (::shutdown(fd_of(s), SHUT_WR) != 0) return system_error(errno);
   return {};
 }
 
 void linger_close(stream_state* s) noexcept {
-  const int fd = bufferevent_getfd(s->bev);
+  const int fd = fd_of(*s);
   int unread = 0;
   // After the peer's end every byte before it was read already: no need to ask the kernel.
   if (fd >= 0 && s->side[reading].error != errc::eof && ioctl(fd, FIONREAD, &unread) != 0)
     unread = 0;
-  const bool queued = evbuffer_get_length(output(*s)) > 0;
+  const bool queued = output_length(*s) > 0;
   // Bytes of ours the kernel still holds (unacknowledged) linger too: were the peer to send
   // anything after a close, the kernel would answer it with RST and drop them.
   int in_kernel = 0;
@@ -124,6 +124,10 @@ void linger_close(stream_state* s) noexcept {
     close_at_once(s);
     return;
   }
+  if (!buffers(*s)) {  // no memory to linger with: close at once
+    close_at_once(s);
+    return;
+  }
   try {
     s->lingering = std::make_unique<stream_state::linger_state>();
   } catch (const std::bad_alloc&) {
@@ -135,11 +139,11 @@ void linger_close(stream_state* s) noexcept {
   l.destroy = [](owned* o) noexcept {
     linger_done(static_cast<stream_state::linger_state*>(o)->state);
   };
-  l.queued = evbuffer_get_length(output(*s));
+  l.queued = output_length(*s);
   l.fire = [](timer_node& n) noexcept {
     auto& t = static_cast<stream_state::linger_state&>(n);
     // As long as the queued output keeps draining, the peer gets another linger_timeout.
-    const std::size_t queued = evbuffer_get_length(output(*t.state));
+    const std::size_t queued = output_length(*t.state);
     if (queued < t.queued) {
       t.queued = queued;
       loop_access::arm(*t.state->lp, t, saturating_add(clock::now(), linger_timeout));
@@ -158,7 +162,7 @@ void linger_close(stream_state* s) noexcept {
   bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
   bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
   if (s->side[reading].error) s->peer_eof = true;
-  evbuffer_drain(input(*s), evbuffer_get_length(input(*s)));
+  evbuffer_drain(input(*s), input_length(*s));
   bufferevent_enable(s->bev, s->peer_eof ? EV_WRITE : EV_READ | EV_WRITE);
   if (!queued) linger_shut(s);
 }
@@ -169,7 +173,11 @@ stream_state::~stream_state() {
   socket_write.reset();
   retry.reset();
   release_rate(*this);  // before the bufferevent goes: its group and bucket let go of it
-  if (bev) bufferevent_free(bev);
+  if (bev) {
+    bufferevent_free(bev);
+  } else if (fd >= 0) {
+    ::close(fd);  // a plain socket that never needed a bufferevent
+  }
 }
 
 }  // namespace evco::detail

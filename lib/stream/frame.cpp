@@ -127,8 +127,12 @@ bool read_header(stream_state& s, read_frame_op& op) noexcept {
 // straight from the socket.
 bool perform_read_frame(stream_state& s, stream_op& o) noexcept {
   auto& op = static_cast<read_frame_op&>(o);
+  if (!buffers(s)) {  // the header is read through the input buffer
+    op.ec = std::make_error_code(std::errc::not_enough_memory);
+    return true;
+  }
   if (op.header.size == 0 && !read_header(s, op)) return op.ec || read_ended(s, op);
-  op.done += take(s, op.data + op.done, op.size - op.done, evbuffer_get_length(input(s)));
+  op.done += take(s, op.data + op.done, op.size - op.done, input_length(s));
   return op.done == op.size || read_ended(s, op);
 }
 

@@ -61,12 +61,30 @@ inline string_op& as_string(stream_op& op) noexcept {
   return static_cast<string_op&>(op);
 }
 
+// A plain socket's bufferevent, with its input and output buffers, is made only when the
+// stream first needs a buffer (reading ahead, a framed read or a peek, a write queued, a rate
+// limit, native_handle()): reads and writes that go straight between the socket and the
+// caller's buffer need none, and an idle connection then costs no bufferevent. Every other
+// transport has one from the start. False when out of memory.
+bool buffers(stream_state& s) noexcept;  // bufferevent_io.cpp
+
+// The input and output buffers: only where the stream has them (see buffers()).
 inline evbuffer* input(stream_state& s) noexcept {
   return bufferevent_get_input(s.bev);
 }
-
 inline evbuffer* output(stream_state& s) noexcept {
   return bufferevent_get_output(s.bev);
+}
+// What they hold: nothing, for a stream that has none yet.
+inline std::size_t input_length(stream_state& s) noexcept {
+  return s.bev ? evbuffer_get_length(input(s)) : 0;
+}
+inline std::size_t output_length(stream_state& s) noexcept {
+  return s.bev ? evbuffer_get_length(output(s)) : 0;
+}
+// The socket (plain sockets keep it; TLS streams ask their bufferevent); -1 for a pair.
+inline int fd_of(const stream_state& s) noexcept {
+  return s.fd >= 0 ? s.fd : bufferevent_getfd(s.bev);
 }
 
 // libevent 2.1 reads at most this much per readv (EVBUFFER_MAX_READ), once per loop turn.

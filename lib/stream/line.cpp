@@ -110,9 +110,12 @@ bool find_line(stream_state& s, read_line_op& op) noexcept {
 
 bool perform_read_line(stream_state& s, stream_op& o) noexcept {
   auto& op = static_cast<read_line_op&>(o);
+  if (!buffers(s)) {  // lines are searched for in the input buffer
+    op.ec = std::make_error_code(std::errc::not_enough_memory);
+    return true;
+  }
   if (find_line(s, op)) return true;
-  if (socket_may_hold_more(s, evbuffer_get_length(input(s))) && fill_input(s) > 0 &&
-      find_line(s, op)) {
+  if (socket_may_hold_more(s, input_length(s)) && fill_input(s) > 0 && find_line(s, op)) {
     return true;
   }
   return read_ended(s, op);

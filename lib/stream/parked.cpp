@@ -10,7 +10,7 @@ namespace evco::detail {
 void describe_stream_op(const parked_op& p, parked_op_info& out) {
   const auto& op = static_cast<const stream_op&>(p);
   const stream_state& s = *op.s;
-  describe_socket(bufferevent_getfd(s.bev), out);
+  describe_socket(fd_of(s), out);
   const auto& limits = s.side[type_of(op.kind).dir].limits;
   if (limits && limits->active) describe_timer(*limits, out);
 }

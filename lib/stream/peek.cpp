@@ -25,7 +25,11 @@ void show_input(stream_state& s, stream_op& op, std::size_t n) noexcept {
 }
 
 bool perform_peek(stream_state& s, stream_op& op) noexcept {
-  std::size_t buffered = evbuffer_get_length(input(s));
+  if (!buffers(s)) {  // the view is of the input buffer
+    op.ec = std::make_error_code(std::errc::not_enough_memory);
+    return true;
+  }
+  std::size_t buffered = input_length(s);
   while (buffered < op.size && socket_may_hold_more(s, buffered)) {
     const std::size_t got = fill_input(s);
     if (got == 0) break;
@@ -40,9 +44,8 @@ bool perform_peek(stream_state& s, stream_op& op) noexcept {
 // on the stack, at most one fairness budget per call so that a fast sender cannot keep the
 // loop here.
 bool perform_skip(stream_state& s, stream_op& op) noexcept {
-  evbuffer* in = input(s);
-  const std::size_t buffered = std::min(evbuffer_get_length(in), op.size - op.done);
-  evbuffer_drain(in, buffered);
+  const std::size_t buffered = std::min(input_length(s), op.size - op.done);
+  if (buffered > 0) evbuffer_drain(input(s), buffered);
   op.done += buffered;
   std::size_t read = 0;
   while (op.done < op.size && read < inline_budget && socket_may_hold_more(s, 0)) {
@@ -68,7 +71,7 @@ namespace evco {
 
 void stream::consume(std::size_t n) noexcept {
   if (!s_ || s_->side[detail::reading].op) return;
-  evbuffer_drain(detail::input(*s_), n);
+  if (s_->bev) evbuffer_drain(detail::input(*s_), n);
   if (!std::exchange(s_->input_viewed, false)) return;
   s_->io->limit_input(*s_, s_->read_high);  // reading ahead again, up to the limit
 }

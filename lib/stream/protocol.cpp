@@ -53,9 +53,8 @@ bool completes_when_tried(stream_state& s, stream_op& op) noexcept {
 // bytes leave the output buffer or its own for the kernel).
 std::int64_t progress_of(stream_state& s, const stream_op& op) noexcept {
   const auto done = static_cast<std::int64_t>(op.done);
-  return type_of(op.kind).dir == reading
-             ? done + static_cast<std::int64_t>(evbuffer_get_length(input(s)))
-             : done - static_cast<std::int64_t>(evbuffer_get_length(output(s)));
+  return type_of(op.kind).dir == reading ? done + static_cast<std::int64_t>(input_length(s))
+                                         : done - static_cast<std::int64_t>(output_length(s));
 }
 
 clock::time_point due(const side_limits& l, clock::time_point now) noexcept {

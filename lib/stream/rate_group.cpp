@@ -75,6 +75,7 @@ result<void> rate_group::add(stream& st) {
     return std::make_error_code(std::errc::operation_not_supported);
   }
   if (s->lp != g_->lp) return std::make_error_code(std::errc::invalid_argument);
+  if (!detail::buffers(*s)) return std::make_error_code(std::errc::not_enough_memory);
   detail::rate_state* r = detail::rate_of(*s);
   if (r && r->group == g_.get()) return success();
   if (!r || bufferevent_add_to_rate_limit_group(s->bev, g_->group.get()) != 0) {

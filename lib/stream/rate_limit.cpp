@@ -160,6 +160,7 @@ void release_rate(stream_state& s) noexcept {
 // whole. Chains of a few KiB bound that overshoot, which the next refills pay back. They are
 // built aside and moved in at once, so that running out of memory adds nothing.
 int queue_output(stream_state& s, const std::byte* p, std::size_t n) noexcept {
+  if (!buffers(s)) return -1;
   if (!s.rate || !s.tls) return evbuffer_add(output(s), p, n);
   constexpr std::size_t piece = 2048;
   const c_handle<evbuffer, &evbuffer_free> aside(evbuffer_new());
@@ -187,6 +188,8 @@ result<void> stream::set_rate_limit(const rate_limit& limit) {
     }
     return success();
   }
+  // The token buckets are the bufferevent's.
+  if (!detail::buffers(*s_)) return std::make_error_code(std::errc::not_enough_memory);
   detail::bucket_cfg_ptr cfg = detail::make_bucket_cfg(limit);
   detail::rate_state* r = cfg ? detail::rate_of(*s_) : nullptr;
   // The bucket starts at the current tick, by the loop's cached time: refreshed, so that its

@@ -78,7 +78,7 @@ namespace {
 
 bool perform_read_some(stream_state& s, stream_op& op) noexcept {
   if (op.size == 0) return true;  // only a zero-size read returns 0
-  op.done = take(s, op.data, op.size, evbuffer_get_length(input(s)));
+  op.done = take(s, op.data, op.size, input_length(s));
   return op.done > 0 || read_ended(s, op);
 }
 
@@ -89,7 +89,7 @@ bool perform_read_some(stream_state& s, stream_op& op) noexcept {
 bool perform_read_some_string(stream_state& s, stream_op& op) noexcept {
   string_op& so = as_string(op);
   if (so.max == 0) return true;
-  const std::size_t buffered = evbuffer_get_length(input(s));
+  const std::size_t buffered = input_length(s);
   if (buffered == 0 && !socket_may_hold_more(s, 0)) return read_ended(s, op);
   constexpr std::size_t socket_read_room = 64 << 10;
   const std::size_t room = std::min(
@@ -112,14 +112,16 @@ bool perform_read_some_string(stream_state& s, stream_op& op) noexcept {
 }
 
 bool perform_read_exactly(stream_state& s, stream_op& op) noexcept {
-  op.done += take(s, op.data + op.done, op.size - op.done, evbuffer_get_length(input(s)));
+  op.done += take(s, op.data + op.done, op.size - op.done, input_length(s));
   return op.done == op.size || read_ended(s, op);
 }
 
 // A read_exactly that stops early gives back what it took, so no byte is lost.
 void interrupt_read_exactly(stream_state& s, stream_op& op, std::error_code ec) noexcept {
   if (op.done > 0) {
-    evbuffer_prepend(input(s), op.data, op.done);
+    if (!buffers(s) || evbuffer_prepend(input(s), op.data, op.done) != 0) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+    }
     op.done = 0;
   }
   op.ec = ec;
@@ -164,9 +166,12 @@ bool perform_read_until(stream_state& s, stream_op& op) noexcept {
     op.ec = std::make_error_code(std::errc::invalid_argument);
     return true;
   }
+  if (!buffers(s)) {  // frames are searched for in the input buffer
+    op.ec = std::make_error_code(std::errc::not_enough_memory);
+    return true;
+  }
   if (find_frame(s, so)) return true;
-  if (socket_may_hold_more(s, evbuffer_get_length(input(s))) && fill_input(s) > 0 &&
-      find_frame(s, so)) {
+  if (socket_may_hold_more(s, input_length(s)) && fill_input(s) > 0 && find_frame(s, so)) {
     return true;
   }
   return read_ended(s, op);

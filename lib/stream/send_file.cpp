@@ -93,6 +93,10 @@ bool send_direct(stream_state& s, send_file_op& op) noexcept {
 // one); false when there is more to come. Under a TLS rate limit in small chains (see
 // queue_output).
 bool queue_file(stream_state& s, send_file_op& op) noexcept {
+  if (!buffers(s)) {
+    op.ec = std::make_error_code(std::errc::not_enough_memory);
+    return true;
+  }
   evbuffer* out = output(s);
   const std::size_t high = s.write_high != 0 ? s.write_high : std::size_t{1} << 20;
   const std::size_t piece = s.rate && s.tls ? 2048 : 64 << 10;
@@ -122,7 +126,7 @@ bool perform_send_file(stream_state& s, stream_op& op) noexcept {
   if (f.done == 0 && !check_file(f)) return true;
   if (!s.io->direct) return queue_file(s, f);
   // Direct: the queued output goes first (the parked op waits for it to empty).
-  if (evbuffer_get_length(output(s)) != 0) return false;
+  if (output_length(s) != 0) return false;
   if (send_direct(s, f)) return true;
   if (op.state != op_state::idle && !wait_writable(s)) {
     op.ec = std::make_error_code(std::errc::not_enough_memory);
@@ -134,7 +138,7 @@ bool perform_send_file(stream_state& s, stream_op& op) noexcept {
 // Direct: waits for the socket to be writable, or for the queued output to empty first.
 void send_file_parked(stream_state& s, stream_op& op) {
   if (!s.io->direct || op.state == op_state::yielding) return;
-  if (evbuffer_get_length(output(s)) != 0) {
+  if (output_length(s) != 0) {
     bufferevent_setwatermark(s.bev, EV_WRITE, 0, 0);
   } else if (!wait_writable(s)) {
     throw std::bad_alloc();
@@ -142,7 +146,7 @@ void send_file_parked(stream_state& s, stream_op& op) {
 }
 
 void send_file_unparked(stream_state& s, stream_op&) noexcept {
-  bufferevent_setwatermark(s.bev, EV_WRITE, s.write_low, 0);
+  if (s.bev) bufferevent_setwatermark(s.bev, EV_WRITE, s.write_low, 0);
 }
 
 }  // namespace

@@ -22,7 +22,7 @@ void resume_reading(stream_state& s) noexcept {
 }
 
 void limit_input(stream_state& s, std::size_t high) noexcept {
-  if (high == 0 || evbuffer_get_length(input(s)) < high) resume_reading(s);
+  if (high == 0 || input_length(s) < high) resume_reading(s);
 }
 
 // The socket has bytes, or its end: a parked read takes them its own way (straight into its
@@ -41,7 +41,7 @@ void on_socket_readable(evutil_socket_t, short, void* arg) {
   // A socket at its end, or failed, stays readable for ever: stop watching it.
   if (s.side[reading].error) {
     pause_reading(s);
-  } else if (!op && s.read_high != 0 && evbuffer_get_length(input(s)) >= s.read_high) {
+  } else if (!op && s.read_high != 0 && input_length(s) >= s.read_high) {
     pause_reading(s);
   }
   if (done) finish_now(s, *op);
@@ -61,6 +61,10 @@ const transport socket_transport{true,          resume_reading, limit_input,
 
 std::size_t fill_input(stream_state& s) noexcept {
   constexpr std::size_t chunk = 64 << 10;
+  if (!buffers(s)) {
+    note_read_end(s, ENOMEM);
+    return 0;
+  }
   evbuffer* in = input(s);
   // A bufferevent freezes the end of its input buffer; it unfreezes it around its own reads.
   evbuffer_unfreeze(in, 0);
@@ -80,8 +84,8 @@ std::size_t fill_input(stream_state& s) noexcept {
 bool wait_writable(stream_state& s) noexcept {
   if (s.write_direct) return true;
   if (!s.socket_write) {
-    s.socket_write.reset(event_new(s.lp->native_handle(), bufferevent_getfd(s.bev),
-                                   EV_WRITE | EV_PERSIST, on_socket_writable, &s));
+    s.socket_write.reset(
+        event_new(s.lp->native_handle(), fd_of(s), EV_WRITE | EV_PERSIST, on_socket_writable, &s));
     if (!s.socket_write) return false;
   }
   event_add(s.socket_write.get(), nullptr);
@@ -89,23 +93,19 @@ bool wait_writable(stream_state& s) noexcept {
   return true;
 }
 
+// No bufferevent yet: it is made when the stream first needs a buffer (see buffers()). Until
+// then the stream owns the socket itself.
 result<stream> make_socket_stream(loop& lp, int fd) {
-  bufferevent* bev = bufferevent_socket_new(lp.native_handle(), fd,
-                                            BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-  if (!bev) {
-    ::close(fd);
-    return std::make_error_code(std::errc::not_enough_memory);
-  }
-  // libevent's default is 16 KiB per writev; a deep output buffer then costs one loop turn
-  // per 16 KiB.
-  bufferevent_set_max_single_write(bev, max_single_write);
-  stream st = attach(lp, bev, socket_transport);
+  stream st = attach(lp, nullptr, socket_transport);
   stream_state& s = *st.s_;
   s.fd = fd;
   s.socket_read.reset(
       event_new(lp.native_handle(), fd, EV_READ | EV_PERSIST, on_socket_readable, &s));
-  if (!s.socket_read) return std::make_error_code(std::errc::not_enough_memory);
-  event_add(s.socket_read.get(), nullptr);
+  // The first event on the fd makes libevent's entry for it, which can fail: then nothing
+  // would ever wake a reader.
+  if (!s.socket_read || event_add(s.socket_read.get(), nullptr) != 0) {
+    return std::make_error_code(std::errc::not_enough_memory);
+  }
   return st;
 }
 

@@ -74,7 +74,7 @@ struct stream_state {
   ~stream_state();
 
   loop* lp;
-  bufferevent* bev;
+  bufferevent* bev;  // null for a plain socket that has needed no buffer yet (see buffers())
   const transport* io;
   const tls_hooks* tls = nullptr;  // null for streams other than TLS
   std::array<side_state, 2> side;  // indexed by direction
@@ -85,7 +85,8 @@ struct stream_state {
   rate_state* rate = nullptr;
   // Plain sockets read through this event of their own instead of libevent's bufferevent
   // reads (which ioctl(FIONREAD) before every readv and cap each at 4096 bytes); the
-  // bufferevent keeps the input and output buffers and does the writing.
+  // bufferevent, made once a buffer is needed (see buffers()), keeps the input and output
+  // buffers and writes what was queued.
   event_ptr socket_read;
   // A write that finds the output buffer empty sends straight from the caller's buffer and,
   // when the kernel takes only part, waits on this event (made on first use) to send the rest
@@ -103,7 +104,7 @@ struct stream_state {
   };
   std::unique_ptr<linger_state> lingering;
   // Plain sockets: the socket, read and written directly (bufferevent_getfd takes the
-  // bufferevent's lock on every call).
+  // bufferevent's lock on every call). The stream closes it, or its bufferevent once made.
   int fd = -1;
   // The socket probably holds more: a direct read filled its buffer, and none has found the
   // socket empty since. Only then is a read tried without waiting.

@@ -70,15 +70,15 @@ void stream::set_write_watermarks(std::size_t low, std::size_t high) {
   if (!s_) return;
   s_->write_low = std::min(low, high);
   s_->write_high = high;
-  bufferevent_setwatermark(s_->bev, EV_WRITE, s_->write_low, 0);
+  if (s_->bev) bufferevent_setwatermark(s_->bev, EV_WRITE, s_->write_low, 0);
 }
 
 std::size_t stream::buffered_input() const noexcept {
-  return s_ ? evbuffer_get_length(bufferevent_get_input(s_->bev)) : 0;
+  return s_ ? detail::input_length(*s_) : 0;
 }
 
 std::size_t stream::buffered_output() const noexcept {
-  return s_ ? evbuffer_get_length(bufferevent_get_output(s_->bev)) : 0;
+  return s_ ? detail::output_length(*s_) : 0;
 }
 
 namespace {
@@ -86,7 +86,7 @@ result<endpoint> socket_name(detail::stream_state* s, bool peer) {
   if (!s) return errc::closed;
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  const int fd = bufferevent_getfd(s->bev);
+  const int fd = detail::fd_of(*s);
   if (fd < 0) return std::make_error_code(std::errc::not_a_socket);  // a pair, say
   auto* sa = reinterpret_cast<sockaddr*>(&ss);
   if ((peer ? getpeername(fd, sa, &len) : getsockname(fd, sa, &len)) != 0) {
@@ -104,10 +104,10 @@ result<endpoint> stream::remote_endpoint() const {
 }
 result<credentials> stream::peer_credentials() const {
   if (!s_) return errc::closed;
-  return detail::peer_credentials_of(bufferevent_getfd(s_->bev));
+  return detail::peer_credentials_of(detail::fd_of(*s_));
 }
 bufferevent* stream::native_handle() const noexcept {
-  return s_ ? s_->bev : nullptr;
+  return s_ && detail::buffers(*s_) ? s_->bev : nullptr;
 }
 
 namespace detail {
@@ -127,7 +127,7 @@ duration idle_of(const side_state& side) noexcept {
 
 bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) noexcept {
   stream_state* s = st.s_;
-  if (!s || s->side[reading].op || s->side[writing].op) return nullptr;
+  if (!s || s->side[reading].op || s->side[writing].op || !buffers(*s)) return nullptr;
   st.s_ = nullptr;
   lp = s->lp;
   kept = {s->read_high, s->write_low, s->write_high, idle_of(s->side[reading]),
@@ -135,6 +135,7 @@ bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) n
   kept.rate = rate_limit_of(*s);
   release_rate(*s);
   bufferevent* bev = std::exchange(s->bev, nullptr);
+  s->fd = -1;  // the bufferevent has it
   bufferevent_disable(bev, EV_READ | EV_WRITE);
   bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
   delete s;  // its own events go; the bufferevent stays

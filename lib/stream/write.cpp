@@ -31,6 +31,7 @@ std::span<const std::byte> data_rest(const stream_op& op) noexcept {
 // Copies what the op has not sent yet into the output buffer, all or nothing; false when out
 // of memory.
 bool queue_rest(stream_state& s, stream_op& op) noexcept {
+  if (!buffers(s)) return false;
   evbuffer* out = output(s);
   const auto head = header_rest(op);
   const auto data = data_rest(op);
@@ -106,7 +107,7 @@ bool write_direct(stream_state& s, stream_op& op) noexcept {
 
 bool perform_write(stream_state& s, stream_op& op) noexcept {
   if (write_ended(s, op)) return true;
-  const std::size_t queued = evbuffer_get_length(output(s));
+  const std::size_t queued = output_length(s);
   if (queued == 0 && s.io->direct) return all_sent(op) || write_direct(s, op);
   if (s.write_high != 0 && queued > s.write_high) return false;
   if (!queue_rest(s, op)) op.ec = std::make_error_code(std::errc::not_enough_memory);
@@ -125,27 +126,27 @@ bool perform_write_frame(stream_state& s, stream_op& op) noexcept {
 // fairness budget waits for the retry, which comes after the poll's socket callbacks, so that
 // a reader on the other end of a loopback connection goes first.)
 void write_parked(stream_state& s, stream_op& op) {
-  if (s.io->direct && evbuffer_get_length(output(s)) == 0 && op.state != op_state::yielding &&
+  if (s.io->direct && output_length(s) == 0 && op.state != op_state::yielding &&
       !wait_writable(s)) {
     throw std::bad_alloc();
   }
 }
 
 bool perform_drain(stream_state& s, stream_op& op) noexcept {
-  return write_ended(s, op) || evbuffer_get_length(output(s)) == 0;
+  return write_ended(s, op) || output_length(s) == 0;
 }
 
 // drain and shutdown wait for the output buffer to empty: the write callback, only then.
 void wait_for_empty(stream_state& s, stream_op&) {
-  bufferevent_setwatermark(s.bev, EV_WRITE, 0, 0);
+  if (s.bev) bufferevent_setwatermark(s.bev, EV_WRITE, 0, 0);
 }
 void restore_watermark(stream_state& s, stream_op&) noexcept {
-  bufferevent_setwatermark(s.bev, EV_WRITE, s.write_low, 0);
+  if (s.bev) bufferevent_setwatermark(s.bev, EV_WRITE, s.write_low, 0);
 }
 
 bool perform_shutdown(stream_state& s, stream_op& op) noexcept {
   if (write_ended(s, op)) return true;
-  if (evbuffer_get_length(output(s)) != 0) return false;
+  if (output_length(s) != 0) return false;
   // TLS ends its direction with close_notify before the FIN. When the socket is too full to
   // take it, wait until it is writable (parked: socket_write) and try again.
   if (s.tls && !s.tls->send_close_notify(s.bev)) {
@@ -161,7 +162,7 @@ bool perform_shutdown(stream_state& s, stream_op& op) noexcept {
 }
 
 void shutdown_parked(stream_state& s, stream_op& op) {
-  if (evbuffer_get_length(output(s)) > 0) return wait_for_empty(s, op);
+  if (output_length(s) > 0) return wait_for_empty(s, op);
   // A close_notify the socket could not take (otherwise the shutdown parked only for the
   // fairness budget, and the retry tries it again).
   if (s.tls && !wait_writable(s)) throw std::bad_alloc();
