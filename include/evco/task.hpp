@@ -170,7 +170,7 @@ class task_promise_base : public frame_allocated {
   }
 
  protected:
-  spawned& spawned_sink() const noexcept {
+  spawned& spawned_node() const noexcept {
     return *spawned_;
   }
   // For the algorithms' own child coroutines: the token they carry, and whose child they are.
@@ -197,7 +197,7 @@ class task_promise_base : public frame_allocated {
     }
   }
 
-  // Who awaits the task; in detached mode (a spawned task, which nobody awaits), its sink.
+  // Who awaits the task; in detached mode (spawned: nobody awaits it), what loop::spawn attached.
   union {
     std::coroutine_handle<> continuation_{};
     spawned* spawned_;
@@ -244,7 +244,7 @@ class task_promise final : public task_promise_base {
     return std::move(value_);
   }
   void end_spawned() noexcept {
-    detail::end_spawned(spawned_sink(), state_ == state::exception ? &exception_ : nullptr,
+    detail::end_spawned(spawned_node(), state_ == state::exception ? &exception_ : nullptr,
                         &value_);
   }
 
@@ -267,7 +267,7 @@ class task_promise<void> final : public task_promise_base {
     if (exception_) std::rethrow_exception(exception_);
   }
   void end_spawned() noexcept {
-    detail::end_spawned(spawned_sink(), exception_ ? &exception_ : nullptr, nullptr);
+    detail::end_spawned(spawned_node(), exception_ ? &exception_ : nullptr, nullptr);
   }
 
  private:
