@@ -111,63 +111,45 @@ std::error_code check_free_fds() noexcept {
   throw std::system_error(ec, what);
 }
 
-// A spawned task's frame: started from the ready list, owned by the loop until it ends.
-struct detached {
-  struct promise_type : detail::frame_allocated {
-    template <class... Args>
-    explicit promise_type(loop& lp, Args&...) noexcept : lp(lp) {
-      node.frame = std::coroutine_handle<promise_type>::from_promise(*this);
-      node.destroy = [](detail::owned* o) noexcept {
-        static_cast<frame_node*>(o)->frame.destroy();
-      };
-      detail::loop_access::adopt(lp, node);
-    }
-    ~promise_type() {
-      detail::loop_access::unschedule(lp, start);
-      detail::loop_access::release(lp, node);
-    }
-    detached get_return_object() noexcept {
-      return {std::coroutine_handle<promise_type>::from_promise(*this)};
-    }
-    std::suspend_always initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept {}
-    void unhandled_exception() noexcept {
-      try {
-        throw;
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "evco: exception escaped a spawned task: %s\n", e.what());
-      } catch (...) {
-        std::fprintf(stderr, "evco: exception escaped a spawned task\n");
-      }
-      std::terminate();
-    }
+using exception_sink = std::function<void(std::exception_ptr)>;
+using error_sink = std::function<void(std::error_code)>;
 
-    struct frame_node : detail::owned {
-      std::coroutine_handle<> frame;
-    };
-    loop& lp;
-    frame_node node;
-    detail::waiter start;
-  };
-  std::coroutine_handle<promise_type> h;
+}  // namespace
+
+// What loop::spawn attaches to a spawned task, in place of a coroutine frame around it (which
+// cost 192 bytes): its start from the ready list, the loop's ownership of its frame (~loop
+// destroys the frame with this node), and its sink (in spawned_with).
+struct detail::spawned : owned {
+  loop* lp = nullptr;
+  waiter start;  // start.handle: the task's frame
 };
 
-detached run_detached(loop&, task<void> t, std::function<void(std::exception_ptr)> sink) {
-  try {
-    co_await std::move(t);
-  } catch (...) {
-    sink(std::current_exception());
+namespace {
+
+template <class Sink>
+struct spawned_with final : detail::spawned, detail::frame_allocated {
+  spawned_with(loop& l, std::coroutine_handle<> frame, Sink&& s) noexcept : sink(std::move(s)) {
+    lp = &l;
+    start.handle = frame;
+    destroy = [](detail::owned* o) noexcept { static_cast<spawned_with*>(o)->end(); };
   }
-}
+  // Takes the frame off the loop, and destroys it and this node.
+  void end() noexcept {
+    detail::loop_access::unschedule(*lp, start);
+    detail::loop_access::release(*lp, *this);
+    start.handle.destroy();
+    delete this;
+  }
+  Sink sink;
+};
 
-detached run_detached(loop&, task<result<void>> t, std::function<void(std::error_code)> sink) {
-  if (auto r = co_await std::move(t); !r) sink(r.error());
-}
-
-void start_detached(loop& lp, detached d) {
-  d.h.promise().start.handle = d.h;
-  detail::loop_access::schedule(lp, d.h.promise().start);
+// The loop owns `t`'s frame from here on, and starts it from the ready list.
+template <class T, class Sink>
+void start_spawned(loop& lp, std::coroutine_handle<detail::task_promise<T>> t, Sink&& sink) {
+  auto* s = new spawned_with<Sink>(lp, t, std::move(sink));
+  detail::loop_access::adopt(lp, *s);
+  t.promise().detach(*s);
+  detail::loop_access::schedule(lp, s->start);
 }
 
 // The continuation of loop::run's task: marks it finished and stops the base.
@@ -469,15 +451,38 @@ void loop::dump(std::FILE* out) const {
 void loop::spawn(task<void> t, std::function<void(std::exception_ptr)> on_exception) {
   if (!t.valid()) throw std::invalid_argument("evco::loop::spawn: empty task");
   if (!on_exception) throw std::invalid_argument("evco::loop::spawn: empty error sink");
-  t.handle().promise().set_origin(detail::task_origin::spawned);
-  start_detached(*this, run_detached(*this, std::move(t), std::move(on_exception)));
+  start_spawned(*this, t.h_, std::move(on_exception));
+  t.h_ = {};
 }
 
 void loop::spawn(task<result<void>> t, std::function<void(std::error_code)> on_error) {
   if (!t.valid()) throw std::invalid_argument("evco::loop::spawn: empty task");
   if (!on_error) throw std::invalid_argument("evco::loop::spawn: empty error sink");
-  t.handle().promise().set_origin(detail::task_origin::spawned);
-  start_detached(*this, run_detached(*this, std::move(t), std::move(on_error)));
+  start_spawned(*this, t.h_, std::move(on_error));
+  t.h_ = {};
+}
+
+// The sink runs before the frame goes, as it did in the coroutine that once wrapped the task.
+// An exception escaping a task<result<void>>, or thrown by a sink, is a bug.
+void detail::end_spawned(spawned& s, std::exception_ptr* exception, void* value) noexcept {
+  try {
+    if (value) {
+      auto& n = static_cast<spawned_with<error_sink>&>(s);
+      if (exception) std::rethrow_exception(*exception);
+      if (auto& r = *static_cast<result<void>*>(value); !r) n.sink(r.error());
+      n.end();
+    } else {
+      auto& n = static_cast<spawned_with<exception_sink>&>(s);
+      if (exception) n.sink(*exception);
+      n.end();
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "evco: exception escaped a spawned task: %s\n", e.what());
+    std::terminate();
+  } catch (...) {
+    std::fprintf(stderr, "evco: exception escaped a spawned task\n");
+    std::terminate();
+  }
 }
 
 void loop::post(detail::unique_function f) {

@@ -3,9 +3,17 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <csignal>
+#include <memory>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "evco/timer.hpp"
 #include "support.hpp"
@@ -134,6 +142,108 @@ TEST_CASE("a spawned task's exception or error reaches its sink") {
   lp.run(yield_once(lp));
   CHECK(what == "spawned failure");
   CHECK(ec == evco::errc::limit_exceeded);
+}
+
+task<evco::result<void>> succeed() {
+  co_return evco::success();
+}
+
+task<evco::result<void>> fail_after_sleep(loop& lp, counted c) {
+  (void)co_await evco::sleep_for(lp, 0ms);
+  (void)c;
+  co_return evco::errc::closed;
+}
+
+task<void> throw_after_sleep(loop& lp, counted c) {
+  (void)co_await evco::sleep_for(lp, 0ms);
+  (void)c;
+  throw std::logic_error("after a sleep");
+}
+
+TEST_CASE("a sink is called once for a failure, never for a success, and goes with the task") {
+  loop lp;
+  int alive = 0, failing_alive = 0;
+  int exceptions = 0, errors = 0, successes = 0;
+  bool ran = false;
+  auto held = std::make_shared<int>(0);  // the sinks hold it: it counts the sinks alive
+  lp.spawn(set_flag(&ran), [held, &successes](std::exception_ptr) { ++successes; });
+  lp.spawn(succeed(), [held, &successes](std::error_code) { ++successes; });
+  lp.spawn(throw_after_sleep(lp, counted(&alive)),
+           [held, &exceptions](std::exception_ptr) { ++exceptions; });
+  lp.spawn(fail_after_sleep(lp, counted(&failing_alive)),
+           [held, &errors, &failing_alive](std::error_code e) {
+             CHECK(e == evco::errc::closed);
+             CHECK(failing_alive == 1);  // the sink runs before the frame goes, as it always did
+             ++errors;
+           });
+  CHECK(held.use_count() == 5);
+  lp.run(yield_once(lp));
+  lp.run(yield_once(lp));
+  CHECK(ran);
+  CHECK(successes == 0);
+  CHECK(exceptions == 1);
+  CHECK(errors == 1);
+  CHECK(alive + failing_alive == 0);  // every frame ended and went, the loop still alive
+  CHECK(held.use_count() == 1);       // and so did every sink
+}
+
+// Runs `body` in a child process: whether it died of SIGABRT (std::terminate), and what it
+// wrote to stderr.
+template <class F>
+std::pair<bool, std::string> run_aborts(F body) {
+  evco::test::stderr_capture err;
+  std::fflush(nullptr);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    const rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    body();
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  return {WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, err.text()};
+}
+
+task<evco::result<void>> throw_from_result_task() {
+  throw std::logic_error("not an error value");
+  co_return evco::success();
+}
+
+TEST_CASE("an exception escaping a spawned task<result<void>> terminates, and is printed") {
+  auto [aborted, text] = run_aborts([] {
+    loop lp;
+    lp.spawn(throw_from_result_task(), [](std::error_code) { _exit(1); });
+    lp.run(yield_once(lp));
+  });
+  CHECK(aborted);
+  CHECK(text.find("evco: exception escaped a spawned task: not an error value") !=
+        std::string::npos);
+}
+
+TEST_CASE("a sink that throws terminates, and its exception is printed") {
+  SUBCASE("an exception sink") {
+    auto [aborted, text] = run_aborts([] {
+      loop lp;
+      lp.spawn(fail_with_exception(), [](std::exception_ptr) { throw std::runtime_error("sink"); });
+      lp.run(yield_once(lp));
+    });
+    CHECK(aborted);
+    CHECK(text.find("evco: exception escaped a spawned task: sink") != std::string::npos);
+  }
+  SUBCASE("an error sink, of a task that failed after it parked") {
+    auto [aborted, text] = run_aborts([] {
+      loop lp;
+      int alive = 0;
+      lp.spawn(fail_after_sleep(lp, counted(&alive)),
+               [](std::error_code) { throw std::runtime_error("error sink"); });
+      lp.run(yield_once(lp));
+      lp.run(yield_once(lp));
+    });
+    CHECK(aborted);
+    CHECK(text.find("evco: exception escaped a spawned task: error sink") != std::string::npos);
+  }
 }
 
 // ---- destroying a loop ----------------------------------------------------------------------

@@ -23,6 +23,7 @@ namespace evco {
 
 template <class T = void>
 class task;
+class loop;
 
 namespace detail {
 
@@ -47,6 +48,14 @@ struct internal_frame {};
 struct this_stop_token_t {};
 
 class task_promise_base;
+
+// What loop::spawn attaches to a task it starts detached (lib/loop.cpp): the sink, and the
+// loop's ownership of the frame.
+struct spawned;
+// A spawned task's final suspend: hands how it ended to its sink, then destroys the frame and
+// `s`. `exception` is null when none escaped; `value` is a task<result<void>>'s result (null
+// for a task<void>; not to be read when an exception escaped).
+void end_spawned(spawned& s, std::exception_ptr* exception, void* value) noexcept;
 
 // An awaitable that starts tasks of its own (when_all, when_any, task_group's join): the task
 // awaiting it is noted here, so that its children inherit its stop token and show it as their
@@ -76,6 +85,10 @@ class task_promise_base : public frame_allocated {
         p.finished_inline_ = true;
         return std::noop_coroutine();
       }
+      if (p.origin_ == task_origin::spawned) {
+        h.promise().end_spawned();  // destroys the frame
+        return std::noop_coroutine();
+      }
       return p.continuation_ ? p.continuation_ : std::noop_coroutine();
     }
     void await_resume() noexcept {}
@@ -102,6 +115,12 @@ class task_promise_base : public frame_allocated {
   task_origin origin() const noexcept { return origin_; }
   bool internal() const noexcept { return internal_; }
   void set_origin(task_origin o) noexcept { origin_ = o; }
+  // Detached mode, for loop::spawn (before the task starts, which the loop then does): no task
+  // awaits it, and its final suspend hands its outcome to `s` and destroys the frame.
+  void detach(spawned& s) noexcept {
+    origin_ = task_origin::spawned;
+    spawned_ = &s;
+  }
 
   // Every co_await in a task goes through here, and on to the awaitable's own awaiter (no
   // copy, see forwarding_awaiter). It notes where the task is suspended, and which task awaits
@@ -151,6 +170,9 @@ class task_promise_base : public frame_allocated {
   }
 
  protected:
+  spawned& spawned_node() const noexcept {
+    return *spawned_;
+  }
   // For the algorithms' own child coroutines: the token they carry, and whose child they are.
   void set_inherited_stop(const std::stop_token* s) noexcept {
     stop_ = s;
@@ -175,7 +197,11 @@ class task_promise_base : public frame_allocated {
     }
   }
 
-  std::coroutine_handle<> continuation_;
+  // Who awaits the task; in detached mode (spawned: nobody awaits it), what loop::spawn attached.
+  union {
+    std::coroutine_handle<> continuation_{};
+    spawned* spawned_;
+  };
   const void* site_ = nullptr;
   const char* site_function_ = nullptr;
   const task_promise_base* parent_ = nullptr;  // the task awaiting this one, if one is
@@ -217,6 +243,10 @@ class task_promise final : public task_promise_base {
     if (state_ == state::exception) std::rethrow_exception(exception_);
     return std::move(value_);
   }
+  void end_spawned() noexcept {
+    detail::end_spawned(spawned_node(), state_ == state::exception ? &exception_ : nullptr,
+                        &value_);
+  }
 
  private:
   enum class state : unsigned char { empty, value, exception };
@@ -235,6 +265,9 @@ class task_promise<void> final : public task_promise_base {
   void return_void() noexcept {}
   void take() {
     if (exception_) std::rethrow_exception(exception_);
+  }
+  void end_spawned() noexcept {
+    detail::end_spawned(spawned_node(), exception_ ? &exception_ : nullptr, nullptr);
   }
 
  private:
@@ -283,6 +316,7 @@ class [[nodiscard]] task {
 
  private:
   friend promise_type;
+  friend class loop;  // loop::spawn takes the frame over
   explicit task(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
   std::coroutine_handle<promise_type> h_;
 };
