@@ -223,4 +223,18 @@ namespace asio_impl {
 run_result channel_pingpong(const channel_params& p);
 }
 
+// timer_cancel (bench/timers_*.cpp): `warmup` + `count` timers of 10 s armed one after another
+// by one coroutine and each cancelled by a second one; the waiter checks that every wait ended
+// cancelled. items and steady_round_trips are `count`, steady_* the heap counts over them.
+struct timer_params {
+  int warmup;
+  int count;
+};
+namespace evco_impl {
+run_result timer_cancel(const timer_params& p);
+}
+namespace asio_impl {
+run_result timer_cancel(const timer_params& p);
+}
+
 }  // namespace bench
