@@ -13,28 +13,15 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct timer_state {
+struct timer_state : timer_tally {
   std::stop_source src{std::nostopstate};  // the waiting timer's
-  int armed = 0;                           // timers armed so far: the one waiting is this one
-  int cancelled = 0;                       // ... and those that ended with errc::cancelled
-  bool done = false;                       // the waiter has ended
-  std::string error;
-  clock::time_point t0{}, t1{};
-  heap_counters h0{}, h1{};
-
-  void fail(std::string why) {
-    if (error.empty()) error = std::move(why);
-  }
 };
 
-// Arms `total` timers one after another, each with a new stop source (one cannot be reset),
-// and expects every one to end cancelled. The first `warmup` are not timed.
+// Arms warmup + count timers one after another, each with a new stop source (one cannot be
+// reset), and expects every one to end cancelled. The first `warmup` are not timed.
 evco::task<evco::result<void>> timer_waiter(evco::loop& lp, timer_params p, timer_state* st) {
   for (int i = 0; i < p.warmup + p.count; ++i) {
-    if (i == p.warmup) {
-      st->h0 = heap_now();
-      st->t0 = clock::now();
-    }
+    if (i == p.warmup) st->start_timing();
     st->src = std::stop_source();
     ++st->armed;
     auto r = co_await evco::sleep_for(lp, 10s, st->src.get_token());
@@ -44,9 +31,7 @@ evco::task<evco::result<void>> timer_waiter(evco::loop& lp, timer_params p, time
     }
     ++st->cancelled;
   }
-  st->t1 = clock::now();
-  st->h1 = heap_now();
-  st->done = true;
+  st->finish();
   co_return evco::success();
 }
 
@@ -81,16 +66,7 @@ run_result timer_cancel(const timer_params& p) {
     if (!r) return bench::fail("evco: " + r.error().message());
     if (!lp.parked().empty()) return bench::fail("evco: a timer is still parked");
   }
-  if (!st.error.empty()) return bench::fail("evco: " + st.error);
-  if (st.cancelled != p.warmup + p.count) return bench::fail("evco: a timer was not cancelled");
-  run_result r;
-  r.ok = true;
-  r.seconds = seconds_between(st.t0, st.t1);
-  r.items = static_cast<std::uint64_t>(p.count);
-  r.steady_news = st.h1.news - st.h0.news;
-  r.steady_event_mallocs = st.h1.event_mallocs - st.h0.event_mallocs;
-  r.steady_round_trips = static_cast<std::uint64_t>(p.count);
-  return r;
+  return st.result("evco", p);
 }
 
 }  // namespace bench::evco_impl
