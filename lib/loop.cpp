@@ -8,6 +8,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/eventfd.h>
@@ -55,6 +56,13 @@ struct loop::impl {
   detail::op_limits* stopped_head = nullptr;  // oldest request first
   detail::op_limits* stopped_tail = nullptr;
   detail::event_ptr stop_event;
+  // A stop requested on the loop's own thread while run_ready runs (by a coroutine or a
+  // posted function it ran) joins the same list, without the event: run_ready ends it before
+  // it returns, still in the same pass (written and read by the loop's thread only).
+  bool stopped_here = false;
+  // The thread running run_ready (none otherwise). Read by stopped() on any thread: only the
+  // loop's own thread can find its id there, so relaxed loads are enough.
+  std::atomic<std::thread::id> drainer{};
   void end_stopped() noexcept;
   detail::owned* owned_head = nullptr;
   std::mutex posted_mutex;
@@ -270,6 +278,7 @@ loop::loop(loop_options opts) : base_(nullptr), parked_(nullptr), impl_(std::mak
 void loop::impl::run_ready(loop& self) noexcept {
   std::vector<detail::unique_function> fs;
   draining = true;
+  drainer.store(std::this_thread::get_id(), std::memory_order_relaxed);
   if (has_posted) {
     std::lock_guard lock(posted_mutex);
     fs.swap(posted);
@@ -281,6 +290,12 @@ void loop::impl::run_ready(loop& self) noexcept {
     detail::loop_access::unschedule(self, *w);
     w->handle.resume();
   }
+  // Stops those resumptions requested; what the ops they end make ready waits for the poll.
+  while (stopped_here) {
+    stopped_here = false;
+    end_stopped();
+  }
+  drainer.store(std::thread::id(), std::memory_order_relaxed);
   draining = false;
   if (has_posted && !later.head) {
     static constexpr timeval now{0, 0};
@@ -444,7 +459,12 @@ void loop_access::stopped(loop& lp, op_limits& l) noexcept {
     (im.stopped_tail ? im.stopped_tail->next_stopped : im.stopped_head) = &l;
     im.stopped_tail = &l;
   }
-  if (first) event_active(im.stop_event.get(), EV_TIMEOUT, 0);
+  if (!first) return;
+  if (im.drainer.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    im.stopped_here = true;  // run_ready ends it (see impl::stopped_here)
+  } else {
+    event_active(im.stop_event.get(), EV_TIMEOUT, 0);
+  }
 }
 
 void loop_access::unstopped(loop& lp, op_limits& l) noexcept {
