@@ -223,4 +223,54 @@ namespace asio_impl {
 run_result channel_pingpong(const channel_params& p);
 }
 
+// timer_cancel (bench/timers_*.cpp): `warmup` + `count` timers of 10 s armed one after another
+// by one coroutine and each cancelled by a second one; the waiter checks that every wait ended
+// cancelled. items and steady_round_trips are `count`, steady_* the heap counts over them.
+struct timer_params {
+  int warmup;
+  int count;
+};
+// What both waiters record, and the run_result made of it.
+struct timer_tally {
+  int armed = 0;      // timers armed so far: the one waiting is this one
+  int cancelled = 0;  // ... and those that ended cancelled
+  bool done = false;  // the waiter has ended
+  std::string error;
+  clock::time_point t0{}, t1{};
+  heap_counters h0{}, h1{};
+
+  void fail(std::string why) {
+    if (error.empty()) error = std::move(why);
+  }
+  void start_timing() {
+    h0 = heap_now();
+    t0 = clock::now();
+  }
+  void finish() {
+    t1 = clock::now();
+    h1 = heap_now();
+    done = true;
+  }
+  run_result result(const std::string& impl, const timer_params& p) const {
+    if (!error.empty()) return bench::fail(impl + ": " + error);
+    if (!done || cancelled != p.warmup + p.count) {
+      return bench::fail(impl + ": a timer was not cancelled");
+    }
+    run_result r;
+    r.ok = true;
+    r.seconds = seconds_between(t0, t1);
+    r.items = static_cast<std::uint64_t>(p.count);
+    r.steady_news = h1.news - h0.news;
+    r.steady_event_mallocs = h1.event_mallocs - h0.event_mallocs;
+    r.steady_round_trips = static_cast<std::uint64_t>(p.count);
+    return r;
+  }
+};
+namespace evco_impl {
+run_result timer_cancel(const timer_params& p);
+}
+namespace asio_impl {
+run_result timer_cancel(const timer_params& p);
+}
+
 }  // namespace bench

@@ -322,7 +322,7 @@ void usage() {
                "  scenarios: pingpong_1 udp_pingpong pingpong_100 pingpong_1000 pingpong_5000\n"
                "             throughput connect_rate idle_memory idle_memory_1k idle_memory_9k\n"
                "             channel_pingpong channel_handover pingpong_timeout pingpong_race\n"
-               "             group_spawn unix_pingpong rate_limited\n"
+               "             group_spawn unix_pingpong rate_limited timer_cancel\n"
                "  impls:     evco libevent asio epoll\n");
 }
 
@@ -520,6 +520,22 @@ int main(int argc, char** argv) {
            return static_cast<double>(r.steady_news) / static_cast<double>(r.steady_round_trips);
          }}},
        is({"evco"})});
+  // Timers armed for 10 s and cancelled before they expire (bench/timers_*.cpp).
+  const timer_params timers{1000, quick ? 200000 : 1000000};
+  scenarios.push_back(
+      {"timer_cancel",
+       "ns/timer",
+       false,
+       [timers](const impl& im) {
+         return std::string_view(im.name) == "evco" ? evco_impl::timer_cancel(timers)
+                                                    : asio_impl::timer_cancel(timers);
+       },
+       [](const run_result& r) { return r.seconds * 1e9 / static_cast<double>(r.items); },
+       {{"timer_allocs", "new/timer",
+         [](const run_result& r) {
+           return static_cast<double>(r.steady_news) / static_cast<double>(r.steady_round_trips);
+         }}},
+       is({"evco", "asio"})});
   // A limited stream: how close the achieved rate comes to the limit (1.0 = exactly), and the
   // CPU time the whole process spent meanwhile, as a share of the wall time.
   constexpr std::size_t limited_rate = 10'000'000;

@@ -1,12 +1,14 @@
 #include "evco/loop.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/eventfd.h>
@@ -54,13 +56,25 @@ struct loop::impl {
   detail::op_limits* stopped_head = nullptr;  // oldest request first
   detail::op_limits* stopped_tail = nullptr;
   detail::event_ptr stop_event;
+  // A stop requested on the loop's own thread while run_ready runs (by a coroutine or a
+  // posted function it ran) joins the same list, without the event: run_ready ends it before
+  // it returns, still in the same pass (written and read by the loop's thread only).
+  bool stopped_here = false;
+  // The thread running run_ready (none otherwise). Read by stopped() on any thread: only the
+  // loop's own thread can find its id there, so relaxed loads are enough.
+  std::atomic<std::thread::id> drainer{};
   void end_stopped() noexcept;
   detail::owned* owned_head = nullptr;
   std::mutex posted_mutex;
   std::vector<detail::unique_function> posted;  // guarded by posted_mutex
-  // run_ready is running (written under posted_mutex, by the loop's thread only): whatever
-  // it makes ready waits for the next poll.
-  bool draining = false;
+  // `posted` is not empty: set by post() under posted_mutex, cleared by run_ready as it takes
+  // them, so that run_ready locks only when something was posted.
+  std::atomic<bool> has_posted{false};
+  // run_ready is running (written by the loop's thread only): whatever it makes ready or
+  // posts waits for the next poll. Both are seq_cst: post() stores has_posted, then reads
+  // this; run_ready stores this, then reads has_posted; so either a post() sees that the
+  // drain is over and wakes the loop, or run_ready sees the post and polls again.
+  std::atomic<bool> draining{false};
 
   void push(wait_list& l, detail::waiter& w) noexcept {
     w.queued = true;
@@ -245,10 +259,12 @@ loop::loop(loop_options opts) : base_(nullptr), parked_(nullptr), impl_(std::mak
 // rescheduling itself would otherwise starve all I/O.
 void loop::impl::run_ready(loop& self) noexcept {
   std::vector<detail::unique_function> fs;
-  {
+  draining = true;
+  drainer.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  if (has_posted) {
     std::lock_guard lock(posted_mutex);
     fs.swap(posted);
-    draining = true;
+    has_posted = false;
   }
   for (auto& f : fs)
     f();
@@ -256,21 +272,24 @@ void loop::impl::run_ready(loop& self) noexcept {
     detail::loop_access::unschedule(self, *w);
     w->handle.resume();
   }
-  bool more;
-  {
-    std::lock_guard lock(posted_mutex);
-    draining = false;
-    more = !posted.empty();
+  // Stops those resumptions requested; what the ops they end make ready waits for the poll.
+  while (stopped_here) {
+    stopped_here = false;
+    end_stopped();
   }
-  if (more && !later.head) {
+  drainer.store(std::thread::id(), std::memory_order_relaxed);
+  draining = false;
+  if (has_posted && !later.head) {
     static constexpr timeval now{0, 0};
     event_add(wake_after_poll.get(), &now);
   }
 }
 
-// One at a time, oldest first: `ended` may unstop others, or stop more.
+// One at a time, oldest first: `ended` may unstop others, or stop more. Once the list is
+// empty, a request that comes after (from `ended` or from another thread) finds it so and
+// activates the event again: no need to lock once more only to find it empty.
 void loop::impl::end_stopped() noexcept {
-  for (;;) {
+  for (bool more = true; more;) {
     detail::op_limits* l;
     {
       std::lock_guard lock(stopped_mutex);
@@ -279,6 +298,7 @@ void loop::impl::end_stopped() noexcept {
       stopped_head = l->next_stopped;
       (stopped_head ? stopped_head->prev_stopped : stopped_tail) = nullptr;
       l->stop_queued = false;
+      more = stopped_head != nullptr;
     }
     l->ended(*l, errc::cancelled);
   }
@@ -421,7 +441,12 @@ void loop_access::stopped(loop& lp, op_limits& l) noexcept {
     (im.stopped_tail ? im.stopped_tail->next_stopped : im.stopped_head) = &l;
     im.stopped_tail = &l;
   }
-  if (first) event_active(im.stop_event.get(), EV_TIMEOUT, 0);
+  if (!first) return;
+  if (im.drainer.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    im.stopped_here = true;  // run_ready ends it (see impl::stopped_here)
+  } else {
+    event_active(im.stop_event.get(), EV_TIMEOUT, 0);
+  }
 }
 
 void loop_access::unstopped(loop& lp, op_limits& l) noexcept {
@@ -490,8 +515,10 @@ void loop::post(detail::unique_function f) {
   bool first;
   {
     std::lock_guard lock(impl_->posted_mutex);
-    first = impl_->posted.empty() && !impl_->draining;
+    const bool was_empty = impl_->posted.empty();
     impl_->posted.push_back(std::move(f));
+    impl_->has_posted = true;  // before draining is read: see impl::draining
+    first = was_empty && !impl_->draining;
   }
   if (first) event_active(impl_->wake.get(), EV_TIMEOUT, 0);
 }

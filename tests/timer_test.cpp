@@ -210,6 +210,86 @@ TEST_CASE("a sleep with an already stopped token reports cancelled") {
   CHECK(r.error() == evco::errc::cancelled);
 }
 
+// One coroutine arms sleep after sleep, another cancels each once it is parked (bench/'s
+// timer_cancel): every request_stop() finds its sleep still waiting, none resumes inside it,
+// and every sleep ends cancelled.
+struct relay {
+  std::stop_source src{std::nostopstate};
+  int armed = 0, cancelled = 0, other = 0, refused = 0, inline_ends = 0;
+  bool done = false;
+};
+
+task<void> relay_sleeper(loop& lp, relay* r, int n) {
+  for (int i = 0; i < n; ++i) {
+    r->src = std::stop_source();
+    ++r->armed;
+    auto res = co_await evco::sleep_for(lp, 1h, r->src.get_token());
+    ++(!res && res.error() == evco::errc::cancelled ? r->cancelled : r->other);
+  }
+  r->done = true;
+}
+
+task<void> relay_canceller(loop& lp, relay* r, int n) {
+  lp.spawn(relay_sleeper(lp, r, n), [](std::exception_ptr) { FAIL("relay_sleeper"); });
+  for (int i = 1; i <= n; ++i) {
+    while (r->armed != i)
+      co_await lp.yield();
+    const int before = r->cancelled;
+    if (!r->src.request_stop()) ++r->refused;
+    if (r->cancelled != before) ++r->inline_ends;
+  }
+  while (!r->done)
+    co_await lp.yield();
+}
+
+TEST_CASE("sleeps armed in turn and each cancelled by another coroutine end cancelled, once each") {
+  loop lp;
+  relay r;
+  lp.run(relay_canceller(lp, &r, 1000));
+  CHECK(r.cancelled == 1000);
+  CHECK(r.other == 0);
+  CHECK(r.refused == 0);
+  CHECK(r.inline_ends == 0);
+  CHECK(lp.parked().empty());
+}
+
+// Sleep i, once cancelled, cancels sleep i + 1: a stop requested while the loop ends another.
+struct chain {
+  std::vector<std::stop_source> src = std::vector<std::stop_source>(50);
+  std::vector<int> ended;  // the order the sleeps ended cancelled in
+  int inline_ends = 0;
+  evco::test::signal all_done;
+};
+
+task<void> chained_sleeper(loop& lp, chain* c, std::size_t i) {
+  auto res = co_await evco::sleep_for(lp, 1h, c->src[i].get_token());
+  if (!res && res.error() == evco::errc::cancelled) c->ended.push_back(static_cast<int>(i));
+  if (i + 1 == c->src.size()) {
+    c->all_done.set();
+    co_return;
+  }
+  const std::size_t before = c->ended.size();
+  c->src[i + 1].request_stop();
+  if (c->ended.size() != before) ++c->inline_ends;
+}
+
+TEST_CASE("a stop requested by a sleep that a stop ended ends the next sleep too, from the loop") {
+  loop lp;
+  chain c;
+  lp.run([](loop& lp, chain* c) -> task<void> {
+    for (std::size_t i = 0; i < c->src.size(); ++i)
+      lp.spawn(chained_sleeper(lp, c, i), [](std::exception_ptr) { FAIL("chained_sleeper"); });
+    co_await lp.yield();                         // behind the sleepers: they are all parked by now
+    lp.post([c] { c->src[0].request_stop(); });  // from a posted function
+    co_await c->all_done;
+  }(lp, &c));
+  REQUIRE(c.ended.size() == c.src.size());
+  for (std::size_t i = 0; i < c.ended.size(); ++i)
+    CHECK(c.ended[i] == static_cast<int>(i));
+  CHECK(c.inline_ends == 0);
+  CHECK(lp.parked().empty());
+}
+
 task<evco::result<void>> cancel_from_thread(loop& lp) {
   std::stop_source src;
   std::thread th([&src] { src.request_stop(); });
