@@ -37,25 +37,27 @@ concept observes_stop = requires(T& op) {
 
 // One token that is requested as soon as either of two is: for an op that has a token of its
 // own and is awaited inside a task that carries one too (the rare case; it allocates).
-struct merged_stop {
-  struct forward {
-    std::stop_source* to;
-    void operator()() const noexcept { to->request_stop(); }
-  };
-  merged_stop(const std::stop_token& a, const std::stop_token& b)
-      : on_a(a, forward{&source}), on_b(b, forward{&source}) {}
-  std::stop_source source;
-  std::stop_callback<forward> on_a, on_b;
+// Defined in lib/, as is inherit_stop, which makes one: inline, every translation unit that
+// awaits an op compiled std::stop_source and std::stop_callback's code (bench/README.md,
+// "Build cost").
+struct merged_stop;
+struct merged_stop_deleter {
+  void operator()(merged_stop* m) const noexcept;
 };
 
 // What a co_await changed in an op's own token, to put back when it ends: an op that is an
 // lvalue of the caller's may be awaited again, elsewhere, with its own token only.
 struct inherited_stop {
   std::stop_token own;
-  std::unique_ptr<merged_stop> merged;
+  std::unique_ptr<merged_stop, merged_stop_deleter> merged;
   bool changed = false;
 };
 struct no_inherited_stop {};
+
+// Makes `stop`, an op's own token, one that is requested as soon as it or `inherited` is, and
+// notes in `st` what to put back. Throws std::bad_alloc when both can be requested and their
+// merge cannot be allocated, as a task's frame that cannot be would.
+void inherit_stop(std::stop_token& stop, inherited_stop& st, const std::stop_token& inherited);
 
 // What task_promise_base::await_transform hands the co_await: the awaitable's own awaiter,
 // called through. Returned by value because g++ (11.3, 12.2) copies an awaiter that
@@ -78,7 +80,7 @@ class [[nodiscard]] forwarding_awaiter {
  public:
   forwarding_awaiter(A&& a, const std::stop_token* inherited) : aw_(make(static_cast<A&&>(a))) {
     if constexpr (stoppable) {
-      if (inherited && inherited->stop_possible()) inherit(*inherited);
+      if (inherited && inherited->stop_possible()) inherit_stop(get().stop, inherited_, *inherited);
     }
   }
   forwarding_awaiter(const forwarding_awaiter&) = delete;
@@ -110,19 +112,6 @@ class [[nodiscard]] forwarding_awaiter {
     } else {
       return aw_;
     }
-  }
-  // Throws std::bad_alloc when the op has a token of its own too and the merge cannot be
-  // allocated, as a task's frame that cannot be would.
-  void inherit(const std::stop_token& inherited) {
-    std::stop_token& stop = get().stop;
-    if (stop == inherited) return;
-    if (stop.stop_possible()) {
-      inherited_.merged = std::make_unique<merged_stop>(stop, inherited);
-      inherited_.own = std::exchange(stop, inherited_.merged->source.get_token());
-    } else {
-      inherited_.own = std::exchange(stop, inherited);
-    }
-    inherited_.changed = true;
   }
   stored aw_;
   [[no_unique_address]] std::conditional_t<stoppable, inherited_stop, no_inherited_stop> inherited_;
