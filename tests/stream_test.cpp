@@ -384,10 +384,15 @@ task<void> read_ahead_within_read_limit(loop& lp, std::size_t limit) {
 }
 
 TEST_CASE("reading ahead never takes the input past a read limit below its scratch size") {
-  for (const std::size_t limit : {std::size_t{1}, std::size_t{100}, std::size_t{16384}}) {
-    CAPTURE(limit);
-    loop lp;
-    lp.run(read_ahead_within_read_limit(lp, limit));
+  loop lp;
+  SUBCASE("1 byte") {
+    lp.run(read_ahead_within_read_limit(lp, 1));
+  }
+  SUBCASE("100 bytes") {
+    lp.run(read_ahead_within_read_limit(lp, 100));
+  }
+  SUBCASE("16 KiB, the scratch's size") {
+    lp.run(read_ahead_within_read_limit(lp, 16 << 10));
   }
 }
 
@@ -441,10 +446,12 @@ task<void> end_after_read_ahead(loop& lp, bool reset) {
 }
 
 TEST_CASE("eof and a reset after bytes read ahead are reported after those bytes") {
-  for (const bool reset : {false, true}) {
-    CAPTURE(reset);
-    loop lp;
-    lp.run(end_after_read_ahead(lp, reset));
+  loop lp;
+  SUBCASE("eof") {
+    lp.run(end_after_read_ahead(lp, false));
+  }
+  SUBCASE("reset") {
+    lp.run(end_after_read_ahead(lp, true));
   }
 }
 
