@@ -74,11 +74,14 @@ std::size_t read_direct_ahead(stream_state& s, std::byte* p, std::size_t n) noex
   const auto got = static_cast<std::size_t>(r);
   note_read(s, got, n + room);
   if (got <= n) return got;
-  evbuffer* in = input(s);
-  // The end of the input buffer is frozen (see fill_input).
-  evbuffer_unfreeze(in, 0);
-  const int added = evbuffer_add(in, scratch, got - n);
-  evbuffer_freeze(in, 0);
+  int added = -1;
+  if (buffers(s)) {  // a plain socket's are made when first needed: here
+    evbuffer* in = input(s);
+    // The end of the input buffer is frozen (see fill_input).
+    evbuffer_unfreeze(in, 0);
+    added = evbuffer_add(in, scratch, got - n);
+    evbuffer_freeze(in, 0);
+  }
   if (added != 0) {
     note_read_end(s, ENOMEM);  // those bytes are lost: the stream cannot go on
   } else if (limit != 0 && got - n >= limit) {
