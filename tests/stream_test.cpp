@@ -333,6 +333,128 @@ TEST_CASE("read_exactly cut short by eof reports eof and the bytes stay readable
   evco::test::run_on_loop(read_exactly_cut_short);
 }
 
+// ---- reading ahead --------------------------------------------------------------------------
+// A small direct read also reads what else is waiting into the input buffer, by the same
+// syscall (read.cpp's read_direct_ahead). Two messages written at once arrive together, so
+// the first read of one message finds the second there too.
+
+task<void> read_ahead_keeps_order(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  const std::string all = pattern(1000, 3);
+  REQUIRE(co_await p.client.write(all.substr(0, 128)));  // two 64-byte messages at once
+  std::string one(64, '\0'), two(64, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(one)));
+  CHECK(one == all.substr(0, 64));
+  CHECK(p.server.buffered_input() == 64);  // the second message came with the first
+  REQUIRE(co_await p.server.read_exactly(span_of(two)));
+  CHECK(two == all.substr(64, 64));
+  CHECK(p.server.buffered_input() == 0);
+  // A read that takes the buffered rest first and the socket's bytes after them.
+  REQUIRE(co_await p.client.write(all.substr(128, 100)));
+  std::string small(10, '\0'), larger(300, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(small)));
+  CHECK(small == all.substr(128, 10));
+  CHECK(p.server.buffered_input() == 90);
+  lp.spawn(write_all(&p.client, all.substr(228), 7), [](std::error_code ec) { FAIL(ec); });
+  REQUIRE(co_await p.server.read_exactly(span_of(larger)));
+  CHECK(larger == all.substr(138, 300));
+  std::string rest(all.size() - 438, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(rest)));
+  CHECK(rest == all.substr(438));
+}
+
+TEST_CASE("a small read reads ahead what else is waiting, and every byte comes back in order") {
+  evco::test::run_on_loop(read_ahead_keeps_order);
+}
+
+task<void> read_ahead_within_read_limit(loop& lp, std::size_t limit) {
+  auto p = co_await evco::test::connected_pair(lp);
+  p.server.set_read_limit(limit);
+  const std::string all = pattern(20000, 5);
+  REQUIRE(co_await p.client.write(all));
+  std::string got, chunk(10, '\0');
+  while (got.size() < all.size()) {
+    REQUIRE(co_await p.server.read_exactly(span_of(chunk)));
+    got += chunk;
+    CHECK(p.server.buffered_input() <= limit);
+    (void)co_await evco::sleep_for(lp, 0ms);  // a loop turn, with no reader parked
+    CHECK(p.server.buffered_input() <= limit);
+  }
+  CHECK(got == all);
+}
+
+TEST_CASE("reading ahead never takes the input past a read limit below its scratch size") {
+  loop lp;
+  SUBCASE("1 byte") {
+    lp.run(read_ahead_within_read_limit(lp, 1));
+  }
+  SUBCASE("100 bytes") {
+    lp.run(read_ahead_within_read_limit(lp, 100));
+  }
+  SUBCASE("16 KiB, the scratch's size") {
+    lp.run(read_ahead_within_read_limit(lp, 16 << 10));
+  }
+}
+
+task<void> peek_sees_read_ahead(loop& lp) {
+  auto p = co_await evco::test::connected_pair(lp);
+  REQUIRE(co_await p.client.write("hello world"));
+  std::string hello(5, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(hello)));
+  CHECK(hello == "hello");
+  auto v = co_await p.server.peek(6);
+  REQUIRE_MESSAGE(v, error_of(v));
+  CHECK(std::string_view(reinterpret_cast<const char*>(v.value().data()), 6) == " world");
+  // The view ends with the next read; what arrived meanwhile follows in order.
+  REQUIRE(co_await p.client.write("!more"));
+  std::string sp(1, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(sp)));
+  CHECK(sp == " ");
+  std::string rest(9, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(rest)));
+  CHECK(rest == "world!mor");
+}
+
+TEST_CASE("a peek after a small read sees the bytes read ahead") {
+  evco::test::run_on_loop(peek_sees_read_ahead);
+}
+
+task<void> end_after_read_ahead(loop& lp, bool reset) {
+  auto p = co_await evco::test::connected_pair(lp);
+  REQUIRE(co_await p.client.write("abcdef"));
+  std::string buf(3, '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(buf)));
+  CHECK(buf == "abc");
+  REQUIRE(p.server.buffered_input() == 3);
+  if (reset) {
+    const int fd = bufferevent_getfd(p.client.native_handle());
+    const linger lg{1, 0};
+    REQUIRE(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+    p.client.close();  // RST
+  } else {
+    REQUIRE(co_await p.client.shutdown());  // FIN
+  }
+  REQUIRE(co_await p.server.read_exactly(span_of(buf)));
+  CHECK(buf == "def");
+  auto end = co_await p.server.read_some(span_of(buf));
+  REQUIRE_FALSE(end);
+  if (reset) {
+    CHECK(end.error() == std::errc::connection_reset);
+  } else {
+    CHECK(end.error() == errc::eof);
+  }
+}
+
+TEST_CASE("eof and a reset after bytes read ahead are reported after those bytes") {
+  loop lp;
+  SUBCASE("eof") {
+    lp.run(end_after_read_ahead(lp, false));
+  }
+  SUBCASE("reset") {
+    lp.run(end_after_read_ahead(lp, true));
+  }
+}
+
 // ---- read_until -----------------------------------------------------------------------------
 
 task<void> read_until_frames(loop& lp) {

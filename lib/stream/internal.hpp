@@ -100,6 +100,9 @@ void fail(stream_state& s, stream_op& op, std::error_code ec) noexcept;
 // read.cpp: reading from the input buffer or straight from the socket
 void note_read_end(stream_state& s, int err) noexcept;
 std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept;
+// read_direct, but a small read also reads ahead into the (empty) input buffer, up to the
+// read limit: one syscall says whether more was waiting.
+std::size_t read_direct_ahead(stream_state& s, std::byte* p, std::size_t n) noexcept;
 // Whether a read should recv() now rather than wait: on a plain socket that has not ended,
 // when the socket just said it is readable, when the last direct read filled its buffer, or
 // when the input buffer held as much as one of libevent's capped reads brings.
@@ -117,7 +120,7 @@ inline std::size_t take(stream_state& s, std::byte* p, std::size_t n,
     const int r = evbuffer_remove(input(s), p, std::min(buffered, n));
     got = r > 0 ? static_cast<std::size_t>(r) : 0;
   }
-  if (got < n && socket_may_hold_more(s, buffered)) got += read_direct(s, p + got, n - got);
+  if (got < n && socket_may_hold_more(s, buffered)) got += read_direct_ahead(s, p + got, n - got);
   return got;
 }
 

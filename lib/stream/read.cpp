@@ -1,6 +1,8 @@
 // The read ops: read_some (into a span or a string), read_exactly, read_until. Each takes what
 // the input buffer holds first, then (plain sockets) straight from the socket.
 
+#include <sys/uio.h>
+
 #include "internal.hpp"
 
 namespace evco::detail {
@@ -14,6 +16,31 @@ void note_read_end(stream_state& s, int err) noexcept {
   if (err != 0 && !s.side[writing].error) s.side[writing].error = read_error;
 }
 
+namespace {
+
+// What a direct read of `got` bytes, into room for `asked`, says about the socket.
+void note_read(stream_state& s, std::size_t got, std::size_t asked) noexcept {
+  // A full read says more is waiting. After one, a short read does not say the socket is
+  // empty: on loopback, a read that opens the receive window lets the sender's queued
+  // bytes in at once. Reading on until EAGAIN keeps the window open; parking after every
+  // short read instead can leave a bulk transfer stuck at one small window per loop turn
+  // (bench/README.md has the figures).
+  s.more_pending = got == asked || s.more_pending;
+  s.readable = s.readable && got == asked;
+}
+
+std::size_t note_no_read(stream_state& s, ssize_t r) noexcept {
+  s.more_pending = false;
+  s.readable = false;
+  note_read_end(s, r == 0 ? 0 : errno);
+  return 0;
+}
+
+// A small direct read also reads ahead, in the same syscall, into this much scratch room.
+constexpr std::size_t read_ahead_room = 16 << 10;
+
+}  // namespace
+
 // Plain sockets: recv() straight into the caller's buffer, skipping libevent's capped reads
 // and the copy out of the input buffer. Only called while the input buffer is empty, so the
 // byte order holds. Returns the bytes read; 0 when there were none, or when the stream
@@ -21,20 +48,46 @@ void note_read_end(stream_state& s, int err) noexcept {
 std::size_t read_direct(stream_state& s, std::byte* p, std::size_t n) noexcept {
   if (n == 0) return 0;  // recv() of nothing returns 0, which would read as the peer's end
   const ssize_t r = ::recv(s.fd, p, n, MSG_DONTWAIT);
-  if (r > 0) {
-    // A full read says more is waiting. After one, a short read does not say the socket is
-    // empty: on loopback, a read that opens the receive window lets the sender's queued
-    // bytes in at once. Reading on until EAGAIN keeps the window open; parking after every
-    // short read instead can leave a bulk transfer stuck at one small window per loop turn
-    // (bench/README.md has the figures).
-    s.more_pending = static_cast<std::size_t>(r) == n || s.more_pending;
-    s.readable = s.readable && static_cast<std::size_t>(r) == n;
-    return static_cast<std::size_t>(r);
+  if (r <= 0) return note_no_read(s, r);
+  note_read(s, static_cast<std::size_t>(r), n);
+  return static_cast<std::size_t>(r);
+}
+
+// A small read fills the caller's buffer and, by the same readv(), a scratch area behind it,
+// whose bytes go to the input buffer: a read that filled the buffer but not the scratch found
+// the socket empty, with no failing recv() to say so (pingpong: a read_exactly of one message
+// no longer tries once more before it waits). Like read_direct, only called while the input
+// buffer is empty, so the bytes read ahead come first there. A plain socket is non-blocking
+// (make_socket_stream's contract: every path that makes one sets O_NONBLOCK), so readv()
+// needs no MSG_DONTWAIT; it costs less than recvmsg() (bench/README.md). Nothing is read
+// ahead while a peek's view is out, nor past the input's limit.
+std::size_t read_direct_ahead(stream_state& s, std::byte* p, std::size_t n) noexcept {
+  if (n == 0 || n >= read_ahead_room || s.input_viewed) return read_direct(s, p, n);
+  // The input's limit (none: 0), looked up only when it may be below the scratch's size: it
+  // is at least the read limit, 1 MiB by default.
+  const std::size_t limit = s.read_high != 0 && s.read_high <= read_ahead_room ? input_limit(s) : 0;
+  const std::size_t room = limit != 0 ? std::min(limit, read_ahead_room) : read_ahead_room;
+  std::byte scratch[read_ahead_room];
+  iovec iov[2] = {{p, n}, {scratch, room}};
+  const ssize_t r = ::readv(s.fd, iov, 2);
+  if (r <= 0) return note_no_read(s, r);
+  const auto got = static_cast<std::size_t>(r);
+  note_read(s, got, n + room);
+  if (got <= n) return got;
+  int added = -1;
+  if (buffers(s)) {  // a plain socket's are made when first needed: here
+    evbuffer* in = input(s);
+    // The end of the input buffer is frozen (see fill_input).
+    evbuffer_unfreeze(in, 0);
+    added = evbuffer_add(in, scratch, got - n);
+    evbuffer_freeze(in, 0);
   }
-  s.more_pending = false;
-  s.readable = false;
-  note_read_end(s, r == 0 ? 0 : errno);
-  return 0;
+  if (added != 0) {
+    note_read_end(s, ENOMEM);  // those bytes are lost: the stream cannot go on
+  } else if (limit != 0 && got - n >= limit) {
+    s.io->pause_reading(s);  // at the input's limit, as on_socket_readable does
+  }
+  return n;
 }
 
 // Nothing (more) to read now: the op is done only if the stream has ended or failed.
