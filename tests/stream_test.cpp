@@ -396,6 +396,36 @@ TEST_CASE("reading ahead never takes the input past a read limit below its scrat
   }
 }
 
+// With no reader at all, what the loop reads ahead stops at the read limit too: not one
+// 64 KiB read past it.
+task<void> no_reader_within_read_limit(loop& lp, std::size_t limit) {
+  auto p = co_await evco::test::connected_pair(lp);
+  p.server.set_read_limit(limit);
+  const std::string all = pattern(100000, 6);
+  REQUIRE(co_await p.client.write(all));
+  for (int turn = 0; turn < 1000 && p.server.buffered_input() < limit; ++turn) {
+    (void)co_await evco::sleep_for(lp, 0ms);  // loop turns, nobody reading
+  }
+  CHECK(p.server.buffered_input() == limit);
+  for (int turn = 0; turn < 5; ++turn) {
+    (void)co_await evco::sleep_for(lp, 0ms);
+    CHECK(p.server.buffered_input() == limit);
+  }
+  std::string got(all.size(), '\0');
+  REQUIRE(co_await p.server.read_exactly(span_of(got)));  // then every byte, in order
+  CHECK(got == all);
+}
+
+TEST_CASE("with no reader, reading ahead stops at the read limit") {
+  loop lp;
+  SUBCASE("1 byte") {
+    lp.run(no_reader_within_read_limit(lp, 1));
+  }
+  SUBCASE("1000 bytes") {
+    lp.run(no_reader_within_read_limit(lp, 1000));
+  }
+}
+
 task<void> peek_sees_read_ahead(loop& lp) {
   auto p = co_await evco::test::connected_pair(lp);
   REQUIRE(co_await p.client.write("hello world"));

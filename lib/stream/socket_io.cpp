@@ -66,12 +66,17 @@ std::size_t fill_input(stream_state& s) noexcept {
     return 0;
   }
   evbuffer* in = input(s);
+  // No further than the input's limit (what a waiting op needs counts: see input_limit), so
+  // that the read limit bounds what is buffered, not what one read brings past it.
+  const std::size_t limit = input_limit(s), have = evbuffer_get_length(in);
+  const std::size_t want = limit == 0 ? chunk : limit > have ? std::min(chunk, limit - have) : 0;
+  if (want == 0) return 0;
   // A bufferevent freezes the end of its input buffer; it unfreezes it around its own reads.
   evbuffer_unfreeze(in, 0);
   evbuffer_iovec vec;
   std::size_t n = 0;
-  if (evbuffer_reserve_space(in, chunk, &vec, 1) == 1) {
-    n = read_direct(s, static_cast<std::byte*>(vec.iov_base), vec.iov_len);
+  if (evbuffer_reserve_space(in, static_cast<ev_ssize_t>(want), &vec, 1) == 1) {
+    n = read_direct(s, static_cast<std::byte*>(vec.iov_base), std::min(vec.iov_len, want));
     vec.iov_len = n;
     if (n > 0) evbuffer_commit_space(in, &vec, 1);
   } else {
