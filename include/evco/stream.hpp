@@ -66,6 +66,9 @@ struct stream_settings;
 result<stream> make_socket_stream(loop& lp, int fd);  // friend: marks it a plain socket
 // friend: tls.cpp takes the socket out of a plain stream
 bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) noexcept;
+// friend: the bufferevent a stream has, without making one (null for a plain socket that has
+// needed none, and has no TLS either): tls.cpp's queries
+bufferevent* bufferevent_if_any(const stream& st) noexcept;
 struct tls_hooks;
 struct transport;
 // friend: the constructor
@@ -488,6 +491,7 @@ class stream {
   friend result<stream> detail::make_socket_stream(loop&, int);
   friend bufferevent* detail::release_bufferevent(stream&, loop*&,
                                                   detail::stream_settings&) noexcept;
+  friend bufferevent* detail::bufferevent_if_any(const stream&) noexcept;
   friend stream detail::attach(loop&, bufferevent*, const detail::transport&,
                                const detail::tls_hooks*);
   friend class rate_group;

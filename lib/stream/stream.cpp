@@ -125,6 +125,10 @@ duration idle_of(const side_state& side) noexcept {
 }
 }  // namespace
 
+bufferevent* bufferevent_if_any(const stream& st) noexcept {
+  return st.s_ ? st.s_->bev : nullptr;
+}
+
 bufferevent* release_bufferevent(stream& st, loop*& lp, stream_settings& kept) noexcept {
   stream_state* s = st.s_;
   if (!s || s->side[reading].op || s->side[writing].op || !buffers(*s)) return nullptr;
