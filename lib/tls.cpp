@@ -344,7 +344,7 @@ bool is_ip_address(const std::string& name) noexcept {
 }
 
 SSL* ssl_of(const stream& s) noexcept {
-  bufferevent* bev = detail::bufferevent_if_any(s);  // a plain socket without one has no TLS
+  bufferevent* bev = detail::bufferevent_if_any(s);         // a plain socket without one has no TLS
   return bev ? bufferevent_openssl_get_ssl(bev) : nullptr;  // null for other bufferevents
 }
 
